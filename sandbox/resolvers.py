@@ -1,0 +1,85 @@
+"""Root values for the two schemas: graphql-core's default resolver calls these methods with (info, **args).
+
+Method names are the schema's field names, which is why they are camelCase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+
+from sandbox.customers import PayloadErrors
+from sandbox.paging import connection
+from sandbox.store import SandboxStore
+
+# The sandbox passes no context value, so the context type is irrelevant.
+Info = GraphQLResolveInfo[Any]
+
+
+class CustomersRoot:
+    """Query and Mutation fields of the customers API."""
+
+    def __init__(self, store: SandboxStore) -> None:
+        self._store = store
+
+    def customer(self, info: Info, id: str) -> dict[str, Any] | None:
+        """Look up one customer by the platform's id."""
+        return self._store.find_customer(id)
+
+    def customers(
+        self, info: Info, after: str | None = None, first: int | None = None, **filters: Any
+    ) -> dict[str, Any]:
+        """List customers matching the filters, one page of at most 100 at a time."""
+        found = self._store.search_customers(
+            external_id=filters.get("externalId"),
+            is_system=filters.get("isSystem"),
+            name=filters.get("name"),
+            name_icontains=filters.get("name_Icontains"),
+            labels_contains=filters.get("labels_Contains"),
+            sort_by=filters.get("sortBy"),
+        )
+        return connection(found, after, first, to_node=lambda node: node)
+
+    def createCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
+        """Create a customer; refusals go into the payload's errors."""
+        return _payload(input, lambda: self._store.create_customer(_fields(input)))
+
+    def updateCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
+        """Change the fields present in the input; refusals go into the payload's errors."""
+        return _payload(input, lambda: self._store.update_customer(input.get("id"), _fields(input)))
+
+    def deleteCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
+        """Delete a customer and return it; refusals go into the payload's errors."""
+        return _payload(input, lambda: self._store.delete_customer(input.get("id")))
+
+
+class PersonalDataRoot:
+    """Query and Mutation fields of the personal-data API."""
+
+    def __init__(self, store: SandboxStore) -> None:
+        self._store = store
+
+    def purchase(self, info: Info, id: int) -> dict[str, Any] | None:
+        """Look up one purchase."""
+        return self._store.find_purchase(id)
+
+    def deletePersonalCustomerData(self, info: Info, purchaseId: int) -> dict[str, Any]:
+        """Anonymise a purchase; an unknown id raises PurchaseNotFound, a top-level GraphQL error."""
+        return {"updatedPurchase": self._store.erase_personal_data(purchaseId)}
+
+
+def _fields(mutation_input: dict[str, Any]) -> dict[str, Any]:
+    """Keep the customer fields of a mutation input, dropping the id and the relay bookkeeping."""
+    return {k: v for k, v in mutation_input.items() if k not in ("id", "clientMutationId")}
+
+
+def _payload(mutation_input: dict[str, Any], mutate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a customer mutation and shape its payload, turning refusals into `errors`."""
+    payload: dict[str, Any] = {"clientMutationId": mutation_input.get("clientMutationId")}
+    try:
+        payload.update(customer=mutate(), errors=[])
+    except PayloadErrors as refused:
+        payload.update(customer=None, errors=refused.errors)
+    return payload
