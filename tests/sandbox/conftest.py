@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_testkit import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, ApiClient
 
 from sandbox import RunningSandbox, SandboxConfig, start_in_thread
+from tests.sandbox.sandbox_testkit import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, ApiClient
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sandbox_documents import CREATE_CUSTOMER, DELETE_PERSONAL_DATA, GET_PURCHASE
-from sandbox_testkit import HAN_SOLO_PURCHASE, PERSONAL_DATA_TOKEN, ApiClient
 
 from sandbox import FaultSettings, RunningSandbox
+from tests.sandbox.sandbox_documents import CREATE_CUSTOMER, DELETE_PERSONAL_DATA, GET_PURCHASE
+from tests.sandbox.sandbox_testkit import HAN_SOLO_PURCHASE, PERSONAL_DATA_TOKEN, ApiClient
 
 
 def test_admin_refuses_the_personal_data_token(sandbox: RunningSandbox) -> None:

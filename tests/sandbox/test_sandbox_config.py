@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sandbox_testkit import CUSTOMERS_TOKEN, HAN_SOLO_PURCHASE, PERSONAL_DATA_TOKEN
 
 import sandbox.cli
 from sandbox import ConfigError, FaultSettings, SandboxConfig, create_sandbox_app, sandbox_command
 from sandbox.state import state_of
+from tests.sandbox.sandbox_testkit import CUSTOMERS_TOKEN, HAN_SOLO_PURCHASE, PERSONAL_DATA_TOKEN
 
 FIXTURES_FILE = Path(sandbox.cli.__file__).with_name("fixtures") / "purchases.json"
 TOKENS = {"SANDBOX_CUSTOMERS_TOKEN": CUSTOMERS_TOKEN, "SANDBOX_PERSONAL_DATA_TOKEN": PERSONAL_DATA_TOKEN}

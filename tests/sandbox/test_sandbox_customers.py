@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.requests import RequestsHTTPTransport
-from sandbox_documents import (
+
+import sandbox as sandbox_package
+from sandbox import RunningSandbox
+from tests.sandbox.sandbox_documents import (
     CREATE_CUSTOMER,
     DELETE_CUSTOMER,
     GET_CUSTOMER,
     LIST_CUSTOMERS,
     UPDATE_CUSTOMER,
 )
-from sandbox_testkit import CUSTOMERS_TOKEN, ApiClient
-
-import sandbox as sandbox_package
-from sandbox import RunningSandbox
+from tests.sandbox.sandbox_testkit import CUSTOMERS_TOKEN, ApiClient
 
 
 def create(api: ApiClient, **fields: Any) -> dict[str, Any]:

@@ -9,11 +9,11 @@ import requests
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportConnectionFailed, TransportServerError
 from gql.transport.requests import RequestsHTTPTransport
-from sandbox_documents import CREATE_CUSTOMER, LIST_CUSTOMERS
-from sandbox_testkit import CUSTOMERS_TOKEN, ApiClient
 
 from sandbox import FaultSettings, RunningSandbox
 from sandbox.faults import FaultInjector
+from tests.sandbox.sandbox_documents import CREATE_CUSTOMER, LIST_CUSTOMERS
+from tests.sandbox.sandbox_testkit import CUSTOMERS_TOKEN, ApiClient
 
 CREATE_ACME: dict[str, Any] = {
     "query": CREATE_CUSTOMER,

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import requests
-from sandbox_testkit import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, ApiClient
 
 from sandbox import RunningSandbox
+from tests.sandbox.sandbox_testkit import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, ApiClient
 
 QUERY = {"query": "{ customers { totalCount } }"}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sandbox_documents import LIST_CUSTOMERS, UPDATE_CUSTOMER
-from sandbox_testkit import ApiClient
 
 from sandbox import RunningSandbox
+from tests.sandbox.sandbox_documents import LIST_CUSTOMERS, UPDATE_CUSTOMER
+from tests.sandbox.sandbox_testkit import ApiClient
 
 CUSTOMER_COUNT = 205
 BY_CREATED_AT = [{"field": "CREATED_AT", "direction": "ASC"}]

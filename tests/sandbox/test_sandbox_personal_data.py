@@ -6,10 +6,10 @@ import copy
 from typing import Any
 
 import pytest
-from sandbox_documents import DELETE_PERSONAL_DATA, GET_PURCHASE
-from sandbox_testkit import HAN_SOLO_PURCHASE, ApiClient
 
 from sandbox import ANONYMISED_EMAIL, RunningSandbox
+from tests.sandbox.sandbox_documents import DELETE_PERSONAL_DATA, GET_PURCHASE
+from tests.sandbox.sandbox_testkit import HAN_SOLO_PURCHASE, ApiClient
 
 COUNTRY_US = {"id": "US", "name": "United States"}
 STATE_GA = {"id": "US_GA", "name": "Georgia", "country": COUNTRY_US}

@@ -1,0 +1,7 @@
+"""crmsync: keep a customer platform in sync with a CRM's outbound webhooks."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""The `crmsync` command: Flask's CLI (`crmsync routes`, `crmsync run`, ...) plus crmsync's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from flask.cli import FlaskGroup
+
+from crmsync.logs import configure as configure_logs
+from crmsync.redis_conn import connect
+from crmsync.settings import Settings, SettingsError, parse_secrets
+from sandbox.cli import sandbox_command
+from webhooks import create_app
+
+from .dev import dev_command
+
+
+@click.group(cls=FlaskGroup, create_app=create_app)
+def main() -> None:
+    """crmsync: apply a CRM's webhooks to the customer platform."""
+
+
+@main.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
+def worker_command(burst: bool, scheduler: bool) -> None:
+    """Run a worker that applies queued events to the platform."""
+    from jobs.worker import run_worker
+
+    settings = _settings("worker")
+    configure_logs(os.environ.get("LOG_LEVEL", "INFO"))
+    run_worker(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
+
+
+@main.command("send-sample")
+@click.argument("url", default="http://127.0.0.1:8000/webhooks/crm")
+@click.option("--external-id", default="crm-0001", show_default=True)
+@click.option("--name", default="Mars Missions", show_default=True)
+def send_sample_command(url: str, external_id: str, name: str) -> None:
+    """Send a signed sample `customer.created` webhook (signed with WEBHOOK_SECRET) to URL."""
+    from crmsync.sender import sample_event, send_event
+
+    secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
+    if not secrets:
+        raise click.UsageError("set WEBHOOK_SECRET to the secret the service verifies with")
+    response = send_event(url, secrets[0], sample_event(external_id, name))
+    click.echo(f"HTTP {response.status_code} {json.dumps(response.json())}")
+
+
+def _settings(role: str) -> Settings:
+    try:
+        return Settings.from_env(role=role)  # type: ignore[arg-type]
+    except SettingsError as exc:
+        click.echo(f"crmsync: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+main.add_command(sandbox_command)
+main.add_command(dev_command)

@@ -1,0 +1,36 @@
+"""Names of crmsync's own Redis keys, in one place so web, worker and tools agree on them."""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "crmsync"
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def job_id_for(webhook_id: str) -> str:
+    """An RQ-safe job id (`[A-Za-z0-9_-]+`) derived from the sender's delivery id, which may hold `.:/`."""
+    return "evt_" + _hash(webhook_id)[:40]
+
+
+def delivery_key(webhook_id: str) -> str:
+    """Remembers an accepted delivery id (value: its job id) for the dedup window."""
+    return f"{PREFIX}:delivery:{_hash(webhook_id)}"
+
+
+def customer_state_key(external_id: str) -> str:
+    """Per-customer ordering state: last applied event timestamp, its webhook id, tombstone."""
+    return f"{PREFIX}:customer:{_hash(external_id)}"
+
+
+def customer_lock_key(external_id: str) -> str:
+    """Per-customer lock so two workers never apply events for one customer at once."""
+    return f"{PREFIX}:lock:{_hash(external_id)}"
+
+
+def erasure_steps_key(webhook_id: str) -> str:
+    """The purchase ids an erasure has already anonymised, so retries resume where they stopped."""
+    return f"{PREFIX}:erasure:{_hash(webhook_id)}:done"

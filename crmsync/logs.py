@@ -1,0 +1,62 @@
+"""JSON log lines on stdout, one object per line (Heroku's log drain convention).
+
+Only the fields named in SAFE_FIELDS are copied from a record's `extra`: identifiers, outcomes and
+timings. Names, descriptions, labels, signatures and secrets have no field here, so a careless
+`extra={...}` cannot leak them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+__all__ = ["configure", "SAFE_FIELDS"]
+
+SAFE_FIELDS = (
+    "event",
+    "webhook_id",
+    "job_id",
+    "type",
+    "external_id",
+    "outcome",
+    "reason",
+    "failure_class",
+    "status",
+    "duration_ms",
+    "attempt",
+    "retry_in_s",
+    "method",
+    "path",
+    "remote",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object with a fixed set of allowed fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in SAFE_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception class only: messages of third-party exceptions may echo request data.
+            line["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(line, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    """Send every logger's records to stdout as JSON lines (idempotent)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

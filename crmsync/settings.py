@@ -1,0 +1,148 @@
+"""Settings, read from the environment in this one place.
+
+Each process role (web, worker) states which settings it needs; a missing or malformed one stops
+the process at start-up with a message naming the variable, instead of failing on the first event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["web", "worker", "cli"]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SECRET_PREFIX = "whsec_"
+# Seconds before each retry, like the large webhook platforms: about 27 hours in all.
+DEFAULT_RETRY_SCHEDULE = (5, 60, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where one GraphQL API lives and how to authenticate to it."""
+
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web and worker processes read from the environment."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    queue_name: str = "crmsync"
+    webhook_secrets: tuple[bytes, ...] = ()
+    tolerance_seconds: int = 300
+    max_body_bytes: int = 262_144
+    dedup_ttl_seconds: int = 72 * 3600
+    customers_api: ApiSettings | None = None
+    personal_data_api: ApiSettings | None = None
+    api_timeout_seconds: float = 10.0
+    job_timeout_seconds: int = 60
+    retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    ledger_ttl_seconds: int = 30 * 86_400
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, role: Role = "cli") -> Settings:
+        """Read the settings a process of `role` needs; raise SettingsError naming what is wrong."""
+        env = os.environ if environ is None else environ
+        required = _REQUIRED[role]
+        missing = [name for name in required if not env.get(name, "").strip()]
+        if missing:
+            raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+        return cls(
+            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            queue_name=_queue_name(env.get("QUEUE_NAME", "crmsync")),
+            webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
+            tolerance_seconds=_positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
+            max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 262_144),
+            dedup_ttl_seconds=_positive_int(env, "DEDUP_TTL_SECONDS", 72 * 3600),
+            customers_api=_api(env, "CUSTOMERS_API"),
+            personal_data_api=_api(env, "PERSONAL_DATA_API"),
+            api_timeout_seconds=float(_positive_int(env, "API_TIMEOUT_SECONDS", 10)),
+            job_timeout_seconds=_positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
+            retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
+            ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", 30 * 86_400),
+        )
+
+
+_REQUIRED: dict[Role, tuple[str, ...]] = {
+    "web": ("WEBHOOK_SECRET",),
+    "worker": (
+        "CUSTOMERS_API_URL",
+        "CUSTOMERS_API_TOKEN",
+        "PERSONAL_DATA_API_URL",
+        "PERSONAL_DATA_API_TOKEN",
+    ),
+    "cli": (),
+}
+
+
+def parse_secrets(value: str) -> tuple[bytes, ...]:
+    """Decode `whsec_<base64>` secrets separated by spaces or commas (several allow rotation)."""
+    secrets = []
+    for token in re.split(r"[\s,]+", value.strip()):
+        if not token:
+            continue
+        if not token.startswith(SECRET_PREFIX):
+            raise SettingsError("WEBHOOK_SECRET: each secret must start with 'whsec_'")
+        try:
+            key = base64.b64decode(token[len(SECRET_PREFIX) :], validate=True)
+        except binascii.Error as exc:
+            raise SettingsError("WEBHOOK_SECRET: a secret is not valid base64 after 'whsec_'") from exc
+        if not key:
+            raise SettingsError("WEBHOOK_SECRET: a secret is empty")
+        secrets.append(key)
+    return tuple(secrets)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _api(env: Mapping[str, str], prefix: str) -> ApiSettings | None:
+    url = env.get(f"{prefix}_URL", "").strip()
+    token = env.get(f"{prefix}_TOKEN", "").strip()
+    if not url and not token:
+        return None
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise SettingsError(f"{prefix}_URL must be an http(s) URL")
+    if not token:
+        raise SettingsError(f"{prefix}_TOKEN is required when {prefix}_URL is set")
+    return ApiSettings(url=url, token=token)
+
+
+def _queue_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise SettingsError("QUEUE_NAME may hold only letters, digits, '_' and '-'")
+    return value
+
+
+def _schedule(value: str) -> tuple[int, ...]:
+    if not value.strip():
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        delays = tuple(int(part) for part in value.split(","))
+    except ValueError as exc:
+        raise SettingsError("RETRY_SCHEDULE must be comma-separated whole seconds, e.g. 5,60,300") from exc
+    if any(delay < 0 for delay in delays):
+        raise SettingsError("RETRY_SCHEDULE delays must not be negative")
+    return delays

@@ -1,0 +1,75 @@
+"""An accepted CRM event as the worker sees it: plain JSON in, a typed view out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["Event", "CUSTOMER_FIELDS", "PERSONAL_FIELDS"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Fields of the customer record that crmsync keeps in sync, in their CRM (and GraphQL input) names.
+CUSTOMER_FIELDS = ("name", "description", "labels")
+# Fields that may hold personal data: never logged, scrubbed from Redis on erasure.
+PERSONAL_FIELDS = ("name", "description", "labels")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One CRM event: its delivery id, type, CRM timestamp and validated data."""
+
+    webhook_id: str
+    type: str
+    timestamp: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Event:
+        return cls(
+            webhook_id=payload["webhook_id"],
+            type=payload["type"],
+            timestamp=payload["timestamp"],
+            data=payload["data"],
+        )
+
+    @property
+    def external_id(self) -> str:
+        return str(self.data["external_id"])
+
+    @property
+    def version(self) -> str:
+        """A totally ordered version: CRM time in microseconds, then the webhook id as tie-break.
+
+        Two events stamped with the same microsecond are ordered by webhook id, so every worker
+        reaches the same verdict whatever order they arrive in.
+        """
+        moment = datetime.fromisoformat(self.timestamp)
+        micros = (moment - _EPOCH) // timedelta(microseconds=1)
+        return f"{micros:020d}|{self.webhook_id}"
+
+    def customer_fields(self) -> dict[str, Any]:
+        """The customer fields this event sets; a create sets all of them (absent ones to empty)."""
+        fields = {name: self.data[name] for name in CUSTOMER_FIELDS if name in self.data}
+        if self.type == "customer.created":
+            fields.setdefault("description", "")
+            fields.setdefault("labels", [])
+        if "labels" in fields:
+            fields["labels"] = normalize_labels(fields["labels"])
+        return fields
+
+    def personal_values(self) -> list[str]:
+        """Every personal string this event carries, for redacting messages that may echo them."""
+        values: list[str] = []
+        for name in PERSONAL_FIELDS:
+            value = self.data.get(name)
+            if isinstance(value, str):
+                values.append(value)
+            elif isinstance(value, list):
+                values.extend(str(item) for item in value)
+        return [value for value in values if value]
+
+
+def normalize_labels(labels: list[str]) -> list[str]:
+    """Lower-case and de-duplicate, keeping first-seen order (the platform lower-cases labels too)."""
+    return list(dict.fromkeys(label.lower() for label in labels))

@@ -1,0 +1,164 @@
+"""Per-customer ordering: a lock, and a ledger of the newest version applied to each field.
+
+CRMs deliver out of order and more than once. For each external id the ledger keeps the version
+(CRM timestamp + webhook id) of the last applied value of every field, the last delete (a tombstone)
+and the last erasure. An event only writes the fields no newer event has written; an event with
+nothing left to write is stale. This converges to the state the CRM's events describe in timestamp
+order, whatever order they arrive in. The lock makes check-then-apply atomic across workers, and
+the ledger is written only while the lock is still ours (a fenced commit).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from redis import Redis
+
+from crmsync.keys import customer_lock_key, customer_state_key
+
+from .errors import CustomerLocked
+
+__all__ = ["Ledger", "CustomerLedgers", "LockedCustomer"]
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, redis.call('HGETALL', KEYS[2])}
+end
+return {0, {}}
+"""
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+if #ARGV > 2 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What has been applied for one customer, as versions (see `Event.version`)."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    deleted: str = ""
+    erased: str = ""
+    latest: str = ""
+
+    @classmethod
+    def from_redis(cls, pairs: dict[str, str]) -> Ledger:
+        fields = {name[2:]: value for name, value in pairs.items() if name.startswith("f:")}
+        return cls(fields, pairs.get("deleted", ""), pairs.get("erased", ""), pairs.get("latest", ""))
+
+    def to_redis(self) -> list[str]:
+        flat = [item for name, version in self.fields.items() for item in (f"f:{name}", version)]
+        for name in ("deleted", "erased", "latest"):
+            if getattr(self, name):
+                flat += [name, getattr(self, name)]
+        return flat
+
+    def fields_to_write(self, version: str, carried: dict[str, Any]) -> dict[str, Any]:
+        """The subset of `carried` that this event may still write; empty means the event is stale.
+
+        A delete or an erasure at or after `version` supersedes it: a late update must not bring back
+        a deleted customer, nor personal data the person asked to erase.
+        """
+        if version <= self.deleted or version <= self.erased:
+            return {}
+        return {name: value for name, value in carried.items() if version > self.fields.get(name, "")}
+
+    def after_write(self, version: str, written: dict[str, Any]) -> Ledger:
+        fields = {**self.fields, **dict.fromkeys(written, version)}
+        return replace(self, fields=fields, latest=max(self.latest, version))
+
+    def may_delete(self, version: str) -> bool:
+        """A delete applies only if nothing newer (a re-create, an update) has been applied since."""
+        return version > self.latest
+
+    def after_delete(self, version: str) -> Ledger:
+        # The customer's fields died with it: a newer create starts a new life from scratch.
+        return replace(self, fields={}, deleted=version, latest=version)
+
+    def after_erasure(self, version: str) -> Ledger:
+        return replace(self, erased=max(self.erased, version), latest=max(self.latest, version))
+
+
+@dataclass
+class LockedCustomer:
+    """A customer whose lock this worker holds, with the ledger read under that lock."""
+
+    external_id: str
+    ledger: Ledger
+    token: str
+
+
+class CustomerLedgers:
+    """Locks and ledgers of all customers, in Redis (shared by every worker process)."""
+
+    def __init__(
+        self, redis: Redis, lock_ttl_seconds: int, ledger_ttl_seconds: int, wait_seconds: float
+    ) -> None:
+        self._redis = redis
+        self._lock_ttl_ms = lock_ttl_seconds * 1000
+        self._ledger_ttl = ledger_ttl_seconds
+        self._wait = wait_seconds
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._commit = redis.register_script(_COMMIT)
+        self._release = redis.register_script(_RELEASE)
+
+    @contextmanager
+    def locked(self, external_id: str) -> Iterator[LockedCustomer]:
+        """Hold the customer's lock for the block; raise CustomerLocked if it stays busy."""
+        customer = self._lock(external_id)
+        try:
+            yield customer
+        finally:
+            # After a commit the lock is already gone; this only frees it after a failure.
+            self._release(keys=[customer_lock_key(external_id)], args=[customer.token])
+
+    def commit(self, customer: LockedCustomer, ledger: Ledger) -> None:
+        """Record `ledger` and release the lock, only if the lock is still ours."""
+        keys = [customer_lock_key(customer.external_id), customer_state_key(customer.external_id)]
+        if not self._commit(keys=keys, args=[customer.token, self._ledger_ttl, *ledger.to_redis()]):
+            # Our lock expired and another worker may have moved on: let a retry re-decide.
+            raise CustomerLocked("customer lock expired before the ledger was written")
+        customer.ledger = ledger
+
+    def read(self, external_id: str) -> Ledger:
+        """The ledger as it stands (without locking), for inspection."""
+        stored = self._redis.hgetall(customer_state_key(external_id))
+        return Ledger.from_redis({_text(name): _text(value) for name, value in stored.items()})
+
+    def _lock(self, external_id: str) -> LockedCustomer:
+        token = secrets.token_hex(16)
+        keys = [customer_lock_key(external_id), customer_state_key(external_id)]
+        deadline = time.monotonic() + self._wait
+        delay = 0.005
+        while True:
+            acquired, flat = self._acquire(keys=keys, args=[token, self._lock_ttl_ms])
+            if acquired:
+                pairs = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+                return LockedCustomer(external_id, Ledger.from_redis(pairs), token)
+            if time.monotonic() >= deadline:
+                raise CustomerLocked("another worker is applying an event for this customer", retry_after=1)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

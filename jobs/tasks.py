@@ -1,0 +1,136 @@
+"""The RQ job: apply one CRM event to the platform, in order, exactly once in effect.
+
+Each function below reads as the business rule it applies. Failures are classified (jobs/errors.py):
+retryable ones are rescheduled with jittered backoff (honouring Retry-After), permanent ones skip the
+remaining retries. Messages are redacted of the event's personal values before RQ stores them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import get_current_job
+
+from .customers import delete_customer, upsert_customer
+from .errors import SyncError
+from .events import Event
+from .personal_data import erase_personal_data
+from .redaction import redact
+from .retry import next_delay
+from .runtime import Runtime, current
+
+__all__ = ["apply_event"]
+
+log = logging.getLogger("crmsync.jobs")
+
+
+def apply_event(payload: dict[str, Any]) -> dict[str, str]:
+    """RQ entry point: apply the event in `payload` (plain JSON, as enqueued by the web side)."""
+    event = Event.from_payload(payload)
+    runtime = current()
+    started = time.perf_counter()
+    try:
+        outcome = APPLIERS[event.type](runtime, event)
+    except SyncError as exc:
+        exc.args = (redact(str(exc), event.personal_values()),)
+        _schedule_retry_or_give_up(runtime, event, exc)
+        raise
+    _log(event, outcome, started)
+    return {"outcome": outcome}
+
+
+def sync_customer(runtime: Runtime, event: Event) -> str:
+    """created/updated: write the fields no newer event has written (create the customer if absent)."""
+    carried = event.customer_fields()
+    with runtime.ledgers.locked(event.external_id) as customer:
+        fields = customer.ledger.fields_to_write(event.version, carried)
+        if not fields:
+            return "stale" if carried else "noop"
+        upsert_customer(runtime.customers, event.external_id, fields)
+        runtime.ledgers.commit(customer, customer.ledger.after_write(event.version, fields))
+    return "applied"
+
+
+def remove_customer(runtime: Runtime, event: Event) -> str:
+    """deleted: delete unless something newer was applied; leave a tombstone against late updates."""
+    with runtime.ledgers.locked(event.external_id) as customer:
+        if not customer.ledger.may_delete(event.version):
+            return "stale"
+        delete_customer(runtime.customers, event.external_id)
+        runtime.ledgers.commit(customer, customer.ledger.after_delete(event.version))
+    return "applied"
+
+
+def erase_customer_data(runtime: Runtime, event: Event) -> str:
+    """erasure_requested: anonymise every purchase; older events for the customer become stale."""
+    with runtime.ledgers.locked(event.external_id) as customer:
+        erase_personal_data(
+            runtime.personal_data, runtime.redis, event.webhook_id, event.data["purchase_ids"]
+        )
+        runtime.ledgers.commit(customer, customer.ledger.after_erasure(event.version))
+    return "applied"
+
+
+APPLIERS: dict[str, Callable[[Runtime, Event], str]] = {
+    "customer.created": sync_customer,
+    "customer.updated": sync_customer,
+    "customer.deleted": remove_customer,
+    "customer.erasure_requested": erase_customer_data,
+}
+
+
+def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -> None:
+    """Record this attempt on the job, then either set the next retry's delay or end the retries."""
+    job = get_current_job()
+    if job is None:
+        return
+    attempts = job.meta.setdefault("attempts", [])
+    attempts.append(
+        {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "class": exc.failure_class,
+            "message": str(exc),
+        }
+    )
+    job.meta["failure_class"] = exc.failure_class
+    retry_in: int | None = None
+    if not exc.retryable:
+        job.retries_left = 0
+    elif job.retries_left:
+        retry_in = next_delay(runtime.settings.retry_schedule, len(attempts) - 1, exc.retry_after)
+        # RQ reads the next interval from this list; setting it per failure gives jitter and Retry-After.
+        job.retry_intervals = [retry_in]
+    job.save_meta()
+    log.warning(
+        "event failed",
+        extra={
+            "event": "job_failed",
+            "webhook_id": event.webhook_id,
+            "job_id": job.id,
+            "type": event.type,
+            "external_id": event.external_id,
+            "failure_class": exc.failure_class,
+            "attempt": len(attempts),
+            "retry_in_s": retry_in,
+        },
+    )
+
+
+def _log(event: Event, outcome: str, started: float) -> None:
+    job = get_current_job()
+    log.info(
+        "event applied" if outcome == "applied" else f"event {outcome}",
+        extra={
+            "event": "job_done",
+            "webhook_id": event.webhook_id,
+            "job_id": job.id if job else None,
+            "type": event.type,
+            "external_id": event.external_id,
+            "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )

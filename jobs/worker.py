@@ -1,0 +1,57 @@
+"""The worker process: RQ's in-process worker with the JSON serializer and crmsync's runtime.
+
+Jobs run in the worker process itself (no fork per job), so the HTTP sessions to the platform stay
+open across jobs and parsed documents are reused. Crash safety does not rest on the fork: a killed
+worker's job is found by another worker's maintenance pass (every MAINTENANCE_INTERVAL seconds) and
+retried, and the per-customer ledger makes the retry's effect happen once.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
+
+from crmsync.settings import Settings
+
+from .runtime import Runtime, install
+
+__all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
+
+# Heroku sends SIGKILL 30 s after SIGTERM; a job still running after this is stopped (as a timeout,
+# which is retried) so the worker records its state and exits before the kill.
+SHUTDOWN_GRACE_SECONDS = 20
+MAINTENANCE_INTERVAL = 30
+
+
+class SyncWorker(SimpleWorker):
+    """An in-process RQ worker that stops a running job within Heroku's shutdown window."""
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        if self.get_current_job_id():
+            # Re-arm the job's timeout alarm (RQ's death penalty uses SIGALRM) to fire sooner.
+            remaining = signal.alarm(0)
+            signal.alarm(min(remaining, SHUTDOWN_GRACE_SECONDS) if remaining else SHUTDOWN_GRACE_SECONDS)
+
+
+def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:
+    """A worker on the app's queue, with the runtime its jobs need installed in this process."""
+    install(Runtime.build(settings, redis))
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    return SyncWorker(
+        [queue],
+        connection=redis,
+        serializer=JSONSerializer,
+        name=name,
+        maintenance_interval=MAINTENANCE_INTERVAL,
+    )
+
+
+def run_worker(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> bool:
+    """Work until stopped (or until the queue is empty with `burst`)."""
+    worker = build_worker(settings, redis)
+    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")

@@ -1,0 +1,163 @@
+"""Shared fixtures: a real Redis, the sandbox API and the web app, each over a real connection."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+from redis import Redis
+from werkzeug.serving import make_server
+
+from crmsync.embedded_redis import start_embedded_redis
+from crmsync.sender import signed_request
+from crmsync.settings import Settings
+from jobs.worker import SyncWorker, build_worker
+from sandbox.config import SandboxConfig
+from sandbox.server import RunningSandbox, start_in_thread
+from webhooks import create_app
+
+SECRET = b"test-secret-0123456789abcdef0123"
+# A second secret, as during a rotation: deliveries signed with either are accepted.
+PREVIOUS_SECRET = b"previous-secret-0123456789abcdef"
+WEBHOOK_SECRET = " ".join("whsec_" + base64.b64encode(key).decode() for key in (SECRET, PREVIOUS_SECRET))
+CUSTOMERS_TOKEN = "customers-test-token"
+PERSONAL_DATA_TOKEN = "personal-data-test-token"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL when set (the tests flush it), else an embedded redis-server for the session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = start_embedded_redis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    """A client on an emptied database, so every test starts from nothing."""
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[RunningSandbox]:
+    """The sandbox GraphQL APIs, served over HTTP on a free port for the whole session."""
+    server = start_in_thread(
+        SandboxConfig(customers_token=CUSTOMERS_TOKEN, personal_data_token=PERSONAL_DATA_TOKEN)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: RunningSandbox) -> RunningSandbox:
+    """The sandbox, reset to empty with faults off."""
+    response = requests.post(
+        f"{sandbox_server.base_url}/admin/reset",
+        headers={"Authorization": f"Bearer {CUSTOMERS_TOKEN}"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return sandbox_server
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
+    """Settings as the environment would give them, pointing at the test Redis and sandbox."""
+    base = Settings.from_env(
+        {
+            "REDIS_URL": redis_url,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "CUSTOMERS_API_URL": sandbox_server.customers_url,
+            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+            "PERSONAL_DATA_API_URL": sandbox_server.personal_data_url,
+            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            "API_TIMEOUT_SECONDS": "2",
+        },
+        role="web",
+    )
+    # Immediate retries keep failure tests fast; the schedule's shape is tested on its own.
+    return replace(base, retry_schedule=(0, 0))
+
+
+@pytest.fixture(scope="session")
+def web_server(settings: Settings) -> Iterator[str]:
+    """The web app served over real HTTP in a thread for the session; yields its base URL."""
+    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def web(web_server: str, redis: Redis, sandbox: RunningSandbox) -> str:
+    """The webhook URL, with Redis emptied and the sandbox reset for this test."""
+    return f"{web_server}/webhooks/crm"
+
+
+Deliver = Callable[..., requests.Response]
+
+
+@pytest.fixture
+def deliver(web: str) -> Deliver:
+    """POST a signed delivery of `event`; keyword arguments override headers, body or signing."""
+
+    def _deliver(
+        event: dict[str, Any],
+        webhook_id: str | None = None,
+        secret: bytes = SECRET,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> requests.Response:
+        signed_headers, signed_body = signed_request(secret, event, webhook_id, timestamp)
+        return requests.post(web, data=body if body is not None else signed_body,
+                             headers={**signed_headers, **(headers or {})}, timeout=10)  # fmt: skip
+
+    return _deliver
+
+
+@pytest.fixture
+def worker(settings: Settings, redis: Redis) -> Iterator[SyncWorker]:
+    """A real RQ worker (in this process) whose `work(burst=True)` drains the queue."""
+    built = build_worker(settings, redis)
+    yield built
+    from jobs.runtime import current
+
+    current().close()
+
+
+@pytest.fixture
+def platform(sandbox: RunningSandbox) -> Callable[..., dict[str, Any]]:
+    """Query the sandbox's customers API over GraphQL, as a client of the platform would."""
+
+    def _query(query: str, variables: dict[str, Any] | None = None, api: str = "customers") -> dict[str, Any]:
+        url, token = (
+            (sandbox.customers_url, CUSTOMERS_TOKEN)
+            if api == "customers"
+            else (sandbox.personal_data_url, PERSONAL_DATA_TOKEN)
+        )
+        response = requests.post(
+            url,
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    return _query

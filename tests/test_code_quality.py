@@ -1,0 +1,28 @@
+"""The code stays ruff- and mypy-clean: part of the test suite, so CI enforces it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = [
+    name
+    for name in ("crmsync", "webhooks", "jobs", "sandbox", "tests", "bench")
+    if any((ROOT / name).glob("*.py"))
+]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [("ruff", ["check", "."]), ("ruff", ["format", "--check", "."]), ("mypy", PACKAGES)],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_tool_passes(tool: str, arguments: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", tool, *arguments], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,304 @@
+"""POST /webhooks/crm: every answer the contract promises, over real HTTP against real Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from tests.conftest import PREVIOUS_SECRET, SECRET, Deliver
+
+
+def created(external_id: str = "crm-1", **data: Any) -> dict[str, Any]:
+    return {
+        "type": "customer.created",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "data": {"external_id": external_id, "name": "Mars Missions", **data},
+    }
+
+
+def queued_jobs(redis: Redis) -> list[str]:
+    return Queue("crmsync", connection=redis, serializer=JSONSerializer).get_job_ids()
+
+
+def test_new_event_is_queued_as_a_json_serialized_job(deliver: Deliver, redis: Redis) -> None:
+    response = deliver(created(), webhook_id="msg_2Lx/01:a.b")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", body["job_id"])
+    assert queued_jobs(redis) == [body["job_id"]]
+    job = Job.fetch(body["job_id"], connection=redis, serializer=JSONSerializer)
+    assert job.func_name == "jobs.tasks.apply_event"
+    assert job.args[0]["webhook_id"] == "msg_2Lx/01:a.b"
+    assert job.args[0]["data"]["name"] == "Mars Missions"
+    # JSON, not pickle: the stored payload is readable as JSON.
+    assert b"Mars Missions" in __import__("zlib").decompress(redis.hget(job.key, "data"))
+    assert "Mars Missions" not in (job.description or "")
+
+
+def test_redelivery_of_an_accepted_id_is_a_duplicate_with_the_same_job(
+    deliver: Deliver, redis: Redis
+) -> None:
+    first = deliver(created(), webhook_id="msg_dup")
+    second = deliver(created(), webhook_id="msg_dup")
+    assert second.status_code == 200
+    assert second.json() == {"status": "duplicate", "job_id": first.json()["job_id"]}
+    assert len(queued_jobs(redis)) == 1
+
+
+def test_delivery_id_is_remembered_for_at_least_72_hours(deliver: Deliver, redis: Redis) -> None:
+    deliver(created(), webhook_id="msg_ttl")
+    (key,) = redis.keys("crmsync:delivery:*")
+    assert redis.ttl(key) >= 72 * 3600 - 5
+
+
+def test_parallel_identical_deliveries_enqueue_exactly_one_job(web: str, redis: Redis) -> None:
+    from crmsync.sender import signed_request
+
+    headers, body = signed_request(SECRET, created(), "msg_race")
+
+    def post(_: int) -> requests.Response:
+        return requests.post(web, data=body, headers=headers, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(post, range(32)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] * 31 + [202]
+    assert len({response.json()["job_id"] for response in responses}) == 1
+    assert len(queued_jobs(redis)) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "reason"),
+    [
+        ("webhook-id", "", "missing_header"),
+        ("webhook-timestamp", "", "missing_header"),
+        ("webhook-signature", "", "missing_header"),
+        ("webhook-timestamp", "soon", "malformed_timestamp"),
+        ("webhook-signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "invalid_signature"),
+    ],
+)
+def test_bad_signature_headers_are_401_with_the_reason(
+    deliver: Deliver, redis: Redis, header: str, value: str, reason: str
+) -> None:
+    response = deliver(created(), headers={header: value})
+    assert response.status_code == 401
+    assert response.json()["error"] == reason
+    assert queued_jobs(redis) == []
+    assert redis.keys("crmsync:delivery:*") == []
+
+
+@pytest.mark.parametrize("skew", [-301, 301])
+def test_stale_or_future_timestamp_is_401(deliver: Deliver, redis: Redis, skew: int) -> None:
+    response = deliver(created(), timestamp=int(time.time()) + skew)
+    assert response.status_code == 401
+    assert response.json()["error"] == "timestamp_out_of_tolerance"
+    assert queued_jobs(redis) == []
+
+
+def test_wrong_secret_is_401_and_nothing_is_remembered(deliver: Deliver, redis: Redis) -> None:
+    response = deliver(created(), webhook_id="msg_forged", secret=b"not-the-secret")
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_signature"
+    # The genuine delivery with the same id is still accepted afterwards.
+    assert deliver(created(), webhook_id="msg_forged").status_code == 202
+
+
+def test_delivery_signed_with_the_previous_rotated_secret_is_accepted(deliver: Deliver) -> None:
+    assert deliver(created(), secret=PREVIOUS_SECRET).status_code == 202
+
+
+def test_body_that_is_not_json_is_400(deliver: Deliver, web: str) -> None:
+    from crmsync.sender import signed_request
+
+    headers, _ = signed_request(SECRET, {}, "msg_x")
+    body = b"{not json"
+    from webhooks.signature import sign
+
+    headers["webhook-signature"] = sign(SECRET, "msg_x", int(headers["webhook-timestamp"]), body)
+    response = requests.post(web, data=body, headers=headers, timeout=5)
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_json"
+
+
+def test_invalid_utf8_body_is_400(web: str) -> None:
+    from webhooks.signature import sign
+
+    now = int(time.time())
+    body = b'{"type": "\xff"}'
+    headers = {"content-type": "application/json", "webhook-id": "m", "webhook-timestamp": str(now),
+               "webhook-signature": sign(SECRET, "m", now, body)}  # fmt: skip
+    response = requests.post(web, data=body, headers=headers, timeout=5)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_content_type_other_than_json_is_415(deliver: Deliver, content_type: str) -> None:
+    response = deliver(created(), headers={"content-type": content_type})
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_body_over_the_limit_is_413(deliver: Deliver, redis: Redis) -> None:
+    response = deliver(created(description="x" * 300_000))
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert queued_jobs(redis) == []
+
+
+def test_chunked_body_over_the_limit_is_413(web: str) -> None:
+    def chunks() -> Any:
+        for _ in range(300):
+            yield b"x" * 1024
+
+    response = requests.post(web, data=chunks(), headers={"content-type": "application/json"}, timeout=10)
+    assert response.status_code == 413
+
+
+SCHEMA_VIOLATIONS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    (
+        {"type": "customer.merged", "timestamp": "2026-11-22T10:00:00Z", "data": {}},
+        {"type": ["Must be one of"]},
+    ),
+    ({"timestamp": "2026-11-22T10:00:00Z", "data": {}}, {"type": ["Missing data for required field."]}),
+    ({"type": "customer.deleted", "data": {"external_id": "a"}}, {"timestamp": ["Missing"]}),
+    (
+        {"type": "customer.deleted", "timestamp": "yesterday", "data": {"external_id": "a"}},
+        {"timestamp": ["Not a valid"]},
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00", "data": {"external_id": "a"}},
+        {"timestamp": ["Not a valid aware datetime."]},
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": {}},
+        {"data": {"external_id": ["Missing data for required field."]}},
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": {"external_id": ""}},
+        {"data": {"external_id": ["Shorter than minimum length 1."]}},
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": {"external_id": 7}},
+        {"data": {"external_id": ["Not a valid string."]}},
+    ),
+    (
+        {"type": "customer.created", "timestamp": "2026-11-22T10:00:00Z", "data": {"external_id": "a"}},
+        {"data": {"name": ["Missing data for required field."]}},
+    ),
+    (
+        {
+            "type": "customer.updated",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a", "labels": "vip"},
+        },
+        {"data": {"labels": ["Not a valid list."]}},
+    ),
+    (
+        {
+            "type": "customer.updated",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a", "email": "x"},
+        },
+        {"data": {"email": ["Unknown field."]}},
+    ),
+    (
+        {
+            "type": "customer.erasure_requested",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a"},
+        },
+        {"data": {"purchase_ids": ["Missing data for required field."]}},
+    ),
+    (
+        {
+            "type": "customer.erasure_requested",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a", "purchase_ids": []},
+        },
+        {"data": {"purchase_ids": ["Shorter than minimum length 1."]}},
+    ),
+    (
+        {
+            "type": "customer.erasure_requested",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a", "purchase_ids": [0, "7", 1.5]},
+        },
+        {
+            "data": {
+                "purchase_ids": {
+                    "0": ["Must be greater than or equal to 1."],
+                    "1": ["Not a valid integer."],
+                    "2": ["Not a valid integer."],
+                }
+            }
+        },
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": [], "extra": 1},
+        {"data": ["Not a valid mapping type."], "extra": ["Unknown field."]},
+    ),
+]
+
+
+def _matches(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _matches(actual[k], v) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and all(any(a.startswith(e) for a in actual) for e in expected)
+    return bool(actual == expected)
+
+
+@pytest.mark.parametrize(("event", "errors"), SCHEMA_VIOLATIONS)
+def test_schema_violation_is_422_naming_each_field(
+    deliver: Deliver, redis: Redis, event: dict[str, Any], errors: dict[str, Any]
+) -> None:
+    response = deliver(event)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_event"
+    assert _matches(body["errors"], errors), body["errors"]
+    assert queued_jobs(redis) == []
+
+
+@pytest.mark.parametrize(
+    "payload", [b"[]", b"null", b"42", b'"text"', b"{}", json.dumps({"type": None}).encode()]
+)
+def test_json_that_is_not_an_event_object_is_422(web: str, payload: bytes) -> None:
+    from webhooks.signature import sign
+
+    now = int(time.time())
+    headers = {"content-type": "application/json", "webhook-id": "m1", "webhook-timestamp": str(now),
+               "webhook-signature": sign(SECRET, "m1", now, payload)}  # fmt: skip
+    response = requests.post(web, data=payload, headers=headers, timeout=5)
+    assert response.status_code == 422
+    assert "errors" in response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/webhooks/crm", 405), ("POST", "/nowhere", 404), ("PUT", "/webhooks/crm", 405)],
+)
+def test_other_routes_and_methods_answer_json(web: str, method: str, path: str, status: int) -> None:
+    response = requests.request(method, web.replace("/webhooks/crm", path), timeout=5)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert "error" in response.json()
+
+
+def test_health_and_readiness(web: str) -> None:
+    base = web.replace("/webhooks/crm", "")
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}

@@ -1,0 +1,66 @@
+"""Settings from the environment: defaults, required values per role, clear errors."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from crmsync.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError, parse_secrets
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+WORKER_ENV = {
+    "CUSTOMERS_API_URL": "https://api.example.test/api/",
+    "CUSTOMERS_API_TOKEN": "t1",
+    "PERSONAL_DATA_API_URL": "https://graph.example.test/",
+    "PERSONAL_DATA_API_TOKEN": "t2",
+}
+
+
+def test_defaults_for_the_web_role() -> None:
+    settings = Settings.from_env({"WEBHOOK_SECRET": SECRET}, role="web")
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.tolerance_seconds == 300
+    assert settings.max_body_bytes == 262_144
+    assert settings.dedup_ttl_seconds >= 72 * 3600
+    assert settings.retry_schedule == DEFAULT_RETRY_SCHEDULE
+    assert sum(DEFAULT_RETRY_SCHEDULE) > 6 * 3600
+
+
+def test_web_role_requires_the_webhook_secret() -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
+        Settings.from_env({}, role="web")
+
+
+@pytest.mark.parametrize("missing", sorted(WORKER_ENV))
+def test_worker_role_names_each_missing_api_setting(missing: str) -> None:
+    env = {name: value for name, value in WORKER_ENV.items() if name != missing}
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_env(env, role="worker")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEBHOOK_TOLERANCE_SECONDS": "five"}, "WEBHOOK_TOLERANCE_SECONDS must be a whole number"),
+        ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES must be positive"),
+        ({"CUSTOMERS_API_URL": "ftp://x", "CUSTOMERS_API_TOKEN": "t"}, "CUSTOMERS_API_URL must be an http"),
+        ({"RETRY_SCHEDULE": "5,soon"}, "RETRY_SCHEDULE"),
+        ({"QUEUE_NAME": "a:b"}, "QUEUE_NAME"),
+    ],
+)
+def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"WEBHOOK_SECRET": SECRET, **env}, role="web")
+
+
+def test_several_secrets_separated_by_spaces_or_commas() -> None:
+    one, two = "whsec_" + base64.b64encode(b"one").decode(), "whsec_" + base64.b64encode(b"two").decode()
+    assert parse_secrets(f"{one}, {two}") == (b"one", b"two")
+    assert parse_secrets(f"{one} {two}") == (b"one", b"two")
+
+
+@pytest.mark.parametrize("value", ["plain-secret", "whsec_***", "whsec_"])
+def test_malformed_secret_is_rejected(value: str) -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
+        parse_secrets(value)

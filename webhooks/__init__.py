@@ -1,0 +1,31 @@
+"""The receiving side: a Flask app that turns signed CRM webhooks into queued jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from crmsync.redis_conn import connect
+from crmsync.settings import Settings
+
+from . import errors, health, receive
+from .intake import Intake
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
+    """Assemble the web app; settings come from the environment unless given (tests, tools)."""
+    app = Flask(__name__)
+    app.config.update(flask_config)
+    settings = settings or Settings.from_env(role="web")
+    app.config["CRMSYNC_SETTINGS"] = settings
+    # The client connects lazily: building the app never touches Redis.
+    redis = connect(settings.redis_url)
+    app.extensions["crmsync_redis"] = redis
+    app.extensions["crmsync_intake"] = Intake(redis, settings)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(receive.bp)
+    return app

@@ -1,0 +1,99 @@
+"""Accepting an event: remember its delivery id and enqueue its job, atomically, in one round trip.
+
+A Lua script does the duplicate check, the job write and the queue push together, so N parallel
+deliveries of one webhook id enqueue exactly one job, and a crash can never leave a delivery
+remembered but not queued (which would make the CRM's redelivery look like a duplicate and lose it).
+The job hash itself is RQ's own serialisation (`Job.to_dict`), so workers read it as any RQ job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.serializers import JSONSerializer
+from rq.utils import now
+
+from crmsync.keys import delivery_key, job_id_for
+from crmsync.settings import Settings
+from jobs.retry import retry_policy
+
+__all__ = ["Intake", "Accepted", "APPLY_EVENT"]
+
+APPLY_EVENT = "jobs.tasks.apply_event"
+
+_ACCEPT_SCRIPT = """
+-- KEYS: delivery key, job key, queue key, set of queues
+-- ARGV: job id, delivery ttl, job field/value pairs...
+local known = redis.call('GET', KEYS[1])
+if known then
+  return {0, known}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('SADD', KEYS[4], KEYS[3])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return {1, ARGV[1]}
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The outcome of accepting one delivery."""
+
+    job_id: str
+    is_new: bool
+
+
+class Intake:
+    """Turns verified, validated events into RQ jobs on the app's queue."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+        self._accept = redis.register_script(_ACCEPT_SCRIPT)
+
+    def accept(self, webhook_id: str, event: dict[str, Any]) -> Accepted:
+        """Enqueue `event` unless a delivery with `webhook_id` was already accepted."""
+        job = self.build_job(webhook_id, event)
+        args: list[Any] = [job.id, self._settings.dedup_ttl_seconds]
+        for name, value in job.to_dict().items():
+            args += [name, value]
+        keys = [delivery_key(webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys]
+        created, job_id = self._accept(keys=keys, args=args)
+        return Accepted(job_id=job_id.decode() if isinstance(job_id, bytes) else job_id, is_new=bool(created))
+
+    def build_job(self, webhook_id: str, event: dict[str, Any]) -> Job:
+        """Build (without saving) the RQ job that applies `event`; no personal data in its description."""
+        payload = {"webhook_id": webhook_id, **event}
+        job = Job.create(
+            APPLY_EVENT,
+            args=(payload,),
+            connection=self._redis,
+            id=job_id_for(webhook_id),
+            serializer=JSONSerializer,
+            timeout=self._settings.job_timeout_seconds,
+            result_ttl=86_400,
+            failure_ttl=30 * 86_400,
+            description=f"{event['type']} {event['data']['external_id'][:64]}",
+            meta=summary(webhook_id, event),
+            retry=retry_policy(self._settings.retry_schedule),
+            origin=self._settings.queue_name,
+        )
+        job.enqueued_at = now()
+        job._status = JobStatus.QUEUED
+        return job
+
+
+def summary(webhook_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """What operators may see of an event: identifiers and type, never names or descriptions."""
+    return {
+        "webhook_id": webhook_id,
+        "type": event["type"],
+        "external_id": event["data"]["external_id"],
+        "event_timestamp": event["timestamp"],
+    }
