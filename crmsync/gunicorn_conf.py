@@ -6,6 +6,9 @@ Everything comes from the environment, as on Heroku: PORT, WEB_CONCURRENCY.
 from __future__ import annotations
 
 import os
+from typing import Any
+
+from crmsync.logs import configure
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -23,3 +26,8 @@ access_log_format = (
 )
 errorlog = "-"
 forwarded_allow_ips = "*"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Application logs as JSON lines on stdout, like the worker's."""
+    configure(os.environ.get("LOG_LEVEL", "INFO"))
