@@ -50,6 +50,8 @@ class Settings:
     job_timeout_seconds: int = 60
     retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     ledger_ttl_seconds: int = 30 * 86_400
+    worker_maintenance_interval: int = 30
+    worker_shutdown_grace_seconds: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, role: Role = "cli") -> Settings:
@@ -72,6 +74,8 @@ class Settings:
             job_timeout_seconds=_positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
             retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
             ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", 30 * 86_400),
+            worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
+            worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
         )
 
 

@@ -36,8 +36,9 @@ class Runtime:
             personal_data=PlatformApi("personal-data", settings.personal_data_api, timeout),
             ledgers=CustomerLedgers(
                 redis,
-                # The lock outlives the job's own timeout, so only a dead worker's lock ever expires.
-                lock_ttl_seconds=settings.job_timeout_seconds + 30,
+                # The lock outlives the job's own timeout (RQ stops a job at its timeout), so only a
+                # dead worker's lock ever expires, and soon after, so its retry is not held up.
+                lock_ttl_seconds=settings.job_timeout_seconds + 5,
                 ledger_ttl_seconds=settings.ledger_ttl_seconds,
                 wait_seconds=2.0,
             ),

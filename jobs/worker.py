@@ -2,7 +2,7 @@
 
 Jobs run in the worker process itself (no fork per job), so the HTTP sessions to the platform stay
 open across jobs and parsed documents are reused. Crash safety does not rest on the fork: a killed
-worker's job is found by another worker's maintenance pass (every MAINTENANCE_INTERVAL seconds) and
+worker's job is found by another worker's maintenance pass (every WORKER_MAINTENANCE_INTERVAL s) and
 retried, and the per-customer ledger makes the retry's effect happen once.
 """
 
@@ -12,6 +12,7 @@ import signal
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
@@ -24,31 +25,42 @@ __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
 # Heroku sends SIGKILL 30 s after SIGTERM; a job still running after this is stopped (as a timeout,
 # which is retried) so the worker records its state and exits before the kill.
 SHUTDOWN_GRACE_SECONDS = 20
-MAINTENANCE_INTERVAL = 30
+# A running job's registry entry expires this long after its timeout: then it counts as abandoned.
+ABANDONED_AFTER_TIMEOUT_SECONDS = 5
 
 
 class SyncWorker(SimpleWorker):
     """An in-process RQ worker that stops a running job within Heroku's shutdown window."""
 
+    shutdown_grace_seconds = SHUTDOWN_GRACE_SECONDS
+
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
         if self.get_current_job_id():
             # Re-arm the job's timeout alarm (RQ's death penalty uses SIGALRM) to fire sooner.
+            grace = self.shutdown_grace_seconds
             remaining = signal.alarm(0)
-            signal.alarm(min(remaining, SHUTDOWN_GRACE_SECONDS) if remaining else SHUTDOWN_GRACE_SECONDS)
+            signal.alarm(min(remaining, grace) if remaining else grace)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        # An in-process job gets no heartbeats while it runs, so its entry must last the whole job;
+        # RQ's default adds 60 s, which delays the recovery of a killed worker's job by a minute.
+        return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDONED_AFTER_TIMEOUT_SECONDS
 
 
 def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:
     """A worker on the app's queue, with the runtime its jobs need installed in this process."""
     install(Runtime.build(settings, redis))
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
-    return SyncWorker(
+    worker = SyncWorker(
         [queue],
         connection=redis,
         serializer=JSONSerializer,
         name=name,
-        maintenance_interval=MAINTENANCE_INTERVAL,
+        maintenance_interval=settings.worker_maintenance_interval,
     )
+    worker.shutdown_grace_seconds = settings.worker_shutdown_grace_seconds
+    return worker
 
 
 def run_worker(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> bool:

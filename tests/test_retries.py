@@ -1,0 +1,221 @@
+"""Failures are classified; retryable ones come back with backoff, permanent ones fail at once."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+from werkzeug.serving import make_server
+
+from crmsync.settings import Settings
+from jobs.ordering import CustomerLedgers
+from jobs.retry import next_delay
+from jobs.worker import SyncWorker, build_worker
+from sandbox.server import RunningSandbox
+from tests.conftest import CUSTOMERS_TOKEN, Deliver
+from webhooks import create_app
+
+Platform = Callable[..., dict[str, Any]]
+ADMIN = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
+
+
+def set_faults(sandbox: RunningSandbox, **faults: Any) -> None:
+    requests.put(f"{sandbox.base_url}/admin/faults", json=faults, headers=ADMIN, timeout=5).raise_for_status()
+
+
+def stats(sandbox: RunningSandbox) -> dict[str, Any]:
+    return dict(requests.get(f"{sandbox.base_url}/admin/stats", headers=ADMIN, timeout=5).json())
+
+
+def event(kind: str, at: str, external_id: str = "crm-1", **data: Any) -> dict[str, Any]:
+    return {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
+
+
+def slow_retries(settings: Settings, redis: Redis) -> SyncWorker:
+    """A worker whose retries wait 30 s: failed jobs stay scheduled until a test releases them."""
+    return build_worker(replace(settings, retry_schedule=(30, 30)), redis)
+
+
+def release_scheduled(redis: Redis) -> None:
+    """Let the retry delays pass: move every scheduled job back onto the queue now."""
+    queue = Queue("crmsync", connection=redis, serializer=JSONSerializer)
+    registry = queue.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        registry.remove(job)
+        queue.enqueue_job(job)
+
+
+def burst(worker: SyncWorker) -> None:
+    worker.work(burst=True, with_scheduler=False)
+
+
+def fetch(response: requests.Response, redis: Redis) -> Job:
+    return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
+
+
+def names(platform: Platform) -> list[str]:
+    nodes = platform("{ customers(isSystem: false) { nodes { name } } }")["data"]["customers"]["nodes"]
+    return [node["name"] for node in nodes]
+
+
+def test_unavailable_api_is_retried_later_and_then_succeeds(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    worker = slow_retries(settings, redis)
+    set_faults(sandbox, unavailable_rate=1.0)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    burst(worker)
+    job = fetch(response, redis)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["api_unavailable"]
+    set_faults(sandbox)
+    release_scheduled(redis)
+    burst(worker)
+    assert job.get_status() == JobStatus.FINISHED
+    assert names(platform) == ["Mars Missions"]
+
+
+def test_rate_limit_waits_at_least_the_retry_after_the_api_asks_for(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(1, 1)), redis)
+    set_faults(sandbox, throttle_rate=1.0, retry_after=120)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    burst(worker)
+    job = fetch(response, redis)
+    assert job.meta["attempts"][0]["class"] == "rate_limited"
+    scheduled_at = Queue("crmsync", connection=redis).scheduled_job_registry.get_scheduled_time(job)
+    assert scheduled_at.timestamp() >= time.time() + 110
+
+
+def test_slow_api_past_the_client_timeout_is_retryable(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = slow_retries(replace(settings, api_timeout_seconds=0.5), redis)
+    set_faults(sandbox, slow_rate=1.0, slow_seconds=2.0)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    burst(worker)
+    job = fetch(response, redis)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.meta["attempts"][0]["class"] == "api_unavailable"
+    assert "Timeout" in job.meta["attempts"][0]["message"]
+
+
+def test_create_whose_response_was_lost_is_not_created_twice(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    worker = slow_retries(settings, redis)
+    set_faults(sandbox, lost_response_rate=1.0)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions", labels=["a"]))
+    burst(worker)
+    job = fetch(response, redis)
+    assert job.meta["attempts"][0]["class"] == "api_unavailable"
+    set_faults(sandbox)
+    release_scheduled(redis)
+    burst(worker)
+    assert job.get_status() == JobStatus.FINISHED
+    assert names(platform) == ["Mars Missions"]
+    assert stats(sandbox)["mutations"]["createCustomer"] == 1
+
+
+def test_exhausted_retries_land_in_the_failed_registry_with_every_attempt(
+    deliver: Deliver, worker: SyncWorker, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    set_faults(sandbox, unavailable_rate=1.0)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    burst(worker)  # the test schedule retries at once: 1 attempt + 2 retries in this burst
+    job = fetch(response, redis)
+    assert job.get_status() == JobStatus.FAILED
+    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["api_unavailable"] * 3
+    assert job.id in FailedJobRegistry("crmsync", connection=redis).get_job_ids()
+
+
+def test_permanent_failure_spends_no_retries(
+    deliver: Deliver, worker: SyncWorker, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    deliver(event("created", "2026-11-22T10:00:00Z", external_id="crm-1", name="Taken"))
+    response = deliver(event("created", "2026-11-22T10:00:00Z", external_id="crm-2", name="Taken"))
+    burst(worker)
+    job = fetch(response, redis)
+    assert job.get_status() == JobStatus.FAILED
+    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["payload_error"]
+
+
+def test_a_retried_event_keeps_its_place_and_is_stale_after_a_newer_one(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    worker = slow_retries(settings, redis)
+    deliver(event("created", "2026-11-22T10:00:00Z", name="First"))
+    burst(worker)
+    set_faults(sandbox, unavailable_rate=1.0)
+    older = deliver(event("updated", "2026-11-22T10:01:00Z", name="Older"))
+    burst(worker)
+    set_faults(sandbox)
+    deliver(event("updated", "2026-11-22T10:02:00Z", name="Newer"))
+    burst(worker)  # the newer event overtakes the older one, which waits for its retry
+    release_scheduled(redis)
+    burst(worker)
+    job = fetch(older, redis)
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == {"outcome": "stale"}
+    assert names(platform) == ["Newer"]
+
+
+def test_lock_contention_is_retried_not_failed(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = slow_retries(settings, redis)
+    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    other_worker = CustomerLedgers(redis, lock_ttl_seconds=30, ledger_ttl_seconds=60, wait_seconds=0)
+    with other_worker.locked("crm-1"):
+        burst(worker)
+    job = fetch(response, redis)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert job.meta["attempts"][0]["class"] == "lock_contention"
+
+
+def test_web_answers_503_not_202_while_redis_is_unreachable(settings: Settings) -> None:
+    from crmsync.sender import signed_request
+    from tests.conftest import SECRET
+
+    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        headers, body = signed_request(SECRET, event("deleted", "2026-11-22T10:00:00Z"))
+        response = requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=10)
+        assert response.status_code == 503
+        assert response.json()["error"] == "queue_unavailable"
+        assert requests.get(f"{base}/readyz", timeout=10).status_code == 503
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_backoff_follows_the_schedule_within_the_jitter(attempt: int) -> None:
+    schedule = (5, 60, 300, 1800)
+    base = schedule[min(attempt, len(schedule) - 1)]
+    delays = {next_delay(schedule, attempt, rng=random.Random(seed)) for seed in range(50)}
+    assert all(0.8 * base - 1 <= delay <= 1.2 * base + 1 for delay in delays)
+    assert len(delays) > 1  # jittered, not fixed
+
+
+def test_retry_after_is_a_floor_never_shortened_by_jitter() -> None:
+    assert all(next_delay((5,), 0, retry_after=90, rng=random.Random(seed)) >= 90 for seed in range(50))
