@@ -70,6 +70,17 @@ def put_faults() -> Response:
     return jsonify(settings.to_json())
 
 
+@bp.put("/faults/purchases/<int:purchase_id>")
+def put_purchase_fault(purchase_id: int) -> Response | tuple[Response, int]:
+    """Fail the next `fail_next` erasures of one purchase with 503 (until the next reset or PUT /faults)."""
+    body = _json_body()
+    times = body.get("fail_next") if isinstance(body, dict) else None
+    if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+        return error_response(400, 'The body must be {"fail_next": <a whole number of calls>}.')
+    current_state().faults.fail_purchase(purchase_id, times)
+    return jsonify({"purchase_id": purchase_id, "fail_next": times})
+
+
 def _json_body() -> Any:
     """Decode the request body as JSON, or abort with 400."""
     try:

@@ -119,6 +119,7 @@ class FaultInjector:
             self._settings = settings
             self._random = random.Random(settings.seed)
             self._counts = dict.fromkeys(FAULT_KINDS, 0)
+            self._failing_purchases: dict[int, int] = {}
 
     def draw(self) -> FaultDraw:
         """Choose the faults for one request."""
@@ -132,6 +133,25 @@ class FaultInjector:
                 slow=rolls[2] < s.slow_rate,
                 lose_response=rolls[3] < s.lost_response_rate,
             )
+
+    def fail_purchase(self, purchase_id: int, times: int) -> None:
+        """Answer the next `times` deletePersonalCustomerData calls for `purchase_id` with 503.
+
+        Deterministic, unlike the shares above: lets a test fail exactly one step of an erasure.
+        """
+        with self._lock:
+            self._failing_purchases[purchase_id] = times
+
+    def take_purchase_failure(self, variables: Mapping[str, Any] | None) -> bool:
+        """Whether this personal-data request (by its `purchaseId` variable) is one to fail; counts down."""
+        purchase_id = (variables or {}).get("purchaseId")
+        if not isinstance(purchase_id, int):
+            return False
+        with self._lock:
+            left = self._failing_purchases.get(purchase_id, 0)
+            if left:
+                self._failing_purchases[purchase_id] = left - 1
+            return left > 0
 
     def record(self, kind: str) -> None:
         """Count one injected fault of `kind` (one of FAULT_KINDS)."""

@@ -45,6 +45,9 @@ def _serve(schema_name: str, token: str, root: object) -> Response:
         operation = OperationRequest.from_body(request.get_data())
     except MalformedRequest as exc:
         return graphql_request_error(str(exc))
+    if schema_name == "personal_data" and faults.take_purchase_failure(operation.variables):
+        faults.record("unavailable")
+        return error_response(503, "Service temporarily unavailable.")
     if draw.slow:
         # Execute after the pause, like a slow server: the change commits even if the client left.
         faults.record("slow")
