@@ -23,7 +23,7 @@ def main() -> None:
     """crmsync: apply a CRM's webhooks to the customer platform."""
 
 
-@main.command("worker")
+@main.command("worker", with_appcontext=False)
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
@@ -35,7 +35,7 @@ def worker_command(burst: bool, scheduler: bool) -> None:
     run_worker(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
 
 
-@main.command("send-sample")
+@main.command("send-sample", with_appcontext=False)
 @click.argument("url", default="http://127.0.0.1:8000/webhooks/crm")
 @click.option("--external-id", default="crm-0001", show_default=True)
 @click.option("--name", default="Mars Missions", show_default=True)

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis import Redis
+from rq import get_current_job
 
 from crmsync.keys import customer_lock_key, customer_state_key
 
 from .errors import CustomerLocked
 
 __all__ = ["Ledger", "CustomerLedgers", "LockedCustomer"]
+
+LOCK_MARGIN_SECONDS = 5
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -139,6 +142,14 @@ class CustomerLedgers:
             raise CustomerLocked("customer lock expired before the ledger was written")
         customer.ledger = ledger
 
+    def _lock_ttl_for_current_job(self) -> int:
+        # RQ stops a job at its own timeout, so a lock that outlives it by a margin only ever
+        # expires when its worker died — and then soon, so the job's retry is not held up.
+        job = get_current_job()
+        if job is not None and job.timeout and job.timeout > 0:
+            return (int(job.timeout) + LOCK_MARGIN_SECONDS) * 1000
+        return self._lock_ttl_ms
+
     def read(self, external_id: str) -> Ledger:
         """The ledger as it stands (without locking), for inspection."""
         stored = self._redis.hgetall(customer_state_key(external_id))
@@ -149,8 +160,9 @@ class CustomerLedgers:
         keys = [customer_lock_key(external_id), customer_state_key(external_id)]
         deadline = time.monotonic() + self._wait
         delay = 0.005
+        ttl_ms = self._lock_ttl_for_current_job()
         while True:
-            acquired, flat = self._acquire(keys=keys, args=[token, self._lock_ttl_ms])
+            acquired, flat = self._acquire(keys=keys, args=[token, ttl_ms])
             if acquired:
                 pairs = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
                 return LockedCustomer(external_id, Ledger.from_redis(pairs), token)

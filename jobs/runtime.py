@@ -8,7 +8,7 @@ from redis import Redis
 
 from crmsync.settings import Settings, SettingsError
 
-from .ordering import CustomerLedgers
+from .ordering import LOCK_MARGIN_SECONDS, CustomerLedgers
 from .platform_api import PlatformApi
 
 __all__ = ["Runtime", "install", "current"]
@@ -36,9 +36,8 @@ class Runtime:
             personal_data=PlatformApi("personal-data", settings.personal_data_api, timeout),
             ledgers=CustomerLedgers(
                 redis,
-                # The lock outlives the job's own timeout (RQ stops a job at its timeout), so only a
-                # dead worker's lock ever expires, and soon after, so its retry is not held up.
-                lock_ttl_seconds=settings.job_timeout_seconds + 5,
+                # Used outside a job; inside one the lock follows that job's own timeout.
+                lock_ttl_seconds=settings.job_timeout_seconds + LOCK_MARGIN_SECONDS,
                 ledger_ttl_seconds=settings.ledger_ttl_seconds,
                 wait_seconds=2.0,
             ),

@@ -42,6 +42,12 @@ class SyncWorker(SimpleWorker):
             remaining = signal.alarm(0)
             signal.alarm(min(remaining, grace) if remaining else grace)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker only runs maintenance between blocking dequeues, which RQ makes ~400 s
+        # long: cap them at the maintenance interval so abandoned jobs are found in time.
+        return max(1, min(int(self.maintenance_interval), self.worker_ttl - 15))
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # An in-process job gets no heartbeats while it runs, so its entry must last the whole job;
         # RQ's default adds 60 s, which delays the recovery of a killed worker's job by a minute.

@@ -1,0 +1,171 @@
+"""Real worker processes: SIGTERM finishes or safely abandons the job, SIGKILL loses nothing, and a
+Redis restart with AOF keeps every accepted event."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+from werkzeug.serving import make_server
+
+from crmsync.embedded_redis import start_embedded_redis
+from crmsync.sender import signed_request
+from crmsync.settings import Settings
+from jobs.worker import build_worker
+from sandbox.server import RunningSandbox
+from tests.conftest import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, SECRET
+from tests.test_retries import names, release_scheduled, set_faults, stats
+from webhooks import create_app
+from webhooks.intake import Intake
+
+Platform = Callable[..., dict[str, Any]]
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+def created(external_id: str = "crm-1", name: str = "Mars Missions") -> dict[str, Any]:
+    return {
+        "type": "customer.created",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "data": {"external_id": external_id, "name": name},
+    }
+
+
+@pytest.fixture
+def spawn_worker(settings: Settings, redis: Redis) -> Iterator[Spawn]:
+    """Start `crmsync worker` processes configured like the Procfile's, through the environment."""
+    started: list[subprocess.Popen[bytes]] = []
+    assert settings.customers_api and settings.personal_data_api
+
+    def spawn(**overrides: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "REDIS_URL": settings.redis_url,
+            "CUSTOMERS_API_URL": settings.customers_api.url,
+            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+            "PERSONAL_DATA_API_URL": settings.personal_data_api.url,
+            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            "API_TIMEOUT_SECONDS": "30",
+            "WORKER_MAINTENANCE_INTERVAL": "1",
+            "LOG_LEVEL": "WARNING",
+            **overrides,
+        }
+        process = subprocess.Popen([sys.executable, "-m", "crmsync", "worker"], env=env)
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def wait_for_status(job_id: str, redis: Redis, statuses: set[JobStatus], timeout: float = 60) -> JobStatus:
+    """Wait until the job reaches one of `statuses` (polling Redis), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
+        if status in statuses:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not reach {statuses} within {timeout} s (last: {status})")
+
+
+def enqueue(
+    settings: Settings, redis: Redis, event: dict[str, Any], webhook_id: str, **overrides: Any
+) -> str:
+    from webhooks.schemas import load_event
+
+    return Intake(redis, replace(settings, **overrides)).accept(webhook_id, load_event(event)).job_id
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform, spawn_worker: Spawn
+) -> None:
+    set_faults(sandbox, slow_rate=1.0, slow_seconds=1.0)
+    worker = spawn_worker()
+    job_id = enqueue(settings, redis, created(), "msg_term")
+    wait_for_status(job_id, redis, {JobStatus.STARTED})
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    assert names(platform) == ["Mars Missions"]
+
+
+def test_sigterm_stops_a_job_longer_than_the_grace_and_it_is_retried_later(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform, spawn_worker: Spawn
+) -> None:
+    set_faults(sandbox, slow_rate=1.0, slow_seconds=8.0)
+    worker = spawn_worker(WORKER_SHUTDOWN_GRACE_SECONDS="1")
+    job_id = enqueue(settings, redis, created(), "msg_grace", retry_schedule=(30,))
+    wait_for_status(job_id, redis, {JobStatus.STARTED})
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0  # Heroku's window: SIGKILL comes 30 s after SIGTERM
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.SCHEDULED
+    set_faults(sandbox)
+    release_scheduled(redis)
+    build_worker(settings, redis).work(burst=True, with_scheduler=False)
+    assert job.get_status() == JobStatus.FINISHED
+    assert names(platform) == ["Mars Missions"]
+
+
+def test_a_killed_workers_job_is_picked_up_by_another_and_applied_once(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform, spawn_worker: Spawn
+) -> None:
+    set_faults(sandbox, slow_rate=1.0, slow_seconds=2.0)
+    doomed = spawn_worker()
+    job_id = enqueue(settings, redis, created(), "msg_kill", job_timeout_seconds=3)
+    wait_for_status(job_id, redis, {JobStatus.STARTED})
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    set_faults(sandbox)
+    spawn_worker()  # its maintenance pass finds the abandoned job and retries it
+    assert wait_for_status(job_id, redis, {JobStatus.FINISHED, JobStatus.FAILED}) == JobStatus.FINISHED
+    assert names(platform) == ["Mars Missions"]
+    assert stats(sandbox)["mutations"]["createCustomer"] == 1
+
+
+def test_redis_restart_with_aof_loses_no_accepted_event(
+    settings: Settings, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    server = start_embedded_redis(appendonly=True)
+    aof_settings = replace(settings, redis_url=server.url)
+    app = make_server("127.0.0.1", 0, create_app(aof_settings), threaded=True)
+    thread = threading.Thread(target=app.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{app.server_port}/webhooks/crm"
+
+    def post(external_id: str) -> int:
+        headers, body = signed_request(SECRET, created(external_id, name=f"Customer {external_id}"))
+        return requests.post(url, data=body, headers=headers, timeout=10).status_code
+
+    try:
+        assert [post(f"crm-{n}") for n in range(5)] == [202] * 5
+        server.process.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
+        server.process.wait()
+        assert post("crm-while-down") == 503
+        restarted = start_embedded_redis(appendonly=True, port=server.port, directory=server.directory)
+        try:
+            assert post("crm-5") == 202
+            redis = Redis.from_url(restarted.url)
+            build_worker(aof_settings, redis).work(burst=True, with_scheduler=False)
+            assert sorted(names(platform)) == [f"Customer crm-{n}" for n in range(6)]
+        finally:
+            restarted.stop()
+    finally:
+        app.shutdown()
+        thread.join()
+        app.server_close()
