@@ -16,6 +16,7 @@ from sandbox.cli import sandbox_command
 from webhooks import create_app
 
 from .dev import dev_command
+from .failures_cli import discard_command, failed_command, replay_command
 
 
 @click.group(cls=FlaskGroup, create_app=create_app)
@@ -60,3 +61,6 @@ def _settings(role: str) -> Settings:
 
 main.add_command(sandbox_command)
 main.add_command(dev_command)
+main.add_command(failed_command)
+main.add_command(replay_command)
+main.add_command(discard_command)

@@ -34,3 +34,12 @@ def customer_lock_key(external_id: str) -> str:
 def erasure_steps_key(webhook_id: str) -> str:
     """The purchase ids an erasure has already anonymised, so retries resume where they stopped."""
     return f"{PREFIX}:erasure:{_hash(webhook_id)}:done"
+
+
+def customer_jobs_key(external_id: str) -> str:
+    """The ids of the jobs accepted for one customer, so an erasure finds them without a scan."""
+    return f"{PREFIX}:customer-jobs:{_hash(external_id)}"
+
+
+# The erasure audit trail: one stream for all erasures, identifiers and outcomes only.
+ERASURE_AUDIT_KEY = f"{PREFIX}:erasures"

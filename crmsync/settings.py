@@ -11,7 +11,7 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["web", "worker", "cli"]
@@ -52,6 +52,11 @@ class Settings:
     ledger_ttl_seconds: int = 30 * 86_400
     worker_maintenance_interval: int = 30
     worker_shutdown_grace_seconds: int = 20
+    # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
+    dashboard_user: str = "operator"
+    dashboard_password: str = field(default="", repr=False)
+    dashboard_secret_key: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, role: Role = "cli") -> Settings:
@@ -62,7 +67,7 @@ class Settings:
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
         return cls(
-            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            redis_url=_redis_url(env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
             queue_name=_queue_name(env.get("QUEUE_NAME", "crmsync")),
             webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
             tolerance_seconds=_positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
@@ -76,6 +81,10 @@ class Settings:
             ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", 30 * 86_400),
             worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
             worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
+            dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
+            dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
+            dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
+            metrics_token=_secret(env, "METRICS_TOKEN"),
         )
 
 
@@ -132,6 +141,20 @@ def _api(env: Mapping[str, str], prefix: str) -> ApiSettings | None:
     if not token:
         raise SettingsError(f"{prefix}_TOKEN is required when {prefix}_URL is set")
     return ApiSettings(url=url, token=token)
+
+
+def _redis_url(value: str) -> str:
+    if not re.match(r"^(rediss?|unix)://", value):
+        raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str, min_length: int = 12) -> str:
+    """An optional secret; when set it must be long enough to resist guessing."""
+    value = env.get(name, "").strip()
+    if value and len(value) < min_length:
+        raise SettingsError(f"{name} must be at least {min_length} characters long")
+    return value
 
 
 def _queue_name(value: str) -> str:

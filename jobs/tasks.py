@@ -18,6 +18,7 @@ from rq import get_current_job
 from .customers import delete_customer, upsert_customer
 from .errors import SyncError
 from .events import Event
+from .metrics import outcome_of, record_job
 from .personal_data import erase_personal_data
 from .redaction import redact
 from .retry import next_delay
@@ -38,8 +39,12 @@ def apply_event(payload: dict[str, Any]) -> dict[str, str]:
     except SyncError as exc:
         exc.args = (redact(str(exc), event.personal_values()),)
         _schedule_retry_or_give_up(runtime, event, exc)
+        job = get_current_job()
+        failed = "retried" if job is not None and job.should_retry else "failed"
+        record_job(runtime.redis, event.type, failed, time.perf_counter() - started)
         raise
     _log(event, outcome, started)
+    record_job(runtime.redis, event.type, outcome_of(outcome), time.perf_counter() - started)
     return {"outcome": outcome}
 
 

@@ -103,6 +103,29 @@ def web_server(settings: Settings) -> Iterator[str]:
     server.server_close()
 
 
+DASHBOARD_USER = "operator"
+DASHBOARD_PASSWORD = "dashboard-test-password"
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(settings: Settings) -> Iterator[str]:
+    """The web app with the dashboard switched on (DASHBOARD_PASSWORD set), over real HTTP."""
+    app = create_app(replace(settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def dashboard(dashboard_server: str, redis: Redis, sandbox: RunningSandbox) -> str:
+    """The dashboard's base URL, with Redis emptied and the sandbox reset for this test."""
+    return f"{dashboard_server}/dashboard"
+
+
 @pytest.fixture
 def web(web_server: str, redis: Redis, sandbox: RunningSandbox) -> str:
     """The webhook URL, with Redis emptied and the sandbox reset for this test."""

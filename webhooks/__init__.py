@@ -9,7 +9,7 @@ from flask import Flask
 from crmsync.redis_conn import connect
 from crmsync.settings import Settings
 
-from . import errors, health, receive
+from . import dashboard, errors, health, metrics, receive
 from .intake import Intake
 
 __all__ = ["create_app"]
@@ -28,4 +28,6 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(receive.bp)
+    app.register_blueprint(metrics.bp)
+    dashboard.init_app(app)
     return app

@@ -17,6 +17,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
+from crmsync.activity import current_minute, minute_counter_key
 from crmsync.keys import delivery_key, job_id_for
 from crmsync.settings import Settings
 from jobs.retry import retry_policy
@@ -26,12 +27,16 @@ __all__ = ["Intake", "Accepted", "APPLY_EVENT"]
 APPLY_EVENT = "jobs.tasks.apply_event"
 
 _ACCEPT_SCRIPT = """
--- KEYS: delivery key, job key, queue key, set of queues
+-- KEYS: delivery key, job key, queue key, set of queues, this minute's accepted and duplicate counters
 -- ARGV: job id, delivery ttl, job field/value pairs...
 local known = redis.call('GET', KEYS[1])
 if known then
+  redis.call('INCR', KEYS[6])
+  redis.call('EXPIRE', KEYS[6], 7200)
   return {0, known}
 end
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], 7200)
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('SADD', KEYS[4], KEYS[3])
@@ -63,7 +68,9 @@ class Intake:
         args: list[Any] = [job.id, self._settings.dedup_ttl_seconds]
         for name, value in job.to_dict().items():
             args += [name, value]
-        keys = [delivery_key(webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys]
+        minute = current_minute()
+        keys = [delivery_key(webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys,
+                minute_counter_key("accepted", minute), minute_counter_key("duplicate", minute)]  # fmt: skip
         created, job_id = self._accept(keys=keys, args=args)
         return Accepted(job_id=job_id.decode() if isinstance(job_id, bytes) else job_id, is_new=bool(created))
 

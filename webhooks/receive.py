@@ -8,8 +8,11 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
+from crmsync.activity import count_rejection
+
 from .errors import error_response
 from .intake import Intake
+from .metrics import record_webhook
 from .schemas import ValidationError, load_event
 from .signature import SignatureError, verify_signature
 
@@ -52,6 +55,7 @@ def receive_crm_event() -> tuple[Response, int]:
     except RedisError:
         # Answering 503 (never 202) makes the CRM redeliver once Redis is back: nothing is lost.
         log.exception("queue unavailable", extra={"event": "webhook_rejected", "reason": "redis_unavailable"})
+        record_webhook("unknown", "rejected", "queue_unavailable")
         return error_response(503, "queue_unavailable", "The event queue is unavailable; retry later.")
     outcome = "queued" if accepted.is_new else "duplicate"
     log.info(
@@ -66,9 +70,15 @@ def receive_crm_event() -> tuple[Response, int]:
             "outcome": outcome,
         },
     )
+    record_webhook(event["type"], outcome)
     return jsonify({"status": outcome, "job_id": accepted.job_id}), 202 if accepted.is_new else 200
 
 
 def _reject(status: int, reason: str, message: str, **extra: object) -> tuple[Response, int]:
     log.info("webhook rejected", extra={"event": "webhook_rejected", "status": status, "reason": reason})
+    record_webhook("unknown", "rejected", reason)
+    try:
+        count_rejection(current_app.extensions["crmsync_redis"])
+    except RedisError:
+        pass  # The dashboard's last-hour figure may miss it; the rejection itself must still answer.
     return error_response(status, reason, message, **extra)

@@ -1,0 +1,102 @@
+"""Job outcomes and durations, kept in Redis so the web process can export them on `/metrics`.
+
+Workers run in their own processes (on Heroku, their own dynos), which Prometheus cannot scrape.
+So each job adds to two Redis hashes in one pipelined call, and the web's collector reads them:
+counts per `type|outcome`, and a duration histogram per type (a count per bucket, plus sum and count).
+Labels are event types and fixed outcome names only: never customer data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from crmsync.keys import PREFIX
+
+__all__ = [
+    "JOB_OUTCOMES",
+    "DURATION_BUCKETS",
+    "record_job",
+    "record_operator_action",
+    "outcome_of",
+    "JobFigures",
+    "read_job_figures",
+]
+
+log = logging.getLogger("crmsync.jobs")
+
+OUTCOMES_KEY = f"{PREFIX}:metrics:jobs"
+DURATIONS_KEY = f"{PREFIX}:metrics:job_duration"
+OPERATOR_KEY = f"{PREFIX}:metrics:operator"
+# "succeeded" covers applied and no-op events; "stale" ones were superseded by a newer event.
+JOB_OUTCOMES = ("succeeded", "stale", "retried", "failed")
+# Seconds: most jobs are one or two GraphQL calls; the top buckets catch timeouts and backoff.
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def outcome_of(result: str) -> str:
+    """The metric outcome for an applier's result (applied, noop, stale)."""
+    return "stale" if result == "stale" else "succeeded"
+
+
+def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> None:
+    """Count one finished attempt and its duration. A metrics write never fails the job itself."""
+    index = bisect.bisect_left(DURATION_BUCKETS, seconds)
+    bucket = str(DURATION_BUCKETS[index]) if index < len(DURATION_BUCKETS) else "+Inf"
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(OUTCOMES_KEY, f"{event_type}|{outcome}", 1)
+            pipe.hincrby(DURATIONS_KEY, f"{event_type}|{bucket}", 1)
+            pipe.hincrby(DURATIONS_KEY, f"{event_type}|count", 1)
+            pipe.hincrbyfloat(DURATIONS_KEY, f"{event_type}|sum", seconds)
+            pipe.execute()
+    except RedisError:
+        log.warning("job metrics not recorded", extra={"event": "metrics_unavailable", "type": event_type})
+
+
+def record_operator_action(redis: Redis, action: str, event_type: str) -> None:
+    """Count an operator's replay or discard of a failed job."""
+    redis.hincrby(OPERATOR_KEY, f"{event_type}|{action}", 1)
+
+
+@dataclass
+class JobFigures:
+    """Everything the workers and operators recorded, as read back for export."""
+
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    operator_actions: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Per type: cumulative (upper bound, count) pairs ending with +Inf, then the sum of seconds.
+    durations: dict[str, tuple[list[tuple[str, int]], float]] = field(default_factory=dict)
+
+
+def read_job_figures(redis: Redis) -> JobFigures:
+    """Read the recorded figures in one pipelined round trip."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(OUTCOMES_KEY)
+        pipe.hgetall(OPERATOR_KEY)
+        pipe.hgetall(DURATIONS_KEY)
+        outcomes, actions, durations = pipe.execute()
+    figures = JobFigures(outcomes=_pairs(outcomes), operator_actions=_pairs(actions))
+    by_type: dict[str, dict[str, str]] = {}
+    for name, value in durations.items():
+        event_type, _, part = name.decode().rpartition("|")
+        by_type.setdefault(event_type, {})[part] = value.decode()
+    for event_type, parts in by_type.items():
+        running, buckets = 0, []
+        for bound in [*map(str, DURATION_BUCKETS), "+Inf"]:
+            running += int(parts.get(bound, 0))
+            buckets.append((bound, running))
+        figures.durations[event_type] = (buckets, float(parts.get("sum", 0)))
+    return figures
+
+
+def _pairs(raw: dict[bytes, bytes]) -> dict[tuple[str, str], int]:
+    pairs = {}
+    for name, value in raw.items():
+        event_type, _, label = name.decode().rpartition("|")
+        pairs[(event_type, label)] = int(value)
+    return pairs

@@ -1,0 +1,95 @@
+"""The dashboard's JSON API under `/dashboard/api`, for scripts and tools; the pages do the same.
+
+POSTs need the CSRF token in `X-CSRF-Token` (from `GET /dashboard/api/csrf-token`); without it they
+answer 403 JSON. Bodies and answers hold identifiers only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from flask import Response, current_app, g, jsonify, request
+
+from crmsync.activity import read_snapshot
+from crmsync.failures import MissingReason
+
+from ..errors import error_response
+from . import bp
+from .csrf import issue_token
+from .params import BadFilter, failed_jobs, failure_filter, operator
+
+MAX_PER_PAGE = 500
+
+
+@bp.errorhandler(BadFilter)
+def bad_filter(exc: BadFilter) -> tuple[Response, int]:
+    return error_response(400, "invalid_filter", str(exc))
+
+
+@bp.get("/api/csrf-token")
+def api_csrf_token() -> Response:
+    return jsonify({"csrf_token": issue_token(current_app.config["CRMSYNC_SETTINGS"], g.dashboard_user)})
+
+
+@bp.get("/api/overview")
+def api_overview() -> Response:
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    return jsonify(asdict(read_snapshot(current_app.extensions["crmsync_redis"], settings.queue_name)))
+
+
+@bp.get("/api/failed")
+def api_failed() -> Response:
+    per_page = min(MAX_PER_PAGE, max(1, request.args.get("per_page", 50, type=int)))
+    page = failed_jobs().find(
+        failure_filter(request.args), page=request.args.get("page", 1, type=int), per_page=per_page
+    )
+    return jsonify(
+        {
+            "items": [job.to_json() for job in page.items],
+            "total": page.total,
+            "page": page.page,
+            "pages": page.pages,
+            "per_page": page.per_page,
+        }
+    )
+
+
+@bp.post("/api/replay")
+def api_replay() -> Response | tuple[Response, int]:
+    """`{"job_ids": [...]}` or `{"all_matching": true, "filter": {"type": ..., "since": "2h", ...}}`."""
+    body = _json_body()
+    if body.get("all_matching") is True:
+        results = failed_jobs().replay_matching(failure_filter(body.get("filter") or {}), operator())
+    elif _is_id_list(body.get("job_ids")):
+        results = failed_jobs().replay(body["job_ids"], operator())
+    else:
+        return error_response(400, "invalid_request", 'Send "job_ids" (a list) or "all_matching": true.')
+    return jsonify({"results": [asdict(result) for result in results]})
+
+
+@bp.post("/api/discard")
+def api_discard() -> Response | tuple[Response, int]:
+    """`{"job_ids": [...], "reason": "..."}`."""
+    body = _json_body()
+    if not _is_id_list(body.get("job_ids")):
+        return error_response(400, "invalid_request", 'Send "job_ids" (a list) and a "reason".')
+    try:
+        results = failed_jobs().discard(body["job_ids"], str(body.get("reason") or ""), operator())
+    except MissingReason as exc:
+        return error_response(400, "reason_required", str(exc))
+    return jsonify({"results": [asdict(result) for result in results]})
+
+
+@bp.get("/api/replays")
+def api_replays() -> Response:
+    return jsonify({"items": [replayed.to_json() for replayed in failed_jobs().recent_replays()]})
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
+
+
+def _is_id_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)

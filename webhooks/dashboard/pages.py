@@ -1,0 +1,113 @@
+"""The dashboard's HTML pages. Every state change is a POST form carrying the CSRF token; each
+answers with a redirect (303) to a page, so reloading never repeats an action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response
+
+from crmsync.activity import read_snapshot
+from crmsync.failures import MissingReason
+from webhooks.schemas import EVENT_TYPES
+
+from . import NAV, bp
+from .csrf import issue_token
+from .params import BadFilter, failed_jobs, failure_filter, filter_args, operator
+
+PER_PAGE = 50
+NOTICES = ("replayed", "discarded", "not_failed", "missing")
+
+
+@bp.context_processor
+def page_context() -> dict[str, object]:
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    return {"nav": NAV, "csrf_token": issue_token(settings, g.dashboard_user), "user": g.dashboard_user}
+
+
+@bp.get("/")
+def overview() -> str:
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    snapshot = read_snapshot(current_app.extensions["crmsync_redis"], settings.queue_name)
+    return render_template("dashboard/overview.html", snapshot=snapshot)
+
+
+@bp.get("/failed")
+def failed() -> str | tuple[str, int]:
+    filters = filter_args(request.args)
+    try:
+        where = failure_filter(request.args)
+    except BadFilter as exc:
+        return render_failed(filters, error=str(exc)), 400
+    page = failed_jobs().find(where, page=request.args.get("page", 1, type=int), per_page=PER_PAGE)
+    return render_failed(filters, page=page)
+
+
+def render_failed(filters: dict[str, str], **context: object) -> str:
+    notices = {name: request.args.get(name, 0, type=int) for name in NOTICES}
+    return render_template(
+        "dashboard/failed.html",
+        filters=filters,
+        event_types=EVENT_TYPES,
+        notices={name: count for name, count in notices.items() if count},
+        reason_missing=request.args.get("reason_missing") == "1",
+        **context,
+    )
+
+
+@bp.get("/jobs/<job_id>")
+def failed_job(job_id: str) -> str:
+    job = failed_jobs().get(job_id)
+    if job is None:
+        raise NotFound("No such failed job (it may have been replayed or discarded).")
+    return render_template("dashboard/job.html", job=job, history=failed_jobs().history(job_id))
+
+
+@bp.get("/failed/replay-matching")
+def confirm_replay_matching() -> str | tuple[str, int]:
+    filters = filter_args(request.args)
+    try:
+        count = len(failed_jobs().matching_ids(failure_filter(request.args)))
+    except BadFilter as exc:
+        return render_failed(filters, error=str(exc)), 400
+    return render_template("dashboard/confirm_replay.html", filters=filters, count=count)
+
+
+@bp.post("/failed/replay")
+def replay() -> Response:
+    jobs, filters = failed_jobs(), filter_args(request.form)
+    if request.form.get("all_matching") == "1":
+        results = jobs.replay_matching(failure_filter(request.form), operator())
+    else:
+        results = jobs.replay(request.form.getlist("job_id"), operator())
+    return back_to_failed(filters, [result.status for result in results])
+
+
+@bp.post("/failed/discard")
+def discard() -> Response:
+    filters = filter_args(request.form)
+    try:
+        reason = request.form.get("reason", "")
+        results = failed_jobs().discard(request.form.getlist("job_id"), reason, operator())
+    except MissingReason:
+        params: dict[str, Any] = {**filters, "reason_missing": "1"}
+        return redirect(url_for("dashboard.failed", **params), code=303)
+    return back_to_failed(filters, [result.status for result in results])
+
+
+def back_to_failed(filters: dict[str, str], statuses: list[str]) -> Response:
+    params: dict[str, Any] = {**filters}
+    params.update({name: statuses.count(name) for name in NOTICES if statuses.count(name)})
+    return redirect(url_for("dashboard.failed", **params), code=303)
+
+
+@bp.get("/replays")
+def replays() -> str:
+    return render_template("dashboard/replays.html", replays=failed_jobs().recent_replays())
+
+
+@bp.get("/discarded")
+def discarded() -> str:
+    return render_template("dashboard/discarded.html", discards=failed_jobs().recent_discards())

@@ -1,0 +1,48 @@
+"""What the pages and the JSON API read from a request: the failure filter and the acting operator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import current_app, g
+
+from crmsync.failures import FailedJobs, FailureFilter, parse_moment
+
+__all__ = ["BadFilter", "failure_filter", "filter_args", "failed_jobs", "operator"]
+
+FILTER_FIELDS = ("type", "failure_class", "external_id", "since", "until")
+
+
+class BadFilter(ValueError):
+    """A filter value could not be read; the message names the field."""
+
+
+def failure_filter(args: Mapping[str, str]) -> FailureFilter:
+    """The filter in query or form fields; `since`/`until` take a time or a time ago (`2h`, `7d`)."""
+    moments = {}
+    for name in ("since", "until"):
+        value = (args.get(name) or "").strip()
+        try:
+            moments[name] = parse_moment(value) if value else None
+        except ValueError as exc:
+            raise BadFilter(f"{name}: use a time like 2026-11-22T10:00:00Z or a time ago like 2h") from exc
+    return FailureFilter(
+        type=(args.get("type") or "").strip() or None,
+        failure_class=(args.get("failure_class") or "").strip() or None,
+        external_id=(args.get("external_id") or "").strip() or None,
+        **moments,
+    )
+
+
+def filter_args(args: Mapping[str, str]) -> dict[str, str]:
+    """The filter fields present in `args`, as given, to carry into links and forms."""
+    return {name: args[name] for name in FILTER_FIELDS if args.get(name)}
+
+
+def failed_jobs() -> FailedJobs:
+    return FailedJobs(current_app.extensions["crmsync_redis"], current_app.config["CRMSYNC_SETTINGS"])
+
+
+def operator() -> str:
+    """Who acts, as recorded with replays and discards: the dashboard user."""
+    return f"dashboard:{g.dashboard_user}"

@@ -1,0 +1,119 @@
+"""`GET /metrics` in Prometheus's text format: the web's own counters, and what the workers left in Redis.
+
+Web-side counters (webhooks received) live in prometheus-client. Under gunicorn, whose workers are
+separate processes, they use its multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by
+crmsync/gunicorn_conf.py), so every scrape sums all of them; elsewhere (tests, `flask run`) a plain
+registry. Workers run where nothing can scrape them, so their figures are kept in Redis
+(jobs/metrics.py) and read here, together with the queue's gauges, at scrape time.
+Labels are event types and fixed codes only, never customer data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from redis import Redis
+from redis.exceptions import RedisError
+
+from crmsync.activity import read_snapshot
+from jobs.metrics import read_job_figures
+
+from .errors import error_response
+
+__all__ = ["bp", "record_webhook", "QueueCollector", "render_metrics"]
+
+bp = Blueprint("metrics", __name__)
+
+# The web's own metrics, in a registry of their own: the default one would add process metrics
+# that mean little summed across gunicorn workers.
+WEB_REGISTRY = CollectorRegistry()
+WEBHOOKS_RECEIVED = Counter(
+    "crmsync_webhooks_received",
+    "Webhook deliveries by event type and outcome (queued, duplicate, rejected) and rejection reason.",
+    ["type", "outcome", "reason"],
+    registry=WEB_REGISTRY,
+)
+
+
+def record_webhook(event_type: str, outcome: str, reason: str = "") -> None:
+    """Count one delivery. Rejected ones carry type "unknown": their type is unverified input."""
+    WEBHOOKS_RECEIVED.labels(type=event_type, outcome=outcome, reason=reason).inc()
+
+
+class QueueCollector:
+    """Reads the queue's gauges and the workers' job figures from Redis at each scrape."""
+
+    def __init__(self, redis: Redis, queue_name: str) -> None:
+        self._redis = redis
+        self._queue_name = queue_name
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            snapshot = read_snapshot(self._redis, self._queue_name)
+            figures = read_job_figures(self._redis)
+        except RedisError:
+            yield GaugeMetricFamily("crmsync_redis_up", "Whether Redis answered this scrape.", value=0)
+            return
+        yield GaugeMetricFamily("crmsync_redis_up", "Whether Redis answered this scrape.", value=1)
+        yield GaugeMetricFamily("crmsync_queue_depth", "Jobs waiting in the queue.", value=snapshot.queued)
+        yield GaugeMetricFamily(
+            "crmsync_scheduled_retries", "Failed attempts waiting for their retry.", value=snapshot.scheduled
+        )
+        yield GaugeMetricFamily(
+            "crmsync_failed_jobs", "Jobs in the failed registry (replay or discard).", value=snapshot.failed
+        )
+        yield GaugeMetricFamily(
+            "crmsync_workers_alive", "Workers with a live heartbeat.", value=snapshot.workers_alive
+        )
+        yield GaugeMetricFamily(
+            "crmsync_oldest_queued_job_age_seconds",
+            "How long the job at the head of the queue has waited (0 when empty).",
+            value=snapshot.oldest_queued_age_seconds,
+        )
+        jobs = CounterMetricFamily(
+            "crmsync_jobs", "Job attempts by event type and outcome.", labels=["type", "outcome"]
+        )
+        for (event_type, outcome), count in sorted(figures.outcomes.items()):
+            jobs.add_metric([event_type, outcome], count)
+        yield jobs
+        actions = CounterMetricFamily(
+            "crmsync_operator_actions", "Failed jobs replayed or discarded.", labels=["type", "action"]
+        )
+        for (event_type, action), count in sorted(figures.operator_actions.items()):
+            actions.add_metric([event_type, action], count)
+        yield actions
+        durations = HistogramMetricFamily(
+            "crmsync_job_duration_seconds", "How long applying an event took.", labels=["type"]
+        )
+        for event_type, (buckets, total) in sorted(figures.durations.items()):
+            durations.add_metric([event_type], buckets, total)
+        yield durations
+
+
+def render_metrics(redis: Redis, queue_name: str) -> bytes:
+    """Every metric, in Prometheus's text format."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(WEB_REGISTRY)
+    registry.register(QueueCollector(redis, queue_name))
+    return generate_latest(registry)
+
+
+@bp.get("/metrics")
+def metrics() -> Response | tuple[Response, int]:
+    """Prometheus scrape endpoint; with METRICS_TOKEN set, it wants `Authorization: Bearer <token>`."""
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    if settings.metrics_token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, settings.metrics_token.encode()):
+            return error_response(401, "unauthorized", "A valid metrics token is required.")
+    body = render_metrics(current_app.extensions["crmsync_redis"], settings.queue_name)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
