@@ -51,6 +51,33 @@ def send_sample_command(url: str, external_id: str, name: str) -> None:
     click.echo(f"HTTP {response.status_code} {json.dumps(response.json())}")
 
 
+@main.command("erasures", with_appcontext=False)
+@click.option("--status", type=click.Choice(["pending", "completed", "failed", "overdue"]))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def erasures_command(status: str | None, as_json: bool) -> None:
+    """List GDPR erasures from the audit trail, newest first; overdue and failed ones stand out."""
+    from datetime import UTC, datetime
+
+    from jobs.erasure_audit import list_erasures
+
+    settings = _settings("cli")
+    now = datetime.now(UTC)
+    for record in list_erasures(connect(settings.redis_url), settings.erasure_deadline_days):
+        row = record.to_json(now)
+        if status and not (row["overdue"] if status == "overdue" else row["status"] == status):
+            continue
+        if as_json:
+            click.echo(json.dumps(row))
+            continue
+        verdict = record.status.upper() + (" OVERDUE" if row["overdue"] else "")
+        purchases = " ".join(f"{pid}={outcome}" for pid, outcome in row["purchases"].items())
+        line = f"{row['received_at']}  {verdict:<17} {record.webhook_id}  {record.external_id}  {purchases}"
+        if record.failure:
+            line += f"  ({record.failure})"
+        needs_action = row["overdue"] or record.status == "failed"
+        click.echo(click.style(line, fg="red") if needs_action else line)
+
+
 def _settings(role: str) -> Settings:
     try:
         return Settings.from_env(role=role)  # type: ignore[arg-type]

@@ -20,6 +20,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET_PREFIX = "whsec_"
 # Seconds before each retry, like the large webhook platforms: about 27 hours in all.
 DEFAULT_RETRY_SCHEDULE = (5, 60, 300, 1800, 7200, 18000, 36000, 36000)
+# What an erasure does to the customer record on the customers API, besides the purchases.
+ERASURE_CUSTOMER_ACTIONS = ("none", "anonymize", "delete")
 
 
 class SettingsError(ValueError):
@@ -50,6 +52,9 @@ class Settings:
     job_timeout_seconds: int = 60
     retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     ledger_ttl_seconds: int = 30 * 86_400
+    erasure_customer_action: str = "none"
+    erasure_deadline_days: int = 30
+    erasure_audit_retention_days: int = 400
     worker_maintenance_interval: int = 30
     worker_shutdown_grace_seconds: int = 20
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
@@ -79,6 +84,9 @@ class Settings:
             job_timeout_seconds=_positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
             retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
             ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", 30 * 86_400),
+            erasure_customer_action=_erasure_action(env.get("ERASURE_CUSTOMER_ACTION", "")),
+            erasure_deadline_days=_positive_int(env, "ERASURE_DEADLINE_DAYS", 30),
+            erasure_audit_retention_days=_retention_days(env),
             worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
             worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
@@ -161,6 +169,21 @@ def _queue_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
         raise SettingsError("QUEUE_NAME may hold only letters, digits, '_' and '-'")
     return value
+
+
+def _erasure_action(value: str) -> str:
+    action = value.strip().lower() or "none"
+    if action not in ERASURE_CUSTOMER_ACTIONS:
+        raise SettingsError(f"ERASURE_CUSTOMER_ACTION must be one of {', '.join(ERASURE_CUSTOMER_ACTIONS)}")
+    return action
+
+
+def _retention_days(env: Mapping[str, str]) -> int:
+    # An audit entry must outlive the deadline it proves was met (or missed).
+    days = _positive_int(env, "ERASURE_AUDIT_RETENTION_DAYS", 400)
+    if days <= _positive_int(env, "ERASURE_DEADLINE_DAYS", 30):
+        raise SettingsError("ERASURE_AUDIT_RETENTION_DAYS must be longer than ERASURE_DEADLINE_DAYS")
+    return days
 
 
 def _schedule(value: str) -> tuple[int, ...]:

@@ -16,13 +16,16 @@ from typing import Any
 from rq import get_current_job
 
 from .customers import delete_customer, upsert_customer
-from .errors import SyncError
+from .erasure import apply_customer_action, is_final_attempt
+from .erasure_audit import ErasureAudit
+from .errors import CustomerLocked, SyncError
 from .events import Event
 from .metrics import outcome_of, record_job
 from .personal_data import erase_personal_data
 from .redaction import redact
 from .retry import next_delay
 from .runtime import Runtime, current
+from .scrub import SUPERSEDED, scrub_current_job, scrub_customer_jobs
 
 __all__ = ["apply_event"]
 
@@ -34,6 +37,10 @@ def apply_event(payload: dict[str, Any]) -> dict[str, str]:
     event = Event.from_payload(payload)
     runtime = current()
     started = time.perf_counter()
+    if payload.get(SUPERSEDED):
+        # Scrubbed by an erasure (jobs/scrub.py): its data is gone, and a replay must not act on it.
+        _log(event, "superseded", started)
+        return {"outcome": "superseded"}
     try:
         outcome = APPLIERS[event.type](runtime, event)
     except SyncError as exc:
@@ -54,6 +61,7 @@ def sync_customer(runtime: Runtime, event: Event) -> str:
     with runtime.ledgers.locked(event.external_id) as customer:
         fields = customer.ledger.fields_to_write(event.version, carried)
         if not fields:
+            _forget_if_erased(customer.ledger.erased, event)
             return "stale" if carried else "noop"
         upsert_customer(runtime.customers, event.external_id, fields)
         runtime.ledgers.commit(customer, customer.ledger.after_write(event.version, fields))
@@ -71,13 +79,45 @@ def remove_customer(runtime: Runtime, event: Event) -> str:
 
 
 def erase_customer_data(runtime: Runtime, event: Event) -> str:
-    """erasure_requested: anonymise every purchase; older events for the customer become stale."""
-    with runtime.ledgers.locked(event.external_id) as customer:
-        erase_personal_data(
-            runtime.personal_data, runtime.redis, event.webhook_id, event.data["purchase_ids"]
-        )
-        runtime.ledgers.commit(customer, customer.ledger.after_erasure(event.version))
+    """erasure_requested: anonymise every purchase, apply ERASURE_CUSTOMER_ACTION, then forget every
+    queued copy of the customer's data; older events for the customer become stale. Each step is
+    recorded in the audit trail (jobs/erasure_audit.py); a refused purchase fails the erasure only
+    after every other one was erased."""
+    audit = ErasureAudit.of(runtime.redis, runtime.settings)
+    erasure_id, external_id = event.webhook_id, event.external_id
+    customer_action = runtime.settings.erasure_customer_action
+    try:
+        with runtime.ledgers.locked(external_id) as customer:
+            purchase_ids = event.data["purchase_ids"]
+            purchases = erase_personal_data(
+                runtime.personal_data, runtime.redis, erasure_id, external_id, purchase_ids, audit
+            )
+            ledger, action = apply_customer_action(
+                runtime.customers, customer_action, customer.ledger, external_id, event.version
+            )
+            if action:
+                audit.customer(erasure_id, external_id, action)
+            runtime.ledgers.commit(customer, ledger.after_erasure(event.version))
+        # Jobs accepted or finished since the web side scrubbed, or running then, are scrubbed now.
+        scrubbed = scrub_customer_jobs(runtime.redis, event)
+        if scrubbed.scrubbed:
+            audit.scrubbed(erasure_id, external_id, scrubbed.scrubbed)
+        if scrubbed.running:
+            raise CustomerLocked("a job for this customer is still running; its data is scrubbed on retry")
+        purchases.raise_if_refused()
+    except SyncError as exc:
+        if is_final_attempt(exc):
+            audit.failed(erasure_id, external_id, exc.failure_class, str(exc))
+        raise
+    audit.completed(erasure_id, external_id)
     return "applied"
+
+
+def _forget_if_erased(erased: str, event: Event) -> None:
+    """A stale event at or before an erasure (`erased`, its version) must not keep the person's data
+    in Redis either: the job drops it from its own payload before RQ stores the job as finished."""
+    if erased and event.version <= erased:
+        scrub_current_job(erased.partition("|")[2])
 
 
 APPLIERS: dict[str, Callable[[Runtime, Event], str]] = {

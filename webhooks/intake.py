@@ -8,23 +8,30 @@ The job hash itself is RQ's own serialisation (`Job.to_dict`), so workers read i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from crmsync.activity import current_minute, minute_counter_key
-from crmsync.keys import delivery_key, job_id_for
+from crmsync.keys import customer_jobs_key, delivery_key, job_id_for
 from crmsync.settings import Settings
+from jobs.erasure_audit import ErasureAudit
+from jobs.events import Event
 from jobs.retry import retry_policy
+from jobs.scrub import scrub_customer_jobs
 
 __all__ = ["Intake", "Accepted", "APPLY_EVENT"]
 
 APPLY_EVENT = "jobs.tasks.apply_event"
+ERASURE_REQUESTED = "customer.erasure_requested"
+log = logging.getLogger("crmsync.webhooks")
 
 _ACCEPT_SCRIPT = """
 -- KEYS: delivery key, job key, queue key, set of queues, this minute's accepted and duplicate counters
@@ -41,6 +48,10 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('SADD', KEYS[4], KEYS[3])
 redis.call('RPUSH', KEYS[3], ARGV[1])
+-- The customer's job index (always the last key), so an erasure finds their jobs without a scan;
+-- kept 62 days, longer than a failed job (30 days) plus its retries.
+redis.call('SADD', KEYS[#KEYS], ARGV[1])
+redis.call('EXPIRE', KEYS[#KEYS], 5356800)
 return {1, ARGV[1]}
 """
 
@@ -71,8 +82,28 @@ class Intake:
         minute = current_minute()
         keys = [delivery_key(webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys,
                 minute_counter_key("accepted", minute), minute_counter_key("duplicate", minute)]  # fmt: skip
-        created, job_id = self._accept(keys=keys, args=args)
-        return Accepted(job_id=job_id.decode() if isinstance(job_id, bytes) else job_id, is_new=bool(created))
+        index = customer_jobs_key(event["data"]["external_id"])
+        created, job_id = self._accept(keys=[*keys, index], args=args)
+        job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
+        accepted = Accepted(job_id=job_id, is_new=bool(created))
+        if accepted.is_new and event["type"] == ERASURE_REQUESTED:
+            self._erasure_accepted(webhook_id, event)
+        return accepted
+
+    def _erasure_accepted(self, webhook_id: str, event: dict[str, Any]) -> None:
+        """Audit the erasure's receipt and scrub the customer's queued data now, before any queued
+        update can run. Erasures are rare, so this extra work in the request is cheap. The erasure job
+        scrubs again once it has run, so a failure here is logged, not answered 503: it is queued."""
+        erasure = Event.from_payload({"webhook_id": webhook_id, **event})
+        audit = ErasureAudit.of(self._redis, self._settings)
+        try:
+            audit.received(webhook_id, erasure.external_id, list(event["data"]["purchase_ids"]))
+            report = scrub_customer_jobs(self._redis, erasure)
+            if report.scrubbed:
+                audit.scrubbed(webhook_id, erasure.external_id, report.scrubbed)
+        except RedisError:
+            log.exception("erasure not scrubbed at intake", extra={"event": "erasure_scrub_deferred",
+                                                                    "webhook_id": webhook_id})  # fmt: skip
 
     def build_job(self, webhook_id: str, event: dict[str, Any]) -> Job:
         """Build (without saving) the RQ job that applies `event`; no personal data in its description."""
