@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from gql import GraphQLRequest
+from graphql import DocumentNode, print_ast
 
-__all__ = ["DOCUMENTS", "load"]
+__all__ = ["DOCUMENTS", "load", "PreparedRequest"]
 
 _FOLDER = resources.files(__package__) / "documents"
 
 
+class PreparedRequest(GraphQLRequest):
+    """A parsed document whose query text is printed once, not on every call.
+
+    gql's `GraphQLRequest.payload` runs `print_ast` over the whole document for each request it
+    sends; these documents never change, so a request built from a PreparedRequest (as
+    `PreparedRequest(document, variable_values=...)`) reuses the text printed at import.
+    """
+
+    def __init__(self, request: DocumentNode | GraphQLRequest | str, **options: Any) -> None:
+        super().__init__(request, **options)
+        self.query: str = request.query if isinstance(request, PreparedRequest) else print_ast(self.document)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"query": self.query}
+        if self.operation_name:
+            payload["operationName"] = self.operation_name
+        if self.variable_values:
+            payload["variables"] = self.variable_values
+        if self.extensions:
+            payload["extensions"] = self.extensions
+        return payload
+
+
 def load(name: str) -> GraphQLRequest:
     """Parse `documents/<name>.graphql`; a syntax error here fails at import, not mid-job."""
-    return GraphQLRequest(_FOLDER.joinpath(f"{name}.graphql").read_text())
+    return PreparedRequest(_FOLDER.joinpath(f"{name}.graphql").read_text())
 
 
 DOCUMENTS: dict[str, GraphQLRequest] = {

@@ -45,7 +45,8 @@ class PlatformApi:
 
     def execute(self, document: GraphQLRequest, variables: dict[str, Any]) -> dict[str, Any]:
         """Run `document` with `variables`; return `data` or raise a classified SyncError."""
-        request = GraphQLRequest(document, variable_values=variables)
+        # The document's own class: a PreparedRequest keeps its query text printed once per process.
+        request = type(document)(document, variable_values=variables)
         try:
             return self._connected().execute(request)
         except TransportQueryError as exc:
