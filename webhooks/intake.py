@@ -78,7 +78,10 @@ class Intake:
         job = self.build_job(webhook_id, event)
         args: list[Any] = [job.id, self._settings.dedup_ttl_seconds]
         for name, value in job.to_dict().items():
-            args += [name, value]
+            # RQ reads a missing field as empty; leaving the empty ones out (callbacks, started_at,
+            # worker_name, ...) sends 16 fewer arguments and keeps ~0.5 KB per queued job out of Redis.
+            if value != "":
+                args += [name, value]
         minute = current_minute()
         keys = [delivery_key(webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys,
                 minute_counter_key("accepted", minute), minute_counter_key("duplicate", minute)]  # fmt: skip
