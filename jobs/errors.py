@@ -13,6 +13,8 @@ class SyncError(Exception):
     retryable = False
     failure_class = "error"
     retry_after: float | None = None
+    # False when the request may still be applied by the API after we gave up on it (see ordering).
+    outcome_known = True
 
 
 class RetryableError(SyncError):
@@ -30,6 +32,7 @@ class ApiUnavailable(RetryableError):
     """Connection error, timeout, HTTP 5xx: the request may or may not have been applied."""
 
     failure_class = "api_unavailable"
+    outcome_known = False
 
 
 class RateLimited(RetryableError):

@@ -32,7 +32,10 @@ _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, redis.call('HGETALL', KEYS[2])}
 end
-return {0, {}}
+if redis.call('GET', KEYS[1]) == 'hold' then
+  return {0, redis.call('PTTL', KEYS[1])}
+end
+return {0, -1}
 """
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -45,6 +48,12 @@ if #ARGV > 2 then
 end
 redis.call('DEL', KEYS[1])
 return 1
+"""
+_HOLD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], 'hold', 'PX', ARGV[2])
+end
+return 0
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -114,25 +123,46 @@ class CustomerLedgers:
     """Locks and ledgers of all customers, in Redis (shared by every worker process)."""
 
     def __init__(
-        self, redis: Redis, lock_ttl_seconds: int, ledger_ttl_seconds: int, wait_seconds: float
+        self,
+        redis: Redis,
+        lock_ttl_seconds: int,
+        ledger_ttl_seconds: int,
+        wait_seconds: float,
+        in_flight_hold_seconds: float = 0,
     ) -> None:
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_seconds * 1000
         self._ledger_ttl = ledger_ttl_seconds
         self._wait = wait_seconds
+        self._hold_ms = int(in_flight_hold_seconds * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._commit = redis.register_script(_COMMIT)
+        self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
 
     @contextmanager
     def locked(self, external_id: str) -> Iterator[LockedCustomer]:
-        """Hold the customer's lock for the block; raise CustomerLocked if it stays busy."""
+        """Hold the customer's lock for the block; raise CustomerLocked if it stays busy.
+
+        After a failure whose outcome is unknown (a timeout, a dropped connection, a 5xx, the job
+        stopped mid-request) the request may still be applied by the API later. The lock is then
+        kept for `in_flight_hold_seconds`, so that no newer write for this customer can land before
+        that late one and be overwritten by it; the retry re-applies once the hold has passed.
+        """
         customer = self._lock(external_id)
+        key = customer_lock_key(external_id)
+        hold = False
         try:
             yield customer
+        except BaseException as exc:
+            hold = self._hold_ms > 0 and not getattr(exc, "outcome_known", False)
+            raise
         finally:
-            # After a commit the lock is already gone; this only frees it after a failure.
-            self._release(keys=[customer_lock_key(external_id)], args=[customer.token])
+            if hold:
+                self._hold(keys=[key], args=[customer.token, self._hold_ms])
+            else:
+                # After a commit the lock is already gone; this only frees it after a failure.
+                self._release(keys=[key], args=[customer.token])
 
     def commit(self, customer: LockedCustomer, ledger: Ledger) -> None:
         """Record `ledger` and release the lock, only if the lock is still ours."""
@@ -162,10 +192,15 @@ class CustomerLedgers:
         delay = 0.005
         ttl_ms = self._lock_ttl_for_current_job()
         while True:
-            acquired, flat = self._acquire(keys=keys, args=[token, ttl_ms])
+            acquired, found = self._acquire(keys=keys, args=[token, ttl_ms])
             if acquired:
-                pairs = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+                pairs = {_text(found[i]): _text(found[i + 1]) for i in range(0, len(found), 2)}
                 return LockedCustomer(external_id, Ledger.from_redis(pairs), token)
+            # A hold after an unanswered request that outlasts the wait is not waited for: the job
+            # is retried when it ends, and the worker moves on. A working lock is waited for.
+            held_for = int(found) / 1000
+            if held_for > 0 and time.monotonic() + held_for > deadline:
+                raise CustomerLocked("the customer is held after an unanswered request", retry_after=held_for)
             if time.monotonic() >= deadline:
                 raise CustomerLocked("another worker is applying an event for this customer", retry_after=1)
             time.sleep(delay)

@@ -40,6 +40,7 @@ class Runtime:
                 lock_ttl_seconds=settings.job_timeout_seconds + LOCK_MARGIN_SECONDS,
                 ledger_ttl_seconds=settings.ledger_ttl_seconds,
                 wait_seconds=2.0,
+                in_flight_hold_seconds=settings.in_flight_hold_seconds,
             ),
         )
 

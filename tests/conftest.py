@@ -84,6 +84,8 @@ def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
             "PERSONAL_DATA_API_URL": sandbox_server.personal_data_url,
             "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
             "API_TIMEOUT_SECONDS": "2",
+            # Keeps a customer locked briefly after a request that got no answer (see ordering).
+            "IN_FLIGHT_HOLD_SECONDS": "1",
         },
         role="web",
     )

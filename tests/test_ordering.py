@@ -130,3 +130,21 @@ def test_any_delivery_order_ends_in_the_state_of_the_latest_events(
     assert nodes["data"]["customers"]["nodes"] == [
         {"name": "Acme Again", "description": "last", "labels": ["c"]}
     ]
+
+
+def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(redis: Redis) -> None:
+    from jobs.errors import ApiUnavailable, CustomerLocked, PayloadErrors
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05,
+                              in_flight_hold_seconds=30)  # fmt: skip
+    with pytest.raises(ApiUnavailable), ledgers.locked("crm-1"):
+        raise ApiUnavailable("customers API unreachable: ReadTimeout")
+    with pytest.raises(CustomerLocked) as held:
+        with ledgers.locked("crm-1"):
+            pass
+    assert held.value.retry_after is not None and held.value.retry_after > 25
+    # A failure whose outcome is known (the API refused) frees the customer at once.
+    with pytest.raises(PayloadErrors), ledgers.locked("crm-2"):
+        raise PayloadErrors("createCustomer failed")
+    with ledgers.locked("crm-2"):
+        pass

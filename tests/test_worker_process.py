@@ -46,18 +46,20 @@ def created(external_id: str = "crm-1", name: str = "Mars Missions") -> dict[str
 def spawn_worker(settings: Settings, redis: Redis) -> Iterator[Spawn]:
     """Start `crmsync worker` processes configured like the Procfile's, through the environment."""
     started: list[subprocess.Popen[bytes]] = []
-    assert settings.customers_api and settings.personal_data_api
+    customers_api, personal_data_api = settings.customers_api, settings.personal_data_api
+    assert customers_api is not None and personal_data_api is not None
 
     def spawn(**overrides: str) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "REDIS_URL": settings.redis_url,
-            "CUSTOMERS_API_URL": settings.customers_api.url,
+            "CUSTOMERS_API_URL": customers_api.url,
             "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-            "PERSONAL_DATA_API_URL": settings.personal_data_api.url,
+            "PERSONAL_DATA_API_URL": personal_data_api.url,
             "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
             "API_TIMEOUT_SECONDS": "30",
             "WORKER_MAINTENANCE_INTERVAL": "1",
+            "IN_FLIGHT_HOLD_SECONDS": "1",
             "LOG_LEVEL": "WARNING",
             **overrides,
         }
