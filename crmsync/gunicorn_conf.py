@@ -5,10 +5,23 @@ Everything comes from the environment, as on Heroku: PORT, WEB_CONCURRENCY.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 from crmsync.logs import configure
+from crmsync.settings import Settings, SettingsError
+
+# prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
+# environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crmsync-prometheus-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -18,14 +31,57 @@ worker_class = "sync"
 timeout = 20
 graceful_timeout = 25
 keepalive = 5
-# Keep one JSON line per request on stdout; the path carries no personal data.
-accesslog = "-"
-access_log_format = (
-    '{"event":"http_request","method":"%(m)s","path":"%(U)s","status":%(s)s,'
-    '"duration_ms":%(M)s,"bytes":%(B)s,"remote":"%(h)s"}'
-)
 errorlog = "-"
 forwarded_allow_ips = "*"
+
+
+class JsonAccessLogger(Logger):
+    """One JSON line per request on stdout, built with json.dumps so that no path or header can break
+    the line; the path is logged without its query string and carries no personal data."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = str(resp.status).split(None, 1)[0]
+        line = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "logger": "gunicorn.access",
+            "msg": "request",
+            "event": "http_request",
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": int(status) if status.isdigit() else status,
+            "duration_ms": round(request_time.total_seconds() * 1000, 1),
+            "bytes": getattr(resp, "sent", None) or 0,
+            "remote": environ.get("REMOTE_ADDR"),
+            "request_id": environ.get("HTTP_X_REQUEST_ID"),  # set by Heroku's router
+        }
+        self.access_log.info(json.dumps(line))
+
+
+accesslog = "-"
+logger_class = JsonAccessLogger
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to start, with one clear line, when a setting is missing or malformed."""
+    try:
+        Settings.from_env(role="web")
+    except SettingsError as exc:
+        sys.exit(f"crmsync: configuration error: {exc}")
+    # Counters left by a previous run of this master would be summed into this one's.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker process ended: its live gauges are dropped (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker: Any) -> None:

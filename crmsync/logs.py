@@ -33,6 +33,10 @@ SAFE_FIELDS = (
 )
 
 
+# Third-party loggers whose messages carry request or response bodies.
+BODY_LOGGERS = ("gql",)
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object with a fixed set of allowed fields."""
 
@@ -60,3 +64,6 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in BODY_LOGGERS:
+        # They log whole request and response bodies (customer data) at DEBUG/INFO: never let them.
+        logging.getLogger(name).setLevel(logging.WARNING)

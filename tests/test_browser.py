@@ -1,0 +1,135 @@
+"""The dashboard in a real headless Chromium: log in, see a failed job, replay it, see it succeed —
+and customer data crafted as markup never runs.
+
+Chromium and its driver come from Debian (`chromium`, `chromium-driver`); the fixture installs them
+with apt-get when they are missing and it runs as root, and fails (never skips) when it cannot.
+Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from redis import Redis
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from crmsync.settings import Settings
+from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver
+from tests.test_failures import event, fail, work
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Would run if a page rendered it as markup: an alert, and a global the test looks for.
+NAME = "<img src=x onerror=alert(1)>"
+EXTERNAL_ID = "crm-<svg onload=window.__xss=1>"
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium and chromium-driver when missing (as root, with apt-get)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+            env=env, check=False, capture_output=True,
+        )  # fmt: skip
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("the browser test needs Debian's chromium and chromium-driver (apt-get install them)")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium driven over WebDriver, with a throwaway profile."""
+    ensure_chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}", "--window-size=1500,900",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def navigate(browser: webdriver.Chrome, element: WebElement) -> None:
+    """Click `element` and wait until the next page has replaced this one."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+
+
+def assert_nothing_ran(browser: webdriver.Chrome) -> None:
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018  (reading it is what raises)
+    assert browser.execute_script("return window.__xss === undefined") is True
+
+
+def test_an_operator_replays_a_failed_job_and_crafted_markup_never_runs(
+    browser: webdriver.Chrome,
+    dashboard: str,
+    deliver: Deliver,
+    settings: Settings,
+    redis: Redis,
+    tmp_path: Path,
+) -> None:
+    fail(
+        deliver, settings, redis,
+        event("created", EXTERNAL_ID, name=NAME, description=f"<script>window.__xss=1</script>{NAME}",
+              labels=[NAME]),
+        event("deleted", "crm-2041"),
+        event("updated", "crm-1077", at="2026-11-22T11:30:00Z", labels=["gold"]),
+    )  # fmt: skip
+    deliver(event("erasure_requested", "crm-3310", purchase_ids=[999]))
+    work(settings, redis)  # an unknown purchase: a GraphQL error
+
+    # Log in (HTTP Basic, credentials in the URL) and find the failures on the overview.
+    parts = urlsplit(dashboard)
+    browser.get(f"http://{DASHBOARD_USER}:{DASHBOARD_PASSWORD}@{parts.netloc}/dashboard/")
+    assert browser.find_element(By.ID, "failed").text == "4"
+
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Failed jobs"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#failed-jobs tbody tr")
+    assert len(rows) == 4
+    row = next(row for row in rows if EXTERNAL_ID in row.text)
+    assert "api_rejected" in row.text and "HTTP 401" in row.text
+    # The hostile external id is shown as text; the name, description and labels are not shown at all.
+    assert row.find_element(By.CSS_SELECTOR, ".external-id").text == EXTERNAL_ID
+    assert browser.find_elements(By.CSS_SELECTOR, "main img, main svg, main script") == []
+    assert "alert(1)" not in browser.page_source
+    assert_nothing_ran(browser)
+    screenshot = (
+        ROOT / "docs" / "dashboard.png" if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "shot.png"
+    )
+    assert browser.save_screenshot(str(screenshot))
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+    # Replay it, let a worker run it, and see it applied.
+    row.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
+    navigate(browser, browser.find_element(By.ID, "replay-selected"))
+    assert browser.find_element(By.ID, "notice-replayed").text == "1 replayed"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#failed-jobs tbody tr")) == 3
+    work(settings, redis)
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Replays"))
+    (replayed,) = browser.find_elements(By.CSS_SELECTOR, "#replays tbody tr")
+    assert EXTERNAL_ID in replayed.text
+    assert replayed.find_element(By.CSS_SELECTOR, ".status").text == "finished"
+    assert replayed.find_element(By.CSS_SELECTOR, ".outcome").text == "applied"
+    assert_nothing_ran(browser)

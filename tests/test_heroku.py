@@ -1,0 +1,218 @@
+"""Heroku readiness: rediss:// with a self-signed certificate, the gunicorn config (multiprocess
+metrics, JSON access log), a clear error for a bad setting at start-up, and app.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from crmsync.redis_conn import connect
+from crmsync.sender import signed_request
+from crmsync.settings import Settings
+from tests.conftest import SECRET, WEBHOOK_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes one way until either side closes, then close both."""
+    try:
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()
+
+
+@pytest.fixture
+def tls_redis_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """A rediss:// URL: a TLS front (self-signed certificate, as Heroku Redis has) for the test Redis."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=redis.invalid", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    backend = urlsplit(redis_url)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    pumps: list[threading.Thread] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                secure = context.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                client.close()  # e.g. a client that refused our certificate
+                continue
+            upstream = socket.create_connection((backend.hostname or "127.0.0.1", backend.port or 6379))
+            for source, target in ((secure, upstream), (upstream, secure)):
+                pumps.append(threading.Thread(target=_pump, args=(source, target), daemon=True))
+                pumps[-1].start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"rediss://127.0.0.1:{listener.getsockname()[1]}{backend.path or '/0'}"
+    stop.set()
+    thread.join()
+    listener.close()
+    for pump in pumps:
+        pump.join(timeout=5)
+
+
+def test_rediss_url_accepts_heroku_redis_self_signed_certificate(tls_redis_url: str, redis: Redis) -> None:
+    client = connect(tls_redis_url)
+    client.set("crmsync:tls-check", "ok")
+    assert redis.get("crmsync:tls-check") == b"ok"
+    client.close()
+
+
+def test_a_verifying_client_would_refuse_that_certificate(tls_redis_url: str) -> None:
+    # What connect() avoids: the default for rediss:// verifies the certificate, and fails here.
+    with pytest.raises(RedisConnectionError):
+        Redis.from_url(tls_redis_url, socket_timeout=5).ping()
+
+
+def web_environment(redis_url: str, port: int, **extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**env, "REDIS_URL": redis_url, "PORT": str(port), "WEBHOOK_SECRET": WEBHOOK_SECRET, **extra}
+
+
+def start_gunicorn(env: dict[str, str]) -> subprocess.Popen[str]:
+    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "webhooks:create_app()"]
+    return subprocess.Popen(
+        [sys.executable, "-m", *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if requests.get(url, timeout=5).ok:
+                return
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_gunicorn_sums_metrics_over_all_its_worker_processes_and_logs_json(
+    redis_url: str, redis: Redis
+) -> None:
+    port = free_port()
+    # Each worker process is replaced after 4 requests, so the 12 deliveries below are counted by at
+    # least three different processes, two of them gone by the time of the scrape.
+    env = web_environment(redis_url, port, WEB_CONCURRENCY="2", GUNICORN_CMD_ARGS="--max-requests 4")
+    process = start_gunicorn(env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{base}/healthz", process)
+        for number in range(12):
+            event = {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z",
+                     "data": {"external_id": f"crm-{number}"}}  # fmt: skip
+            headers, body = signed_request(SECRET, event, f"msg_{number}")
+            assert (
+                requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=5).status_code
+                == 202
+            )
+        requests.get(f'{base}/no"such\\path', timeout=5)  # a hostile path must not break the JSON lines
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    queued = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "crmsync_webhooks_received_total" and sample.labels["outcome"] == "queued"
+    ]
+    assert queued == [12.0]
+    access = [json.loads(line) for line in stdout.splitlines() if '"gunicorn.access"' in line]
+    assert {entry["path"] for entry in access} >= {"/webhooks/crm", "/metrics", '/no"such\\path'}
+    assert all(isinstance(entry["status"], int) and entry["duration_ms"] >= 0 for entry in access)
+    assert all(line.startswith("{") for line in stdout.splitlines()), "non-JSON line on stdout"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"WEBHOOK_SECRET": ""}, "missing required setting(s): WEBHOOK_SECRET"),
+        ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
+        ({"DASHBOARD_PASSWORD": "short"}, "DASHBOARD_PASSWORD must be at least 12 characters long"),
+    ],
+)
+def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
+    redis_url: str, override: dict[str, str], message: str
+) -> None:
+    process = start_gunicorn(web_environment(redis_url, free_port(), **override))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert f"crmsync: configuration error: {message}" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_app_json_describes_every_setting_the_service_reads() -> None:
+    app = json.loads((ROOT / "app.json").read_text())
+    read: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: str | None = None) -> str:  # type: ignore[override]
+            read.add(key)
+            return default or ""
+
+    Settings.from_env(Recording(), role="cli")
+    assert read, "Settings.from_env read nothing"
+    # REDIS_URL comes from the Heroku Redis add-on.
+    described = set(app["env"]) | {f"{addon['as']}_URL" for addon in app["addons"]}
+    readme = (ROOT / "README.md").read_text()
+    for name in sorted(read | {"WEB_CONCURRENCY", "LOG_LEVEL"}):  # (PORT is set by Heroku itself)
+        assert name in described, f"{name} is not described in app.json"
+    for name in ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN"):
+        assert f"| `{name}` |" in readme, f"{name} is not in README's configuration table"
+    assert app["env"]["WEBHOOK_SECRET"]["required"] is True
+    assert app["env"]["DASHBOARD_PASSWORD"]["generator"] == "secret"
+    assert any(addon["plan"].startswith("heroku-redis") for addon in app["addons"])
+    assert set(app["formation"]) == {"web", "worker"}
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert set(app["formation"]) <= set(procfile)
