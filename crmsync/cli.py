@@ -7,7 +7,8 @@ import os
 import sys
 
 import click
-from flask.cli import FlaskGroup
+from flask import Flask
+from flask.cli import FlaskGroup, NoAppException
 
 from crmsync.logs import configure as configure_logs
 from crmsync.redis_conn import connect
@@ -19,7 +20,15 @@ from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
 
 
-@click.group(cls=FlaskGroup, create_app=create_app)
+def _create_app() -> Flask:
+    # Flask builds the app even to list commands; a missing setting is one clear line, not a traceback.
+    try:
+        return create_app()
+    except SettingsError as exc:
+        raise NoAppException(f"the web app needs its settings: {exc}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app)
 def main() -> None:
     """crmsync: apply a CRM's webhooks to the customer platform."""
 

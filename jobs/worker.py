@@ -9,6 +9,7 @@ retried, and the per-customer ledger makes the retry's effect happen once.
 from __future__ import annotations
 
 import signal
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue
@@ -18,6 +19,8 @@ from rq.worker import SimpleWorker
 
 from crmsync.settings import Settings
 
+from .errors import SyncError
+from .metrics import record_job
 from .runtime import Runtime, install
 
 __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
@@ -54,6 +57,29 @@ class SyncWorker(SimpleWorker):
         return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDONED_AFTER_TIMEOUT_SECONDS
 
 
+def record_unhandled_failure(
+    job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: object
+) -> bool:
+    """RQ exception handler for failures `apply_event` never sees: the job ran past its timeout (or
+    the shutdown grace), its worker died (found by maintenance), or a bug. Records the attempt on the
+    job and in the job metrics, like apply_event does for its own failures."""
+    if isinstance(exc_value, SyncError):
+        return True  # apply_event recorded it already
+    failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
+    attempts = job.meta.setdefault("attempts", [])
+    # The exception's type only: the message of an unforeseen error may echo event data.
+    attempts.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "class": failure_class,
+                     "message": exc_type.__name__})  # fmt: skip
+    job.meta["failure_class"] = failure_class
+    job.save_meta()
+    outcome = "retried" if job.retries_left else "failed"
+    record_job(job.connection, str(job.meta.get("type", "unknown")), outcome, 0.0)
+    return True
+
+
+_UNHANDLED_CLASSES = {"JobTimeoutException": "timeout", "AbandonedJobError": "abandoned"}
+
+
 def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:
     """A worker on the app's queue, with the runtime its jobs need installed in this process."""
     install(Runtime.build(settings, redis))
@@ -64,6 +90,7 @@ def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> S
         serializer=JSONSerializer,
         name=name,
         maintenance_interval=settings.worker_maintenance_interval,
+        exception_handlers=[record_unhandled_failure],
     )
     worker.shutdown_grace_seconds = settings.worker_shutdown_grace_seconds
     return worker

@@ -117,6 +117,9 @@ def test_sigterm_stops_a_job_longer_than_the_grace_and_it_is_retried_later(
     assert worker.wait(timeout=30) == 0  # Heroku's window: SIGKILL comes 30 s after SIGTERM
     job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.SCHEDULED
+    # Stopped mid-request, the attempt is an unanswered API call (the customer is held, see ordering).
+    (attempt,) = job.meta["attempts"]
+    assert attempt["class"] == "api_unavailable" and "JobTimeoutException" in attempt["message"]
     set_faults(sandbox)
     release_scheduled(redis)
     build_worker(settings, redis).work(burst=True, with_scheduler=False)
@@ -136,6 +139,8 @@ def test_a_killed_workers_job_is_picked_up_by_another_and_applied_once(
     set_faults(sandbox)
     spawn_worker()  # its maintenance pass finds the abandoned job and retries it
     assert wait_for_status(job_id, redis, {JobStatus.FINISHED, JobStatus.FAILED}) == JobStatus.FINISHED
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["abandoned"]
     assert names(platform) == ["Mars Missions"]
     assert stats(sandbox)["mutations"]["createCustomer"] == 1
 
