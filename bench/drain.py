@@ -74,6 +74,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--customers", type=int, default=1_000)
+    parser.add_argument(
+        "--ceiling-events",
+        type=int,
+        default=3_000,
+        help="events for the 2-process plain loop (a rate, so a shorter run will do)",
+    )
     options = parser.parse_args()
     events, customers = options.events, options.customers
     runs: list[Drain] = []
@@ -86,7 +92,7 @@ def main() -> None:
             runs.append(_plain_loop(port, events, customers, processes=1))
             per_event = _backlog_then(redis_url, port, events, customers)
             runs.append(_workers(redis_url, port, events, customers, count=1))
-            runs.append(_plain_loop(port, events, customers, processes=2))
+            runs.append(_plain_loop(port, options.ceiling_events, customers, processes=2))
             _backlog_then(redis_url, port, events, customers)
             runs.append(_workers(redis_url, port, events, customers, count=2))
         finally:
