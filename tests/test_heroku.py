@@ -208,8 +208,11 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in sorted(read | {"WEB_CONCURRENCY", "LOG_LEVEL"}):  # (PORT is set by Heroku itself)
         assert name in described, f"{name} is not described in app.json"
-    for name in ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN"):
+    dashboard = ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN")
+    erasure = ("ERASURE_CUSTOMER_ACTION", "ERASURE_DEADLINE_DAYS", "ERASURE_AUDIT_RETENTION_DAYS")
+    for name in (*dashboard, *erasure):
         assert f"| `{name}` |" in readme, f"{name} is not in README's configuration table"
+    assert [name for name, entry in app["env"].items() if not entry.get("description")] == []
     assert app["env"]["WEBHOOK_SECRET"]["required"] is True
     assert app["env"]["DASHBOARD_PASSWORD"]["generator"] == "secret"
     assert any(addon["plan"].startswith("heroku-redis") for addon in app["addons"])

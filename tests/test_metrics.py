@@ -1,4 +1,5 @@
-"""`/metrics`: webhook counters from the web, job figures from the workers (via Redis), queue gauges."""
+"""`/metrics`: webhook counters from the web, job figures from the workers (via Redis), queue gauges,
+erasure counts."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
+from crmsync.keys import ERASURE_AUDIT_KEY
 from crmsync.settings import Settings
-from jobs.worker import build_worker
+from jobs.worker import SyncWorker, build_worker
+from sandbox import RunningSandbox
 from tests.conftest import Deliver
+from tests.test_dashboard_erasures import PERSONAL, make_erasures_of_every_kind
 from tests.test_failures import event, fail, work
 from webhooks import create_app
+from webhooks.metrics import ERASURE_SCAN_LIMIT
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -160,3 +165,35 @@ def test_the_queue_gauges_read_the_configured_queue(redis: Redis, settings: Sett
     Queue("other", connection=redis, serializer=JSONSerializer).enqueue("jobs.tasks.apply_event", {})
     assert read_snapshot(redis, settings.queue_name).queued == 0
     assert read_snapshot(redis, "other").queued == 1
+
+
+def test_erasures_are_counted_by_status_with_the_overdue_ones(
+    base_url: str, deliver: Deliver, worker: SyncWorker, sandbox: RunningSandbox, redis: Redis
+) -> None:
+    make_erasures_of_every_kind(deliver, worker, sandbox, redis)
+
+    response = requests.get(f"{base_url}/metrics", timeout=5)
+    samples = scrape(base_url)
+
+    expected = {"pending": 2, "completed": 1, "failed": 1, "overdue": 1}  # the overdue one is also pending
+    assert {status: value(samples, "crmsync_erasures", status=status) for status in expected} == expected
+    assert value(samples, "crmsync_erasure_audit_entries") == redis.xlen(ERASURE_AUDIT_KEY)
+    for identifier in ("crm-1", "crm-2", "msg_failed", *PERSONAL):
+        assert identifier not in response.text, identifier
+
+
+def test_erasures_are_not_counted_when_the_audit_stream_is_past_the_scan_limit(
+    base_url: str, redis: Redis
+) -> None:
+    with redis.pipeline(transaction=False) as pipe:
+        for number in range(ERASURE_SCAN_LIMIT + 1):
+            pipe.xadd(
+                ERASURE_AUDIT_KEY, {"erasure": f"msg_{number}", "external_id": "crm-1", "step": "received"}
+            )
+        pipe.execute()
+
+    samples = scrape(base_url)
+
+    assert not [name for name, _ in samples if name == "crmsync_erasures"]
+    assert value(samples, "crmsync_erasure_audit_entries") == ERASURE_SCAN_LIMIT + 1
+    assert value(samples, "crmsync_redis_up") == 1

@@ -1,4 +1,5 @@
-"""The operators' dashboard under `/dashboard`: what failed and why, replay or discard it.
+"""The operators' dashboard under `/dashboard`: what failed and why, replay or discard it; and the
+GDPR erasure audit trail, failed and overdue erasures flagged.
 
 Server-rendered pages (Jinja, autoescaped, no script at all) and a JSON API under `/dashboard/api`,
 both behind HTTP Basic auth and, for every state change, a POST with a CSRF token. Without
@@ -35,6 +36,7 @@ NAV: list[tuple[str, str]] = [
     ("dashboard.failed", "Failed jobs"),
     ("dashboard.replays", "Replays"),
     ("dashboard.discarded", "Discarded"),
+    ("dashboard.erasures", "Erasures"),
 ]
 
 SECURITY_HEADERS = {

@@ -7,6 +7,7 @@ answer 403 JSON. Bodies and answers hold identifiers only.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
@@ -17,7 +18,16 @@ from crmsync.failures import MissingReason
 from ..errors import error_response
 from . import bp
 from .csrf import issue_token
-from .params import BadFilter, failed_jobs, failure_filter, operator
+from .params import (
+    BadFilter,
+    erasure_counts,
+    erasure_records,
+    erasure_status,
+    failed_jobs,
+    failure_filter,
+    operator,
+    with_status,
+)
 
 MAX_PER_PAGE = 500
 
@@ -84,6 +94,20 @@ def api_discard() -> Response | tuple[Response, int]:
 @bp.get("/api/replays")
 def api_replays() -> Response:
     return jsonify({"items": [replayed.to_json() for replayed in failed_jobs().recent_replays()]})
+
+
+@bp.get("/api/erasures")
+def api_erasures() -> Response:
+    """`?status=pending|completed|failed|overdue`: the erasures, newest first, and the counts of all."""
+    status = erasure_status(request.args)
+    now, records = datetime.now(UTC), erasure_records()
+    return jsonify(
+        {
+            "items": [record.to_json(now) for record in with_status(records, status, now)],
+            "counts": erasure_counts(records, now),
+            "deadline_days": current_app.config["CRMSYNC_SETTINGS"].erasure_deadline_days,
+        }
+    )
 
 
 def _json_body() -> dict[str, Any]:

@@ -3,6 +3,7 @@ answers with a redirect (303) to a page, so reloading never repeats an action.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, g, redirect, render_template, request, url_for
@@ -15,7 +16,18 @@ from webhooks.schemas import EVENT_TYPES
 
 from . import NAV, bp
 from .csrf import issue_token
-from .params import BadFilter, failed_jobs, failure_filter, filter_args, operator
+from .params import (
+    ERASURE_STATUSES,
+    BadFilter,
+    erasure_counts,
+    erasure_records,
+    erasure_status,
+    failed_jobs,
+    failure_filter,
+    filter_args,
+    operator,
+    with_status,
+)
 
 PER_PAGE = 50
 NOTICES = ("replayed", "discarded", "not_failed", "missing")
@@ -111,3 +123,22 @@ def replays() -> str:
 @bp.get("/discarded")
 def discarded() -> str:
     return render_template("dashboard/discarded.html", discards=failed_jobs().recent_discards())
+
+
+@bp.get("/erasures")
+def erasures() -> str | tuple[str, int]:
+    """The GDPR erasure audit trail, newest first; failed and overdue ones are flagged for action."""
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    now, records = datetime.now(UTC), erasure_records()
+    context: dict[str, Any] = {
+        "statuses": ERASURE_STATUSES,
+        "counts": erasure_counts(records, now),
+        "deadline_days": settings.erasure_deadline_days,
+        "now": now,
+    }
+    try:
+        status = erasure_status(request.args)
+    except BadFilter as exc:
+        return render_template("dashboard/erasures.html", status="", error=str(exc), **context), 400
+    shown = with_status(records, status, now)
+    return render_template("dashboard/erasures.html", status=status or "", erasures=shown, **context)
