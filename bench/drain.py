@@ -80,7 +80,14 @@ def main() -> None:
         default=3_000,
         help="events for the 2-process plain loop (a rate, so a shorter run will do)",
     )
+    parser.add_argument(
+        "--api-latency-ms",
+        type=float,
+        default=0,
+        help="added to every sandbox response, like a remote API's network and server time (default 0)",
+    )
     options = parser.parse_args()
+    _LATENCY_SECONDS[0] = options.api_latency_ms / 1000
     events, customers = options.events, options.customers
     runs: list[Drain] = []
     with bench_redis() as redis_url:
@@ -100,8 +107,15 @@ def main() -> None:
     _report(runs, per_event)
 
 
+_LATENCY_SECONDS = [0.0]
+
+
 def sandbox_env() -> dict[str, str]:
-    return {"SANDBOX_CUSTOMERS_TOKEN": CUSTOMERS_TOKEN, "SANDBOX_PERSONAL_DATA_TOKEN": PERSONAL_DATA_TOKEN}
+    env = {"SANDBOX_CUSTOMERS_TOKEN": CUSTOMERS_TOKEN, "SANDBOX_PERSONAL_DATA_TOKEN": PERSONAL_DATA_TOKEN}
+    if _LATENCY_SECONDS[0]:
+        # The sandbox's "slow" fault on every request, shorter than the client timeout: plain latency.
+        env |= {"SANDBOX_FAULT_SLOW_RATE": "1", "SANDBOX_FAULT_SLOW_SECONDS": str(_LATENCY_SECONDS[0])}
+    return env
 
 
 def worker_env(redis_url: str, port: int) -> dict[str, str]:

@@ -25,7 +25,10 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+# Threads let a worker process take the next request while one waits for its Redis round trip,
+# and keep connections alive (sync workers close every one); see docs/benchmarks.md.
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "4"))
 # Requests are short (verify, validate, one Redis round trip); a stuck one is killed well before
 # the router's 30 s limit, and a restart lets in-flight requests finish within Heroku's window.
 timeout = 20

@@ -17,8 +17,9 @@ def job_id_for(webhook_id: str) -> str:
 
 
 def delivery_key(webhook_id: str) -> str:
-    """Remembers an accepted delivery id (value: its job id) for the dedup window."""
-    return f"{PREFIX}:delivery:{_hash(webhook_id)}"
+    """Remembers an accepted delivery id (value: its job id) for the dedup window. 128 bits of the
+    hash are plenty against collisions, and one of these is kept per event for days."""
+    return f"{PREFIX}:delivery:{_hash(webhook_id)[:32]}"
 
 
 def customer_state_key(external_id: str) -> str:

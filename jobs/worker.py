@@ -8,13 +8,17 @@ retried, and the per-customer ledger makes the retry's effect happen once.
 
 from __future__ import annotations
 
+import logging
 import signal
+import time
 from datetime import UTC, datetime
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now
 from rq.worker import SimpleWorker
 
 from crmsync.settings import Settings
@@ -36,6 +40,31 @@ class SyncWorker(SimpleWorker):
     """An in-process RQ worker that stops a running job within Heroku's shutdown window."""
 
     shutdown_grace_seconds = SHUTDOWN_GRACE_SECONDS
+    # RQ sends its worker heartbeat as three separate commands several times per job, and checks for
+    # `rq suspend` before every job: 10 of a job's ~24 Redis round trips (docs/benchmarks.md). The
+    # worker key lives for minutes, so one pipelined heartbeat every few seconds keeps it just as alive.
+    heartbeat_every_seconds = 5.0
+    suspension_check_every_seconds = 1.0
+    _suspension_checked_at = 0.0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        recent = self.last_heartbeat is not None and (
+            (now() - self.last_heartbeat).total_seconds() < self.heartbeat_every_seconds
+        )
+        if timeout is None and recent:
+            return
+        with self.connection.pipeline(transaction=False) as batched:
+            super().heartbeat(timeout, batched)
+            batched.execute()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        if time.monotonic() - self._suspension_checked_at < self.suspension_check_every_seconds:
+            return
+        self._suspension_checked_at = time.monotonic()
+        super().check_for_suspension(burst)
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
@@ -99,4 +128,7 @@ def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> S
 def run_worker(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> bool:
     """Work until stopped (or until the queue is empty with `burst`)."""
     worker = build_worker(settings, redis)
-    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    # RQ logs four lines per job at INFO; apply_event logs the one that matters (identifiers, outcome,
+    # duration), so RQ's own are kept for DEBUG.
+    rq_level = "DEBUG" if logging.getLogger().level <= logging.DEBUG else "WARNING"
+    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=rq_level)

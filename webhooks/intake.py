@@ -120,7 +120,8 @@ class Intake:
             timeout=self._settings.job_timeout_seconds,
             result_ttl=86_400,
             failure_ttl=30 * 86_400,
-            description=f"{event['type']} {event['data']['external_id'][:64]}",
+            # The type only: identifiers are in `meta`, and every byte here is kept per queued event.
+            description=event["type"],
             meta=summary(webhook_id, event),
             retry=retry_policy(self._settings.retry_schedule),
             origin=self._settings.queue_name,
