@@ -111,11 +111,7 @@ _LATENCY_SECONDS = [0.0]
 
 
 def sandbox_env() -> dict[str, str]:
-    env = {"SANDBOX_CUSTOMERS_TOKEN": CUSTOMERS_TOKEN, "SANDBOX_PERSONAL_DATA_TOKEN": PERSONAL_DATA_TOKEN}
-    if _LATENCY_SECONDS[0]:
-        # The sandbox's "slow" fault on every request, shorter than the client timeout: plain latency.
-        env |= {"SANDBOX_FAULT_SLOW_RATE": "1", "SANDBOX_FAULT_SLOW_SECONDS": str(_LATENCY_SECONDS[0])}
-    return env
+    return {"SANDBOX_CUSTOMERS_TOKEN": CUSTOMERS_TOKEN, "SANDBOX_PERSONAL_DATA_TOKEN": PERSONAL_DATA_TOKEN}
 
 
 def worker_env(redis_url: str, port: int) -> dict[str, str]:
@@ -136,6 +132,10 @@ def reset_sandbox(port: int, customers: int) -> None:
     headers = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
     base = f"http://127.0.0.1:{port}/admin"
     requests.post(f"{base}/reset", headers=headers, timeout=10).raise_for_status()
+    if _LATENCY_SECONDS[0]:
+        # The sandbox's "slow" fault on every request, well under the client timeout: plain latency.
+        latency = {"slow_rate": 1.0, "slow_seconds": _LATENCY_SECONDS[0]}
+        requests.put(f"{base}/faults", json=latency, headers=headers, timeout=10).raise_for_status()
     requests.post(
         f"{base}/purchases", json=purchases(customers), headers=headers, timeout=30
     ).raise_for_status()
