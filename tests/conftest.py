@@ -6,11 +6,13 @@ import base64
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 from redis import Redis
 from werkzeug.serving import make_server
 
@@ -93,16 +95,25 @@ def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
     return replace(base, retry_schedule=(0, 0))
 
 
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """Serve `app` over real HTTP on a free loopback port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
 @pytest.fixture(scope="session")
 def web_server(settings: Settings) -> Iterator[str]:
     """The web app served over real HTTP in a thread for the session; yields its base URL."""
-    server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with served(create_app(settings)) as base_url:
+        yield base_url
 
 
 DASHBOARD_USER = "operator"
@@ -113,13 +124,8 @@ DASHBOARD_PASSWORD = "dashboard-test-password"
 def dashboard_server(settings: Settings) -> Iterator[str]:
     """The web app with the dashboard switched on (DASHBOARD_PASSWORD set), over real HTTP."""
     app = create_app(replace(settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with served(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture

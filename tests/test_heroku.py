@@ -206,7 +206,9 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
     # REDIS_URL comes from the Heroku Redis add-on.
     described = set(app["env"]) | {f"{addon['as']}_URL" for addon in app["addons"]}
     readme = (ROOT / "README.md").read_text()
-    for name in sorted(read | {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL"}):  # (PORT is set by Heroku itself)
+    for name in sorted(
+        read | {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL"}
+    ):  # (PORT is set by Heroku itself)
         assert name in described, f"{name} is not described in app.json"
     dashboard = ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN")
     erasure = ("ERASURE_CUSTOMER_ACTION", "ERASURE_DEADLINE_DAYS", "ERASURE_AUDIT_RETENTION_DAYS")

@@ -15,14 +15,13 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
-from werkzeug.serving import make_server
 
 from crmsync.settings import Settings
 from jobs.ordering import CustomerLedgers
 from jobs.retry import next_delay
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, Deliver
+from tests.conftest import CUSTOMERS_TOKEN, Deliver, served
 from webhooks import create_app
 
 Platform = Callable[..., dict[str, Any]]
@@ -189,23 +188,12 @@ def test_web_answers_503_not_202_while_redis_is_unreachable(settings: Settings) 
     from crmsync.sender import signed_request
     from tests.conftest import SECRET
 
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    import threading
-
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
+    with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as base:
         headers, body = signed_request(SECRET, event("deleted", "2026-11-22T10:00:00Z"))
         response = requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=10)
         assert response.status_code == 503
         assert response.json()["error"] == "queue_unavailable"
         assert requests.get(f"{base}/readyz", timeout=10).status_code == 503
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 @pytest.mark.parametrize("attempt", range(10))

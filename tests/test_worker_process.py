@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -18,14 +17,13 @@ import requests
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
-from werkzeug.serving import make_server
 
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
 from crmsync.settings import Settings
 from jobs.worker import build_worker
 from sandbox.server import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, SECRET
+from tests.conftest import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, SECRET, served
 from tests.test_retries import names, release_scheduled, set_faults, stats
 from webhooks import create_app
 from webhooks.intake import Intake
@@ -117,9 +115,10 @@ def test_sigterm_stops_a_job_longer_than_the_grace_and_it_is_retried_later(
     assert worker.wait(timeout=30) == 0  # Heroku's window: SIGKILL comes 30 s after SIGTERM
     job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.SCHEDULED
-    # Stopped mid-request, the attempt is an unanswered API call (the customer is held, see ordering).
+    # The stop lands mid-request (an unanswered API call: the customer is held, see ordering) or just
+    # outside one (a plain timeout): either way one attempt, recorded as the job's timeout.
     (attempt,) = job.meta["attempts"]
-    assert attempt["class"] == "api_unavailable" and "JobTimeoutException" in attempt["message"]
+    assert attempt["class"] == "timeout" or "JobTimeoutException" in attempt["message"]
     set_faults(sandbox)
     release_scheduled(redis)
     build_worker(settings, redis).work(burst=True, with_scheduler=False)
@@ -150,16 +149,14 @@ def test_redis_restart_with_aof_loses_no_accepted_event(
 ) -> None:
     server = start_embedded_redis(appendonly=True)
     aof_settings = replace(settings, redis_url=server.url)
-    app = make_server("127.0.0.1", 0, create_app(aof_settings), threaded=True)
-    thread = threading.Thread(target=app.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{app.server_port}/webhooks/crm"
+    with served(create_app(aof_settings)) as base_url:
 
-    def post(external_id: str) -> int:
-        headers, body = signed_request(SECRET, created(external_id, name=f"Customer {external_id}"))
-        return requests.post(url, data=body, headers=headers, timeout=10).status_code
+        def post(external_id: str) -> int:
+            headers, body = signed_request(SECRET, created(external_id, name=f"Customer {external_id}"))
+            return requests.post(
+                f"{base_url}/webhooks/crm", data=body, headers=headers, timeout=10
+            ).status_code
 
-    try:
         assert [post(f"crm-{n}") for n in range(5)] == [202] * 5
         server.process.send_signal(signal.SIGKILL)  # a crash, not a clean shutdown
         server.process.wait()
@@ -172,7 +169,3 @@ def test_redis_restart_with_aof_loses_no_accepted_event(
             assert sorted(names(platform)) == [f"Customer crm-{n}" for n in range(6)]
         finally:
             restarted.stop()
-    finally:
-        app.shutdown()
-        thread.join()
-        app.server_close()
