@@ -17,6 +17,7 @@ or before an erasure are dropped by design), so the two are kept apart here.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import sys
@@ -296,7 +297,8 @@ def run(
                 nonlocal killed
                 if sent >= kill_at and not killed:
                     killed = True
-                    pool[0].send_signal(signal.SIGKILL)  # mid-run, mid-job most likely
+                    # The whole process group, as when a dyno dies: the worker and its scheduler.
+                    os.killpg(pool[0].pid, signal.SIGKILL)  # mid-run, mid-job most likely
 
             started = time.monotonic()
             statuses = deliver_all(f"http://127.0.0.1:{port}/webhooks/crm", deliveries, progress)

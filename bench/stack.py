@@ -76,8 +76,9 @@ def free_port() -> int:
 def start(args: Sequence[str], env: dict[str, str], quiet: bool = True) -> subprocess.Popen[bytes]:
     """Start a Python module as a child process; its logs are discarded (formatting them still runs)."""
     output = subprocess.DEVNULL if quiet else None
+    # Its own process group, so a SIGKILL can take its children (RQ's scheduler) too, like a dyno's.
     return subprocess.Popen([sys.executable, "-m", *args], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=output, stderr=output)  # fmt: skip
+                            stdout=output, stderr=output, start_new_session=True)  # fmt: skip
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -61,15 +61,20 @@ def spawn_worker(settings: Settings, redis: Redis) -> Iterator[Spawn]:
             "LOG_LEVEL": "WARNING",
             **overrides,
         }
-        process = subprocess.Popen([sys.executable, "-m", "crmsync", "worker"], env=env)
+        # Its own process group: killing it takes RQ's scheduler child along, as when a dyno dies.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crmsync", "worker"], env=env, start_new_session=True
+        )
         started.append(process)
         return process
 
     yield spawn
     for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group has exited already
+        process.wait()
 
 
 def wait_for_status(job_id: str, redis: Redis, statuses: set[JobStatus], timeout: float = 60) -> JobStatus:
@@ -133,7 +138,7 @@ def test_a_killed_workers_job_is_picked_up_by_another_and_applied_once(
     doomed = spawn_worker()
     job_id = enqueue(settings, redis, created(), "msg_kill", job_timeout_seconds=3)
     wait_for_status(job_id, redis, {JobStatus.STARTED})
-    doomed.send_signal(signal.SIGKILL)
+    os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its scheduler, as when a dyno dies
     doomed.wait()
     set_faults(sandbox)
     spawn_worker()  # its maintenance pass finds the abandoned job and retries it
