@@ -11,14 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from redis import Redis
 
+from crmsync import dev
 from crmsync.embedded_redis import start_embedded_redis
 
 __all__ = [
@@ -94,17 +93,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """Wait until `url` answers 2xx, failing early if `process` dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process {process.args!r} exited with {process.returncode} while starting")
-        try:
-            if requests.get(url, timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} was not ready within {timeout:.0f} s")
+    dev.wait_ready(url, {f"process {process.args!r}": process}, timeout)
 
 
 def rss_mb(pid: int) -> float:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -21,7 +22,7 @@ import requests
 
 from crmsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 
-__all__ = ["dev_command"]
+__all__ = ["dev_command", "wait_ready", "NotReady"]
 
 FIXTURES = Path(__file__).resolve().parent.parent / "sandbox" / "fixtures" / "purchases.json"
 
@@ -103,19 +104,31 @@ def _environment(port: int, sandbox_port: int, redis_url: str) -> dict[str, str]
     return env
 
 
-def _wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout: float = 30) -> None:
+class NotReady(RuntimeError):
+    """A started process exited, or its URL did not answer in time."""
+
+
+def wait_ready(url: str, processes: Mapping[str, subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Wait until `url` answers 2xx; fail early, naming it, if one of `processes` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name, process in processes.items():
             if process.poll() is not None:
-                raise click.ClickException(f"{name} exited with status {process.returncode} while starting")
+                raise NotReady(f"{name} exited with status {process.returncode} while starting")
         try:
             if requests.get(url, timeout=1).ok:
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.1)
-    raise click.ClickException(f"{url} did not become ready within {timeout:.0f} s")
+        time.sleep(0.05)
+    raise NotReady(f"{url} did not become ready within {timeout:.0f} s")
+
+
+def _wait_ready(url: str, processes: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    try:
+        wait_ready(url, processes)
+    except NotReady as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _print_banner(env: dict[str, str], port: int, sandbox_port: int, redis: EmbeddedRedis | None) -> None:

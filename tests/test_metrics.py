@@ -3,25 +3,20 @@ erasure counts."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 import requests
-from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
-from werkzeug.serving import make_server
 
 from crmsync.keys import ERASURE_AUDIT_KEY
 from crmsync.settings import Settings
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
-from tests.conftest import Deliver
+from tests.conftest import Deliver, served
 from tests.test_dashboard_erasures import PERSONAL, make_erasures_of_every_kind
 from tests.test_failures import event, fail, work
 from webhooks import create_app
@@ -42,19 +37,6 @@ def scrape(base_url: str, **headers: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-@contextmanager
-def serve(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 @pytest.fixture
@@ -144,7 +126,7 @@ def test_metrics_carry_no_customer_data(
 
 
 def test_a_metrics_token_when_configured_is_required(settings: Settings, redis: Redis) -> None:
-    with serve(create_app(replace(settings, metrics_token="scrape-token-0123"))) as url:
+    with served(create_app(replace(settings, metrics_token="scrape-token-0123"))) as url:
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
         assert (
             requests.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code
@@ -154,7 +136,7 @@ def test_a_metrics_token_when_configured_is_required(settings: Settings, redis: 
 
 
 def test_without_redis_metrics_still_answer_and_say_so(settings: Settings) -> None:
-    with serve(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as url:
+    with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as url:
         samples = scrape(url)
     assert value(samples, "crmsync_redis_up") == 0
 
