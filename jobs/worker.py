@@ -23,9 +23,10 @@ from rq.worker import SimpleWorker
 
 from crmsync.settings import Settings
 
+from .erasure_audit import ErasureAudit
 from .errors import SyncError
 from .metrics import record_job
-from .runtime import Runtime, install
+from .runtime import Runtime, current, install
 
 __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
 
@@ -103,10 +104,17 @@ def record_unhandled_failure(
     job.save_meta()
     outcome = "retried" if job.retries_left else "failed"
     record_job(job.connection, str(job.meta.get("type", "unknown")), outcome, 0.0)
+    if outcome == "failed" and job.meta.get("type") == ERASURE_REQUESTED:
+        # An erasure is a legal obligation: one that timed out or was abandoned for good must show as
+        # failed in the audit trail (and on the dashboard), not sit there as pending.
+        audit = ErasureAudit.of(job.connection, current().settings)
+        audit.failed(str(job.meta.get("webhook_id", "")), str(job.meta.get("external_id", "")),
+                     failure_class, exc_type.__name__)  # fmt: skip
     return True
 
 
 _UNHANDLED_CLASSES = {"JobTimeoutException": "timeout", "AbandonedJobError": "abandoned"}
+ERASURE_REQUESTED = "customer.erasure_requested"
 
 
 def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:

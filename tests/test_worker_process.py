@@ -174,3 +174,26 @@ def test_redis_restart_with_aof_loses_no_accepted_event(
             assert sorted(names(platform)) == [f"Customer crm-{n}" for n in range(6)]
         finally:
             restarted.stop()
+
+
+def test_an_erasure_abandoned_for_good_is_audited_as_failed(settings: Settings, redis: Redis) -> None:
+    from rq.registry import StartedJobRegistry
+
+    from jobs.erasure_audit import list_erasures
+
+    erasure = {
+        "type": "customer.erasure_requested",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "data": {"external_id": "crm-1", "purchase_ids": [356018965]},
+    }
+    job_id = enqueue(settings, redis, erasure, "msg_erasure_abandoned", retry_schedule=())
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    # What a worker that died mid-job leaves: the job STARTED, its registry entry long expired.
+    queue = "crmsync"
+    redis.lrem(f"rq:queue:{queue}", 0, job_id)
+    job.set_status(JobStatus.STARTED)
+    redis.zadd(StartedJobRegistry(queue, connection=redis).key, {f"{job_id}:dead-execution": 1})
+    build_worker(settings, redis).clean_registries()  # another worker's maintenance pass
+    assert job.get_status() == JobStatus.FAILED
+    (record,) = list_erasures(redis, settings.erasure_deadline_days)
+    assert (record.webhook_id, record.status) == ("msg_erasure_abandoned", "failed")
