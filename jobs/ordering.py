@@ -129,10 +129,14 @@ class CustomerLedgers:
         ledger_ttl_seconds: int,
         wait_seconds: float,
         in_flight_hold_seconds: float = 0,
+        erased_ledger_ttl_seconds: int = 0,
     ) -> None:
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_seconds * 1000
         self._ledger_ttl = ledger_ttl_seconds
+        # An erasure's mark must outlive the sender's redeliveries of older events by far: it keeps
+        # them from bringing the person's data back. It lives as long as the erasure's audit record.
+        self._erased_ledger_ttl = max(ledger_ttl_seconds, erased_ledger_ttl_seconds)
         self._wait = wait_seconds
         self._hold_ms = int(in_flight_hold_seconds * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
@@ -167,7 +171,8 @@ class CustomerLedgers:
     def commit(self, customer: LockedCustomer, ledger: Ledger) -> None:
         """Record `ledger` and release the lock, only if the lock is still ours."""
         keys = [customer_lock_key(customer.external_id), customer_state_key(customer.external_id)]
-        if not self._commit(keys=keys, args=[customer.token, self._ledger_ttl, *ledger.to_redis()]):
+        ttl = self._erased_ledger_ttl if ledger.erased else self._ledger_ttl
+        if not self._commit(keys=keys, args=[customer.token, ttl, *ledger.to_redis()]):
             # Our lock expired and another worker may have moved on: let a retry re-decide.
             raise CustomerLocked("customer lock expired before the ledger was written")
         customer.ledger = ledger

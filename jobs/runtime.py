@@ -39,6 +39,7 @@ class Runtime:
                 # Used outside a job; inside one the lock follows that job's own timeout.
                 lock_ttl_seconds=settings.job_timeout_seconds + LOCK_MARGIN_SECONDS,
                 ledger_ttl_seconds=settings.ledger_ttl_seconds,
+                erased_ledger_ttl_seconds=settings.erasure_audit_retention_days * 86_400,
                 wait_seconds=2.0,
                 in_flight_hold_seconds=settings.in_flight_hold_seconds,
             ),

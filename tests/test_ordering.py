@@ -148,3 +148,16 @@ def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(re
         raise PayloadErrors("createCustomer failed")
     with ledgers.locked("crm-2"):
         pass
+
+
+def test_an_erasure_mark_outlives_the_ordinary_ledger(redis: Redis) -> None:
+    from crmsync.keys import customer_state_key
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05,
+                              erased_ledger_ttl_seconds=400 * 86_400)  # fmt: skip
+    with ledgers.locked("crm-1") as customer:
+        ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
+    assert redis.ttl(customer_state_key("crm-1")) <= 60
+    with ledgers.locked("crm-1") as customer:
+        ledgers.commit(customer, customer.ledger.after_erasure(version(2)))
+    assert redis.ttl(customer_state_key("crm-1")) > 399 * 86_400
