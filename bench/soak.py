@@ -204,13 +204,7 @@ def actual_customers(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     after: str | None = None
     while True:
-        reply = requests.post(
-            sandbox.customers_url,
-            json={"query": query, "variables": {"after": after}},
-            headers={"Authorization": f"Bearer {CUSTOMERS_TOKEN}"},
-            timeout=30,
-        ).json()
-        page = reply["data"]["customers"]
+        page = _graphql(sandbox.customers_url, CUSTOMERS_TOKEN, query, {"after": after})["customers"]
         for node in page["nodes"]:
             found[node["externalId"]] = {key: node[key] for key in ("name", "description", "labels")}
         if not page["pageInfo"]["hasNextPage"]:
@@ -218,15 +212,17 @@ def actual_customers(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
         after = page["pageInfo"]["endCursor"]
 
 
+def _graphql(url: str, token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """`data` of one GraphQL request to the sandbox, as an API client would send it."""
+    reply = requests.post(url, json={"query": query, "variables": variables},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    return dict(reply.json()["data"])
+
+
 def anonymised(sandbox: RunningSandbox, purchase_id: int) -> bool:
     query = "query ($id: Int!) { purchase(id: $id) { billingContact { firstName lastName city } } }"
-    reply = requests.post(
-        sandbox.personal_data_url,
-        json={"query": query, "variables": {"id": purchase_id}},
-        headers={"Authorization": f"Bearer {PERSONAL_DATA_TOKEN}"},
-        timeout=30,
-    ).json()
-    contact = reply["data"]["purchase"]["billingContact"]
+    reply = _graphql(sandbox.personal_data_url, PERSONAL_DATA_TOKEN, query, {"id": purchase_id})
+    contact = reply["purchase"]["billingContact"]
     return all(value == ANONYMISED for value in contact.values())
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from rq import get_current_job
 
+from .attempts import add_attempt
 from .customers import delete_customer, upsert_customer
 from .erasure import apply_customer_action, is_final_attempt
 from .erasure_audit import ErasureAudit
@@ -133,20 +133,12 @@ def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -
     job = get_current_job()
     if job is None:
         return
-    attempts = job.meta.setdefault("attempts", [])
-    attempts.append(
-        {
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "class": exc.failure_class,
-            "message": str(exc),
-        }
-    )
-    job.meta["failure_class"] = exc.failure_class
+    attempts = add_attempt(job, exc.failure_class, str(exc))
     retry_in: int | None = None
     if not exc.retryable:
         job.retries_left = 0
     elif job.retries_left:
-        retry_in = next_delay(runtime.settings.retry_schedule, len(attempts) - 1, exc.retry_after)
+        retry_in = next_delay(runtime.settings.retry_schedule, attempts - 1, exc.retry_after)
         # RQ reads the next interval from this list; setting it per failure gives jitter and Retry-After.
         job.retry_intervals = [retry_in]
     job.save_meta()
@@ -159,7 +151,7 @@ def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -
             "type": event.type,
             "external_id": event.external_id,
             "failure_class": exc.failure_class,
-            "attempt": len(attempts),
+            "attempt": attempts,
             "retry_in_s": retry_in,
         },
     )

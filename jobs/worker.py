@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from datetime import UTC, datetime
 
 from redis import Redis
 from redis.client import Pipeline
@@ -23,6 +22,7 @@ from rq.worker import SimpleWorker
 
 from crmsync.settings import Settings
 
+from .attempts import add_attempt
 from .erasure_audit import ErasureAudit
 from .errors import SyncError
 from .metrics import record_job
@@ -96,11 +96,8 @@ def record_unhandled_failure(
     if isinstance(exc_value, SyncError):
         return True  # apply_event recorded it already
     failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
-    attempts = job.meta.setdefault("attempts", [])
     # The exception's type only: the message of an unforeseen error may echo event data.
-    attempts.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "class": failure_class,
-                     "message": exc_type.__name__})  # fmt: skip
-    job.meta["failure_class"] = failure_class
+    add_attempt(job, failure_class, exc_type.__name__)
     job.save_meta()
     outcome = "retried" if job.retries_left else "failed"
     record_job(job.connection, str(job.meta.get("type", "unknown")), outcome, 0.0)

@@ -1,0 +1,21 @@
+"""Each failed attempt of a job, kept on the job (`meta`) for operators: when, why, in what words."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rq.job import Job
+
+__all__ = ["add_attempt"]
+
+
+def add_attempt(job: Job, failure_class: str, message: str) -> int:
+    """Append one failed attempt to `job.meta` (not saved yet); return how many attempts it has now.
+
+    The message must already be free of personal data (redacted, or an exception's type only).
+    """
+    attempts = job.meta.setdefault("attempts", [])
+    attempts.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "class": failure_class,
+                     "message": message})  # fmt: skip
+    job.meta["failure_class"] = failure_class
+    return len(attempts)
