@@ -1,0 +1,287 @@
+"""Salesforce Outbound Messages: SOAP messages shaped as Salesforce's WSDL sends them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree.ElementTree import fromstring as trusted_fromstring
+
+import pytest
+
+from webhooks.mappings import DEFAULT_MAPPINGS, RecordMapping, load_mappings
+from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
+from webhooks.sources.salesforce import (
+    ACK_RESPONSE,
+    SalesforceSource,
+    parse_message,
+    read_message,
+    soap_fault,
+    verify_organization,
+    verify_token,
+)
+
+ORG_18 = "00D5g000004ABCDEAU"
+ORG_15 = ORG_18[:15]
+TOKEN = "salesforce-token-0123456789abcdef"
+
+
+def account(
+    record_id: str = "0015g00000QmNoPAAV", modified: str = "2026-11-20T09:30:00.000Z", **fields: str
+) -> str:
+    """The sObject of an Account notification; `fields` become `sf:` elements ("nil" for xsi:nil)."""
+    values = {"Id": record_id, "LastModifiedDate": modified, "Name": "Orbital Freight Ltd", **fields}
+    return sobject("Account", values)
+
+
+def sobject(sobject_type: str, values: dict[str, str]) -> str:
+    elements = "".join(
+        f'<sf:{name} xsi:nil="true"/>' if value == "nil" else f"<sf:{name}>{value}</sf:{name}>"
+        for name, value in values.items()
+    )
+    namespace = 'xmlns:sf="urn:sobject.enterprise.soap.sforce.com"'
+    return f'<sObject xsi:type="sf:{sobject_type}" {namespace}>{elements}</sObject>'
+
+
+def message(*notifications: tuple[str, str], organization: str = ORG_18) -> bytes:
+    """An Outbound Message with (notification id, sObject XML) pairs, as in Salesforce's WSDL."""
+    items = "".join(f"<Notification><Id>{nid}</Id>{body}</Notification>" for nid, body in notifications)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <soapenv:Body>
+    <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+      <OrganizationId>{organization}</OrganizationId>
+      <ActionId>04k5g0000008XYZAA2</ActionId>
+      <SessionId xsi:nil="true"/>
+      <EnterpriseUrl>https://example.my.salesforce.com/services/Soap/c/60.0/00D5g000004ABCD</EnterpriseUrl>
+      <PartnerUrl>https://example.my.salesforce.com/services/Soap/u/60.0/00D5g000004ABCD</PartnerUrl>
+      {items}
+    </notifications>
+  </soapenv:Body>
+</soapenv:Envelope>""".encode()
+
+
+def test_an_account_notification_becomes_an_update_ordered_by_last_modified_date() -> None:
+    batch = read_message(
+        parse_message(message(("04l5g00000AbCdEAAV", account()))), DEFAULT_MAPPINGS.salesforce
+    )
+    [mapped] = batch.events
+    assert mapped.delivery_id == "salesforce:04l5g00000AbCdEAAV"
+    assert mapped.event == {
+        "type": "customer.updated",
+        "timestamp": "2026-11-20T09:30:00.000000+00:00",
+        "data": {"external_id": "0015g00000QmNoPAAV", "name": "Orbital Freight Ltd"},
+    }
+
+
+def test_only_the_fields_the_message_carries_are_written() -> None:
+    body = message(("n1", account(Description="nil", Phone="+44 20")))
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    assert mapped.event["data"] == {
+        "external_id": "0015g00000QmNoPAAV",
+        "name": "Orbital Freight Ltd",
+        "description": "",
+    }
+
+
+def test_a_true_is_deleted_checkbox_deletes_the_customer() -> None:
+    body = message(("n1", account(IsDeleted="true")))
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    assert (mapped.event["type"], mapped.event["data"]) == (
+        "customer.deleted",
+        {"external_id": "0015g00000QmNoPAAV"},
+    )
+
+
+def test_a_hundred_notifications_map_to_a_hundred_events() -> None:
+    notifications = [(f"04l{n:015d}", account(record_id=f"001{n:015d}")) for n in range(100)]
+    batch = read_message(parse_message(message(*notifications)), DEFAULT_MAPPINGS.salesforce)
+    assert len(batch.events) == 100 and len({m.delivery_id for m in batch.events}) == 100
+
+
+def test_other_sobject_types_are_ignored_and_counted_by_type() -> None:
+    contact = sobject(
+        "Contact", {"Id": "0035g", "LastModifiedDate": "2026-11-20T09:30:00Z", "LastName": "Doe"}
+    )
+    batch = read_message(
+        parse_message(message(("n1", contact), ("n2", account()))), DEFAULT_MAPPINGS.salesforce
+    )
+    assert len(batch.events) == 1
+    assert batch.ignored_by_type() == {"Contact": 1}
+
+
+@pytest.mark.parametrize(
+    ("sobject_xml", "reason"),
+    [
+        (account(modified="nil"), "missing version field LastModifiedDate"),
+        (account(modified="last tuesday"), "version field LastModifiedDate is not a date-time"),
+        (account(record_id="nil"), "missing external id field Id"),
+        (account(Name="nil"), "invalid event: data.name:"),
+        ("", "notification without record data"),
+    ],
+    ids=["no-version", "bad-version", "no-id", "nil-name", "no-data"],
+)
+def test_an_invalid_notification_is_rejected_alone_without_values(sobject_xml: str, reason: str) -> None:
+    body = message(("n-good", account()), ("n-bad", sobject_xml.replace("Orbital Freight Ltd", "Secret Ltd")))
+    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce)
+    assert [m.delivery_id for m in batch.events] == ["salesforce:n-good"]
+    [rejected] = batch.rejected
+    assert rejected.reason.startswith(reason)
+    assert rejected.identifiers["notification_id"] == "n-bad"
+    assert "Secret" not in repr(rejected)
+
+
+MAPPINGS = """
+[salesforce.Account]
+external_id = "Id"
+[salesforce.Account.fields]
+name = "Name"
+labels = ["Industry", "Type"]
+
+[salesforce.Privacy_Request__c]
+action = "erasure"
+external_id = "Account_External_Id__c"
+purchase_ids = "Purchase_Ids__c"
+version = "CreatedDate"
+"""
+
+
+@pytest.fixture
+def mapped_file(tmp_path: Path) -> dict[str, RecordMapping]:
+    """The Salesforce mappings of a file with labels and a Privacy_Request__c erasure object."""
+    path = tmp_path / "mappings.toml"
+    path.write_text(MAPPINGS)
+    return dict(load_mappings(str(path)).salesforce)
+
+
+def test_labels_come_from_several_fields_and_multi_selects(mapped_file: dict[str, RecordMapping]) -> None:
+    body = message(("n1", account(Industry="Transport;Logistics", Type="")))
+    [mapped] = read_message(parse_message(body), mapped_file).events
+    assert mapped.event["data"]["labels"] == ["Transport", "Logistics"]
+
+
+def privacy_request(purchases: str = "101, 102;103") -> str:
+    return sobject(
+        "Privacy_Request__c",
+        {
+            "Id": "a0B5g000001XyZaEAK",
+            "CreatedDate": "2026-11-21T08:00:00.000Z",
+            "Account_External_Id__c": "0015g00000QmNoPAAV",
+            "Purchase_Ids__c": purchases,
+        },
+    )
+
+
+def test_an_erasure_object_becomes_an_erasure_request(mapped_file: dict[str, RecordMapping]) -> None:
+    [mapped] = read_message(parse_message(message(("n1", privacy_request()))), mapped_file).events
+    assert mapped.event == {
+        "type": "customer.erasure_requested",
+        "timestamp": "2026-11-21T08:00:00.000000+00:00",
+        "data": {"external_id": "0015g00000QmNoPAAV", "purchase_ids": [101, 102, 103]},
+    }
+
+
+@pytest.mark.parametrize("purchases", ["101, Jane", ""], ids=["not-numbers", "none"])
+def test_an_erasure_object_without_usable_purchase_ids_is_rejected(
+    mapped_file: dict[str, RecordMapping], purchases: str
+) -> None:
+    batch = read_message(parse_message(message(("n1", privacy_request(purchases)))), mapped_file)
+    assert batch.events == [] and len(batch.rejected) == 1
+    assert "Jane" not in repr(batch.rejected)
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+def test_the_right_token_passes_and_any_other_fails() -> None:
+    verify_token(TOKEN, TOKEN)
+    for given, reason in (("", "missing_token"), ("guess", "invalid_token")):
+        with pytest.raises(AuthenticationFailed) as caught:
+            verify_token(given, TOKEN)
+        assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("configured", "sent"), [(ORG_18, ORG_18), (ORG_15, ORG_18), (ORG_18, ORG_15), (ORG_15, ORG_15)]
+)
+def test_15_and_18_character_organization_ids_match(configured: str, sent: str) -> None:
+    verify_organization(sent, ["00D000000000001", configured])
+
+
+@pytest.mark.parametrize("sent", ["00D5g000004ZZZZEAU", "", "00D5g000004abcd"], ids=["other", "none", "case"])
+def test_another_organization_is_refused(sent: str) -> None:
+    with pytest.raises(AuthenticationFailed) as caught:
+        verify_organization(sent, [ORG_18])
+    assert caught.value.reason == "unknown_organization"
+
+
+def test_the_source_checks_token_then_organization() -> None:
+    source = SalesforceSource(TOKEN, [ORG_15], DEFAULT_MAPPINGS.salesforce)
+    body = message(("n1", account()))
+    source.authenticate(
+        InboundRequest("POST", "https", "h", "/webhooks/salesforce", {}, body, {"token": TOKEN})
+    )
+    assert len(source.read(body).events) == 1
+    with pytest.raises(AuthenticationFailed):
+        source.read(message(("n1", account()), organization="00D5g000004ZZZZEAU"))
+
+
+# --- hostile or broken XML ------------------------------------------------------------------------
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>
+<lolz>&lol9;</lolz>"""
+EXTERNAL = b"""<?xml version="1.0"?>
+<!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]><e>&x;</e>"""
+
+
+@pytest.mark.parametrize("body", [BOMB, EXTERNAL], ids=["entity-bomb", "external-entity"])
+def test_entities_are_refused_quickly_and_never_expanded(body: bytes) -> None:
+    # The DTD is refused before any entity is declared, so nothing is expanded or fetched.
+    with pytest.raises(UnparseableBody, match="DTD or entities"):
+        parse_message(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<not xml",
+        b"",
+        b'{"json": true}',
+        b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'/>",
+    ],
+    ids=["broken", "empty", "json", "no-notifications"],
+)
+def test_a_body_that_is_not_an_outbound_message_is_unparseable(body: bytes) -> None:
+    with pytest.raises(UnparseableBody):
+        parse_message(body)
+
+
+def test_the_ack_acknowledges_in_salesforce_namespace() -> None:
+    root = trusted_fromstring(ACK_RESPONSE)
+    ack = root.find(
+        "{http://schemas.xmlsoap.org/soap/envelope/}Body/"
+        "{http://soap.sforce.com/2005/09/outbound}notificationsResponse/"
+        "{http://soap.sforce.com/2005/09/outbound}Ack"
+    )
+    assert ack is not None and ack.text == "true"
+
+
+def test_a_fault_is_a_soap_fault_with_an_escaped_message() -> None:
+    root = trusted_fromstring(soap_fault("bad <input> & more"))
+    fault = root.find(
+        "{http://schemas.xmlsoap.org/soap/envelope/}Body/{http://schemas.xmlsoap.org/soap/envelope/}Fault"
+    )
+    assert fault is not None
+    assert (fault.findtext("faultcode"), fault.findtext("faultstring")) == (
+        "soapenv:Client",
+        "bad <input> & more",
+    )
+    assert trusted_fromstring(soap_fault("x", server_side=True)).findtext(".//faultcode") == "soapenv:Server"

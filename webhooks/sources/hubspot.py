@@ -1,0 +1,233 @@
+"""HubSpot app webhooks: signature v3 (v1/v2 when allowed), a JSON array of events, one per change.
+
+Each event becomes at most one crmsync event (a merge: one delete per merged-away company):
+- `company.propertyChange` of a mapped property: `customer.updated` writing that one field (the
+  customer is created when the change carries its name and it does not exist yet);
+- `company.deletion`: `customer.deleted`; `company.merge`: `customer.deleted` of every merged-away id;
+- `company.creation` (it carries no property: the name's propertyChange creates the customer),
+  `company.restore` (it carries no property either: the next change of the name re-creates the
+  customer), association changes, other objects (`contact.*`, `deal.*`): ignored, counted by type.
+Ordering uses `occurredAt`. The delivery id joins the event's ids: HubSpot does not promise that
+`eventId` alone is unique.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from ..mappings import HubSpotMapping
+from .items import (
+    AuthenticationFailed,
+    IgnoredItem,
+    InboundRequest,
+    InvalidItem,
+    MappedEvent,
+    RejectedItem,
+    SourceBatch,
+    UnparseableBody,
+    validated_event,
+)
+
+__all__ = ["NAME", "HubSpotSource", "request_uri", "verify_signature", "read_events", "sign_v3"]
+
+NAME = "hubspot"
+SIGNATURE_V3 = "X-HubSpot-Signature-v3"
+TIMESTAMP = "X-HubSpot-Request-Timestamp"
+SIGNATURE_LEGACY = "X-HubSpot-Signature"
+SIGNATURE_VERSION = "X-HubSpot-Signature-Version"
+WINDOW_MS = 5 * 60 * 1000
+# HubSpot's v3 documentation decodes these in the URI before signing (only matters with a query string).
+_DECODED = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A", "%2C", "%3B")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Stable across redeliveries (unlike attemptNumber); `eventId` alone is not promised unique.
+_DELIVERY_ID_PARTS = ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
+
+
+class HubSpotSource:
+    """Verifies and maps requests from one HubSpot app."""
+
+    name = NAME
+
+    def __init__(
+        self, client_secret: str, mapping: HubSpotMapping, webhook_url: str = "", allow_legacy: bool = False
+    ) -> None:
+        self._secret = client_secret
+        self._mapping = mapping
+        self._webhook_url = webhook_url
+        self._allow_legacy = allow_legacy
+
+    def authenticate(self, request: InboundRequest, now: float | None = None) -> None:
+        """Raise AuthenticationFailed unless `request` carries a valid HubSpot signature."""
+        uri = request_uri(request, self._webhook_url)
+        verify_signature(request, self._secret, uri, self._allow_legacy, now)
+
+    def read(self, body: bytes) -> SourceBatch:
+        """Map an (authenticated) body; UnparseableBody if it is not a JSON array."""
+        return read_events(body, self._mapping)
+
+
+def request_uri(request: InboundRequest, webhook_url: str = "") -> str:
+    """The URL HubSpot called: the configured public URL, else rebuilt from the forwarded headers
+    a proxy sets (the app itself sees the proxy's scheme and internal host)."""
+    if webhook_url:
+        return webhook_url
+    scheme = _first(request.header("X-Forwarded-Proto")) or request.scheme
+    host = _first(request.header("X-Forwarded-Host")) or request.host
+    return f"{scheme}://{host}{request.target}"
+
+
+def _first(value: str) -> str:
+    return value.split(",")[0].strip()
+
+
+def sign_v3(client_secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
+    """The v3 signature: base64 HMAC-SHA256 of method + URI + body + timestamp, with no separators."""
+    content = method.encode() + uri.encode() + body + str(timestamp_ms).encode()
+    return base64.b64encode(hmac.new(client_secret.encode(), content, hashlib.sha256).digest()).decode()
+
+
+def verify_signature(
+    request: InboundRequest,
+    client_secret: str,
+    uri: str,
+    allow_legacy: bool = False,
+    now: float | None = None,
+) -> None:
+    """Check the request's signature headers; raise AuthenticationFailed naming what failed."""
+    signature = request.header(SIGNATURE_V3)
+    if signature:
+        _verify_v3(request, client_secret, uri, signature, now)
+        return
+    legacy = request.header(SIGNATURE_LEGACY)
+    if not legacy:
+        raise AuthenticationFailed("missing_signature", f"missing required header {SIGNATURE_V3}")
+    if not allow_legacy:
+        raise AuthenticationFailed(
+            "legacy_signature_refused",
+            "v1/v2 signatures have no timestamp and are refused (HUBSPOT_ALLOW_LEGACY_SIGNATURES)",
+        )
+    version = request.header(SIGNATURE_VERSION) or "v1"
+    if version == "v1":
+        content = client_secret.encode() + request.body
+    elif version == "v2":
+        content = client_secret.encode() + request.method.encode() + uri.encode() + request.body
+    else:
+        raise AuthenticationFailed("unknown_signature_version", f"{SIGNATURE_VERSION} must be v1 or v2")
+    expected = hashlib.sha256(content).hexdigest()
+    if not hmac.compare_digest(expected.encode(), legacy.lower().encode()):
+        raise AuthenticationFailed("invalid_signature", f"{SIGNATURE_LEGACY} does not match the body")
+
+
+def _verify_v3(request: InboundRequest, secret: str, uri: str, signature: str, now: float | None) -> None:
+    raw_timestamp = request.header(TIMESTAMP)
+    if not raw_timestamp:
+        raise AuthenticationFailed("missing_header", f"missing required header {TIMESTAMP}")
+    if not raw_timestamp.isdigit():
+        raise AuthenticationFailed("malformed_timestamp", f"{TIMESTAMP} must be unix milliseconds")
+    timestamp_ms = int(raw_timestamp)
+    current_ms = int((time.time() if now is None else now) * 1000)
+    if abs(current_ms - timestamp_ms) > WINDOW_MS:
+        raise AuthenticationFailed(
+            "timestamp_out_of_tolerance", f"{TIMESTAMP} is more than 5 minutes away from the server's clock"
+        )
+    matched = False
+    # Every candidate URI is compared, without an early exit, so timing reveals nothing.
+    for candidate in dict.fromkeys([uri, _decoded(uri)]):
+        expected = sign_v3(secret, request.method, candidate, request.body, timestamp_ms)
+        matched |= hmac.compare_digest(expected.encode(), signature.encode())
+    if not matched:
+        raise AuthenticationFailed("invalid_signature", f"{SIGNATURE_V3} does not match the request")
+
+
+def _decoded(uri: str) -> str:
+    for escape in _DECODED:
+        uri = uri.replace(escape, unquote(escape)).replace(escape.lower(), unquote(escape))
+    return uri
+
+
+def read_events(body: bytes, mapping: HubSpotMapping) -> SourceBatch:
+    """Map every event of a HubSpot body (a JSON array) to a crmsync event, an ignored or a rejected item."""
+    try:
+        items = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UnparseableBody("The body is not valid JSON.") from None
+    if not isinstance(items, list):
+        raise UnparseableBody("HubSpot sends a JSON array of events.")
+    batch = SourceBatch(NAME)
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            batch.rejected.append(RejectedItem("an event must be a JSON object", {"index": str(index)}))
+            continue
+        try:
+            _map_event(item, mapping, batch)
+        except InvalidItem as exc:
+            batch.rejected.append(RejectedItem(exc.reason, _identifiers(item, index)))
+    return batch
+
+
+def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch) -> None:
+    subscription = item.get("subscriptionType")
+    if not isinstance(subscription, str) or "." not in subscription:
+        raise InvalidItem("missing or invalid subscriptionType")
+    object_type, _, change = subscription.partition(".")
+    if object_type != mapping.object or change not in ("propertyChange", "deletion", "merge"):
+        batch.ignored.append(IgnoredItem(subscription))
+        return
+    delivery_id = ":".join([NAME, *(str(_id(item, key)) for key in _DELIVERY_ID_PARTS)])
+    timestamp = _timestamp(_id(item, "occurredAt"))
+    external_id = mapping.external_id_prefix + str(_id(item, "objectId"))
+    if change == "deletion":
+        event = validated_event("customer.deleted", timestamp, {"external_id": external_id})
+        batch.events.append(MappedEvent(delivery_id, event))
+    elif change == "merge":
+        for merged in _merged_away(item):
+            data = {"external_id": mapping.external_id_prefix + str(merged)}
+            event = validated_event("customer.deleted", timestamp, data)
+            batch.events.append(MappedEvent(f"{delivery_id}:{merged}", event))
+    else:
+        property_name = item.get("propertyName")
+        if not isinstance(property_name, str) or not property_name:
+            raise InvalidItem("missing propertyName")
+        data = mapping.customer_data(property_name, item.get("propertyValue"))
+        if not data:
+            batch.ignored.append(IgnoredItem(subscription, f"property {property_name}"))
+            return
+        event = validated_event("customer.updated", timestamp, {"external_id": external_id, **data})
+        batch.events.append(MappedEvent(delivery_id, event))
+
+
+def _merged_away(item: dict[str, Any]) -> list[int]:
+    """The companies merged into the primary one: they no longer exist in HubSpot."""
+    primary = _id(item, "primaryObjectId")
+    merged = item.get("mergedObjectIds")
+    if not isinstance(merged, list) or not all(_is_id(value) for value in merged):
+        raise InvalidItem("missing or invalid mergedObjectIds")
+    return sorted({int(value) for value in merged} - {primary})
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _id(item: dict[str, Any], key: str) -> int:
+    value = item.get(key)
+    if not _is_id(value):
+        raise InvalidItem(f"missing or invalid {key}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _timestamp(milliseconds: int) -> str:
+    return (_EPOCH + timedelta(milliseconds=milliseconds)).isoformat(timespec="microseconds")
+
+
+def _identifiers(item: dict[str, Any], index: int) -> dict[str, str]:
+    """Ids of a rejected event, for the operator: never `propertyValue`."""
+    keys = ("eventId", "subscriptionType", "portalId", "objectId", "propertyName", "occurredAt")
+    return {"index": str(index), **{key: str(item[key]) for key in keys if key in item}}

@@ -1,0 +1,136 @@
+"""What a CRM request becomes: mapped events, ignored items and rejected items, and why a request fails.
+
+A source (one module per CRM) verifies a request, parses its body and maps each item of the batch to
+exactly one of: a crmsync event in the standard validated shape (with its delivery id), an ignored
+item (a type, property or record the mappings do not use: acknowledged and counted), or a rejected
+item (it should have been mapped but cannot be: kept with a reason and identifiers, never values).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import ValidationError
+
+from ..schemas import load_event
+
+__all__ = [
+    "InboundRequest",
+    "MappedEvent",
+    "IgnoredItem",
+    "RejectedItem",
+    "SourceBatch",
+    "SourceError",
+    "AuthenticationFailed",
+    "UnparseableBody",
+    "InvalidItem",
+    "validated_event",
+]
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """What a source needs of an HTTP request, free of the web framework (so it is tested as data).
+
+    `headers` looks names up case-insensitively (werkzeug's Headers; tests give lower-case names).
+    `target` is the path and query string exactly as the client sent them.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    target: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        return (self.headers.get(name) or self.headers.get(name.lower()) or "").strip()
+
+
+@dataclass(frozen=True)
+class MappedEvent:
+    """One crmsync event `{type, timestamp, data}` (validated) and the delivery id that de-duplicates it."""
+
+    delivery_id: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IgnoredItem:
+    """An item the mappings do not use, e.g. type `contact.creation` or `company.propertyChange`."""
+
+    type: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RejectedItem:
+    """An item that should have been mapped but cannot be: why, and ids only (never a value)."""
+
+    reason: str
+    identifiers: dict[str, str]
+
+
+@dataclass
+class SourceBatch:
+    """Every item of one request, each in exactly one of the three lists."""
+
+    source: str
+    events: list[MappedEvent] = field(default_factory=list)
+    ignored: list[IgnoredItem] = field(default_factory=list)
+    rejected: list[RejectedItem] = field(default_factory=list)
+
+    def ignored_by_type(self) -> Counter[str]:
+        return Counter(item.type for item in self.ignored)
+
+
+class SourceError(Exception):
+    """A request from a CRM cannot be taken as a whole."""
+
+    reason = "source_error"
+
+
+class AuthenticationFailed(SourceError):
+    """The request does not prove it comes from the configured CRM account (answered 401)."""
+
+    reason = "authentication_failed"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UnparseableBody(SourceError):
+    """The body cannot be read at all (answered 400); an item that is merely invalid is rejected alone."""
+
+    reason = "unparseable_body"
+
+
+class InvalidItem(Exception):
+    """One item of a batch cannot be mapped; becomes a RejectedItem with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def validated_event(event_type: str, timestamp: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The event in the standard contract's validated shape; InvalidItem names the fields (no values)."""
+    try:
+        return load_event({"type": event_type, "timestamp": timestamp, "data": data})
+    except ValidationError as err:
+        raise InvalidItem("invalid event: " + "; ".join(_flatten(err.messages))) from err
+
+
+def _flatten(messages: Any, path: str = "") -> list[str]:
+    if isinstance(messages, dict):
+        return [line for key, value in messages.items() for line in _flatten(value, f"{path}{key}.")]
+    if isinstance(messages, list) and all(isinstance(item, str) for item in messages):
+        return [f"{path.rstrip('.')}: {' '.join(messages)}"]
+    if isinstance(messages, list):
+        return [line for item in messages for line in _flatten(item, path)]
+    return [f"{path.rstrip('.')}: {messages}"]

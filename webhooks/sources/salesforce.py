@@ -1,0 +1,244 @@
+"""Salesforce Outbound Messages: a SOAP message of up to 100 notifications, each one record's fields.
+
+Salesforce signs nothing: a request is authentic when its `?token=` matches (constant time) and its
+`OrganizationId` is one of the configured organizations (15- and 18-character forms both match).
+XML from the network is parsed with defusedxml, DTDs forbidden: an entity bomb or an external entity
+is refused at once, before any expansion. The answer is the SOAP `<Ack>true</Ack>`, which acknowledges
+every notification of the message; a body that cannot be read gets a SOAP fault.
+
+Each notification is mapped by its sObject type (`[salesforce.<type>]`): a synced record becomes
+`customer.updated` with the mapped fields it carries (`customer.deleted` when the `deleted` checkbox
+is true); an erasure record becomes `customer.erasure_requested`. Ordering uses the mapped `version`
+date field (default `LastModifiedDate`); the delivery id is the notification `Id`, stable across retries.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import escape
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from ..mappings import ERASURE, RecordMapping, purchase_ids_from
+from .items import (
+    AuthenticationFailed,
+    IgnoredItem,
+    InboundRequest,
+    InvalidItem,
+    MappedEvent,
+    RejectedItem,
+    SourceBatch,
+    UnparseableBody,
+    validated_event,
+)
+
+__all__ = [
+    "NAME",
+    "SalesforceSource",
+    "OutboundMessage",
+    "Notification",
+    "parse_message",
+    "read_message",
+    "verify_token",
+    "verify_organization",
+    "ACK_RESPONSE",
+    "soap_fault",
+]
+
+NAME = "salesforce"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+CONTENT_TYPE = "text/xml; charset=utf-8"
+
+ACK_RESPONSE = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body>'
+    f'<notificationsResponse xmlns="{OUTBOUND}"><Ack>true</Ack></notificationsResponse>'
+    "</soapenv:Body></soapenv:Envelope>"
+).encode()
+
+
+def soap_fault(message: str, server_side: bool = False) -> bytes:
+    """A SOAP 1.1 fault body: `Client` when the message is at fault, `Server` when we are (retry later)."""
+    code = "soapenv:Server" if server_side else "soapenv:Client"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body><soapenv:Fault>'
+        f"<faultcode>{code}</faultcode><faultstring>{escape(message)}</faultstring>"
+        "</soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One record of a message: its notification id, sObject type and fields (None for `xsi:nil`)."""
+
+    id: str
+    sobject_type: str
+    fields: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvalidNotification:
+    """A notification whose XML is not a record (no Id, no sObject): rejected on its own."""
+
+    reason: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A parsed message: the sending organization and its notifications, in order."""
+
+    organization_id: str
+    notifications: list[Notification | InvalidNotification]
+
+
+class SalesforceSource:
+    """Verifies and maps Outbound Messages from the configured organizations."""
+
+    name = NAME
+
+    def __init__(
+        self, token: str, organization_ids: Iterable[str], mappings: Mapping[str, RecordMapping]
+    ) -> None:
+        self._token = token
+        self._organizations = tuple(organization_ids)
+        self._mappings = mappings
+
+    def authenticate(self, request: InboundRequest) -> None:
+        """The URL's token; the organization is checked once the body is parsed (see `read`)."""
+        verify_token(request.query.get("token", ""), self._token)
+
+    def read(self, body: bytes, check_organization: bool = True) -> SourceBatch:
+        """Parse and map a message; AuthenticationFailed if it comes from another organization."""
+        message = parse_message(body)
+        if check_organization:
+            verify_organization(message.organization_id, self._organizations)
+        return read_message(message, self._mappings)
+
+
+def verify_token(given: str, expected: str) -> None:
+    if not given:
+        raise AuthenticationFailed("missing_token", "the URL has no token query parameter")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthenticationFailed("invalid_token", "the URL's token does not match")
+
+
+def verify_organization(organization_id: str, allowed: Iterable[str]) -> None:
+    """The message's organization must be a configured one; the 18-character form of an id is the
+    15-character one plus a case-safe suffix, so both compare on their first 15 characters."""
+    if len(organization_id) not in (15, 18):
+        raise AuthenticationFailed("unknown_organization", "the message has no valid OrganizationId")
+    matched = False
+    for candidate in allowed:
+        matched |= hmac.compare_digest(organization_id[:15].encode(), candidate[:15].encode())
+    if not matched:
+        raise AuthenticationFailed("unknown_organization", "the message's OrganizationId is not configured")
+
+
+def parse_message(body: bytes) -> OutboundMessage:
+    """Read a SOAP Outbound Message; UnparseableBody if it is not one (or holds a DTD or entities)."""
+    try:
+        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException:
+        raise UnparseableBody("The message declares a DTD or entities, which are refused.") from None
+    except ParseError:
+        raise UnparseableBody("The body is not well-formed XML.") from None
+    notifications = root.find(f"{{{SOAP_ENV}}}Body/{{{OUTBOUND}}}notifications")
+    if root.tag != f"{{{SOAP_ENV}}}Envelope" or notifications is None:
+        raise UnparseableBody("The body is not a SOAP Outbound Message (no notifications element).")
+    organization_id = (notifications.findtext(f"{{{OUTBOUND}}}OrganizationId") or "").strip()
+    items = [_notification(item) for item in notifications.findall(f"{{{OUTBOUND}}}Notification")]
+    return OutboundMessage(organization_id, items)
+
+
+def _notification(element: Element) -> Notification | InvalidNotification:
+    notification_id = (element.findtext(f"{{{OUTBOUND}}}Id") or "").strip()
+    if not notification_id:
+        return InvalidNotification("notification without Id")
+    sobject = element.find(f"{{{OUTBOUND}}}sObject")
+    if sobject is None or len(sobject) == 0:
+        # A record deleted before delivery arrives without its data.
+        return InvalidNotification("notification without record data", notification_id)
+    sobject_type = sobject.get(f"{{{XSI}}}type", "").rpartition(":")[2]
+    if not sobject_type:
+        return InvalidNotification("sObject without xsi:type", notification_id)
+    values: dict[str, str | None] = {}
+    for child in sobject:
+        if len(child):
+            continue  # A related record (e.g. sf:Owner): only the record's own fields are mapped.
+        name = child.tag.rpartition("}")[2]
+        values[name] = None if child.get(f"{{{XSI}}}nil") == "true" else (child.text or "")
+    return Notification(notification_id, sobject_type, values)
+
+
+def read_message(message: OutboundMessage, mappings: Mapping[str, RecordMapping]) -> SourceBatch:
+    """Map each notification to a crmsync event, an ignored or a rejected item."""
+    batch = SourceBatch(NAME)
+    for index, notification in enumerate(message.notifications):
+        if isinstance(notification, InvalidNotification):
+            ids = {"index": str(index), "notification_id": notification.id}
+            batch.rejected.append(RejectedItem(notification.reason, ids))
+            continue
+        mapping = mappings.get(notification.sobject_type)
+        if mapping is None:
+            batch.ignored.append(IgnoredItem(notification.sobject_type))
+            continue
+        try:
+            event = _event(notification, mapping)
+        except InvalidItem as exc:
+            batch.rejected.append(RejectedItem(exc.reason, _identifiers(notification, mapping, index)))
+            continue
+        batch.events.append(MappedEvent(f"{NAME}:{notification.id}", event))
+    return batch
+
+
+def _event(notification: Notification, mapping: RecordMapping) -> dict[str, Any]:
+    record = notification.fields
+    external_id = mapping.external_id_prefix + _required(record, mapping.external_id, "external id")
+    timestamp = _version(_required(record, mapping.version, "version"), mapping.version)
+    if mapping.action == ERASURE:
+        try:
+            purchase_ids = purchase_ids_from(record.get(mapping.purchase_ids))
+        except ValueError as exc:
+            raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
+        data = {"external_id": external_id, "purchase_ids": purchase_ids}
+        return validated_event("customer.erasure_requested", timestamp, data)
+    if mapping.deleted and (record.get(mapping.deleted) or "").strip().lower() == "true":
+        return validated_event("customer.deleted", timestamp, {"external_id": external_id})
+    data = {"external_id": external_id, **mapping.customer_data(record)}
+    return validated_event("customer.updated", timestamp, data)
+
+
+def _required(record: Mapping[str, str | None], name: str, role: str) -> str:
+    value = (record.get(name) or "").strip()
+    if not value:
+        raise InvalidItem(f"missing {role} field {name}")
+    return value
+
+
+def _version(value: str, name: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidItem(f"version field {name} is not a date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # A date field: Salesforce dates carry no zone.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _identifiers(notification: Notification, mapping: RecordMapping, index: int) -> dict[str, str]:
+    """Ids of a rejected notification: the record's id field, never another value."""
+    ids = {"index": str(index), "notification_id": notification.id, "sobject": notification.sobject_type}
+    record_id = notification.fields.get("Id") or ""
+    if record_id:
+        ids["record_id"] = record_id
+    return ids
