@@ -1,15 +1,29 @@
-"""Admin API for tests and local development: reset, seed purchases, read counters, switch faults."""
+"""Admin API for tests and local development: reset, seed, counters, request rates and latency.
+
+Every endpoint takes the customers API's token (`Authorization: Bearer <token>`) and answers JSON.
+Fault switches live in `sandbox.admin_faults`, under `/admin/faults`.
+
+- `POST /admin/reset`: forget customers, purchases, counters and request rates; faults off; latency back
+  to the configured value. Answers the stats.
+- `GET /admin/stats`: mutation counters, erasures per purchase, collection sizes, injected faults.
+- `DELETE /admin/stats`: zero the mutation and fault counters, keeping the data. Answers the stats.
+- `POST /admin/purchases` with a JSON list of purchases: add them (all or none).
+- `GET /admin/rates`: requests each API received since the last reset: `total`, `max_per_second`
+  (per wall-clock second), `max_in_sliding_second`, `per_second` `{"<epoch second>": count}`.
+- `DELETE /admin/rates`: start counting requests again from zero.
+- `GET|PUT /admin/latency` with `{"api_latency_ms": N}`: the latency every GraphQL call answers after.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from sandbox.auth import bearer_token_matches
-from sandbox.faults import FaultSettings, FaultSettingsError
+from sandbox.faults import FaultSettings
 from sandbox.http_errors import error_response
 from sandbox.purchases import InvalidPurchase
 from sandbox.state import current_state
@@ -17,7 +31,6 @@ from sandbox.state import current_state
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
-@bp.before_request
 def require_customers_token() -> Response | None:
     """Let only callers holding the customers API's token use the admin API."""
     if not bearer_token_matches(current_state().config.customers_token):
@@ -25,19 +38,24 @@ def require_customers_token() -> Response | None:
     return None
 
 
+bp.before_request(require_customers_token)
+
+
 @bp.post("/reset")
 def reset() -> Response:
-    """Forget customers, purchases and counters, and switch every fault off."""
+    """Forget customers, purchases, counters and rates, switch every fault off, restore the latency."""
     state = current_state()
     state.store.reset()
     state.faults.configure(FaultSettings())
+    state.faults.latency_ms = state.config.api_latency_ms
+    state.rates.reset()
     return jsonify(_stats())
 
 
 @bp.post("/purchases")
 def seed_purchases() -> tuple[Response, int] | Response:
     """Add the purchases in the body, a JSON list in the schema's Purchase shape."""
-    purchases = _json_body()
+    purchases = json_body()
     if not isinstance(purchases, list):
         return error_response(400, "The body must be a JSON list of purchases.")
     try:
@@ -53,40 +71,57 @@ def stats() -> Response:
     return jsonify(_stats())
 
 
-@bp.get("/faults")
-def get_faults() -> Response:
-    """Report the fault settings in force."""
-    return jsonify(current_state().faults.settings.to_json())
+@bp.delete("/stats")
+def reset_stats() -> Response:
+    """Zero the mutation and fault counters, keeping customers, purchases and fault settings."""
+    state = current_state()
+    state.store.reset_counters()
+    state.faults.reset_counts()
+    return jsonify(_stats())
 
 
-@bp.put("/faults")
-def put_faults() -> Response:
-    """Replace the fault settings; keys left out take their defaults, i.e. off."""
-    try:
-        settings = FaultSettings.from_json(_json_body())
-    except FaultSettingsError as exc:
-        return error_response(400, str(exc))
-    current_state().faults.configure(settings)
-    return jsonify(settings.to_json())
+@bp.get("/rates")
+def rates() -> Response:
+    """Report the requests each API received: total, per wall-clock second, and the maxima."""
+    return jsonify(current_state().rates.to_json())
 
 
-@bp.put("/faults/purchases/<int:purchase_id>")
-def put_purchase_fault(purchase_id: int) -> Response | tuple[Response, int]:
-    """Fail the next `fail_next` erasures of one purchase with 503 (until the next reset or PUT /faults)."""
-    body = _json_body()
-    times = body.get("fail_next") if isinstance(body, dict) else None
-    if not isinstance(times, int) or isinstance(times, bool) or times < 0:
-        return error_response(400, 'The body must be {"fail_next": <a whole number of calls>}.')
-    current_state().faults.fail_purchase(purchase_id, times)
-    return jsonify({"purchase_id": purchase_id, "fail_next": times})
+@bp.delete("/rates")
+def reset_rates() -> Response:
+    """Start counting each API's requests again from zero."""
+    state = current_state()
+    state.rates.reset()
+    return jsonify(state.rates.to_json())
 
 
-def _json_body() -> Any:
+@bp.get("/latency")
+def get_latency() -> Response:
+    """Report the latency every GraphQL call answers after."""
+    return jsonify({"api_latency_ms": current_state().faults.latency_ms})
+
+
+@bp.put("/latency")
+def put_latency() -> Response | tuple[Response, int]:
+    """Set the latency every GraphQL call answers after, until the next reset."""
+    body = json_body()
+    latency = body.get("api_latency_ms") if isinstance(body, dict) else None
+    if not is_whole_number(latency):
+        return error_response(400, 'The body must be {"api_latency_ms": <a whole number of ms>}.')
+    current_state().faults.latency_ms = latency
+    return jsonify({"api_latency_ms": latency})
+
+
+def json_body() -> Any:
     """Decode the request body as JSON, or abort with 400."""
     try:
         return json.loads(request.get_data())
     except ValueError:
         raise BadRequest("The request body must be JSON.") from None
+
+
+def is_whole_number(value: Any) -> TypeGuard[int]:
+    """Tell a non-negative JSON integer from other values, booleans included."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _stats() -> dict[str, Any]:

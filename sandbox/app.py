@@ -6,7 +6,7 @@ import json
 
 from flask import Flask, Response, jsonify
 
-from sandbox import admin, graphql_views, http_errors
+from sandbox import admin, admin_faults, graphql_views, http_errors
 from sandbox.config import ConfigError, SandboxConfig
 from sandbox.graphql_api import SCHEMA_NAMES, load_schema
 from sandbox.purchases import InvalidPurchase
@@ -29,6 +29,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
     http_errors.init_app(app)
     app.register_blueprint(graphql_views.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin_faults.bp)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
 

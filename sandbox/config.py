@@ -16,17 +16,21 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Tokens for the two APIs, an optional purchases file to seed from, and the fault settings."""
+    """Tokens for the two APIs, an optional purchases file to seed from, the fault settings, and the
+    latency in milliseconds every GraphQL call answers after (0: as fast as it can)."""
 
     customers_token: str
     personal_data_token: str
     purchases_file: Path | None = None
     faults: FaultSettings = field(default_factory=FaultSettings)
+    api_latency_ms: int = 0
 
     def __post_init__(self) -> None:
         # An empty token would let an empty Authorization header through.
         if not self.customers_token or not self.personal_data_token:
             raise ConfigError("Both API tokens must be non-empty.")
+        if self.api_latency_ms < 0:
+            raise ConfigError("SANDBOX_API_LATENCY_MS (--api-latency-ms) must not be negative.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SandboxConfig:
@@ -42,6 +46,7 @@ class SandboxConfig:
             personal_data_token=_required(env, "SANDBOX_PERSONAL_DATA_TOKEN"),
             purchases_file=Path(purchases_file) if purchases_file else None,
             faults=faults,
+            api_latency_ms=_whole_number(env, "SANDBOX_API_LATENCY_MS"),
         )
 
 
@@ -51,3 +56,14 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigError(f"{name} must be set to the Bearer token the sandbox accepts.")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str) -> int:
+    """Return an optional whole-number variable (0 when unset), or raise ConfigError naming it."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of milliseconds.") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,17 @@ class PayloadErrors(Exception):
 
 
 def field_error(field: str, message: str) -> dict[str, Any]:
-    """Shape one payload error; messages never echo submitted values."""
+    """Shape one payload error."""
     return {"field": field, "messages": [message]}
+
+
+def quoted(value: Any) -> str:
+    """Quote a submitted value for an error message the way GraphQL servers do: as JSON.
+
+    Like a real API ("Name 'Jane Doe' is already taken"), the sandbox echoes submitted values in its
+    errors, so a client's redaction of personal data in stored messages is actually exercised.
+    """
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass
@@ -146,12 +156,12 @@ class CustomerBook:
         if "name" in values and not (values["name"] or "").strip():
             errors.append(field_error("name", "This field cannot be blank."))
         elif "name" in values and any(c.name == values["name"] for c in others):
-            errors.append(field_error("name", "Customer with this name already exists."))
+            errors.append(field_error("name", f"Name {quoted(values['name'])} is already taken."))
         external_id = values.get("externalId")
         if external_id is not None and any(c.external_id == external_id for c in others):
-            errors.append(field_error("externalId", "Customer with this external ID already exists."))
+            errors.append(field_error("externalId", f"External ID {quoted(external_id)} is already taken."))
         if None in (values.get("labels") or []):
-            errors.append(field_error("labels", "Labels must not contain null."))
+            errors.append(field_error("labels", f"Labels must not contain null: {quoted(values['labels'])}."))
         if errors:
             raise PayloadErrors(errors)
 

@@ -1,18 +1,26 @@
 """Switchable fault injection for the sandbox's two GraphQL endpoints.
 
 All faults are off by default. Each request draws once per fault kind from one random generator, in a
-fixed order, so a configured seed reproduces the same sequence of faults.
+fixed order, so a configured seed reproduces the same sequence of faults. Besides these shares, three
+deterministic faults let a test fail exactly what it means to: one purchase's erasures, one API's
+requests with 429 for a time window or a number of requests, and the next customer mutations refused
+with payload errors that echo the submitted values.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 FAULT_KINDS = ("unavailable", "throttle", "slow", "lost_response")
+# Deterministic faults are counted too, but have no share to draw.
+COUNTED_KINDS = (*FAULT_KINDS, "rejected")
+API_NAMES = ("customers", "personal-data")
 ENV_PREFIX = "SANDBOX_FAULT_"
 
 
@@ -89,6 +97,27 @@ def _parse_env(variable: str, name: str, raw: str) -> Any:
         raise FaultSettingsError(f"{variable} must be a number, not a malformed value.") from None
 
 
+@dataclass
+class ThrottleWindow:
+    """429 for one API until a deadline (`time.monotonic()`) or for a number of requests, whichever is set."""
+
+    until: float | None = None
+    requests_left: int | None = None
+    retry_after: int | None = None
+
+    def take(self, now: float, default_retry_after: int) -> int | None:
+        """Count one request against the window; the Retry-After to answer with, or None once it is over."""
+        if self.until is not None:
+            if now >= self.until:
+                return None
+            # Without an explicit value, tell the client when the window ends, as a real limiter would.
+            return self.retry_after if self.retry_after is not None else max(1, math.ceil(self.until - now))
+        if not self.requests_left:
+            return None
+        self.requests_left -= 1
+        return self.retry_after if self.retry_after is not None else default_retry_after
+
+
 @dataclass(frozen=True)
 class FaultDraw:
     """The faults chosen for one request; `lose_response` applies only if the request is a mutation."""
@@ -100,12 +129,17 @@ class FaultDraw:
 
 
 class FaultInjector:
-    """Draws faults for requests, counts the ones injected, and performs interruptible slow-downs."""
+    """Draws faults for requests, counts the ones injected, and performs interruptible slow-downs.
 
-    def __init__(self, settings: FaultSettings | None = None) -> None:
+    It also holds the latency every API call answers after (`--api-latency-ms`), which is no fault:
+    `configure` leaves it alone, so switching faults off keeps a realistic API's response time.
+    """
+
+    def __init__(self, settings: FaultSettings | None = None, latency_ms: int = 0) -> None:
         self._lock = threading.Lock()
         # Set on shutdown so slow requests stop sleeping instead of outliving the server.
         self._released = threading.Event()
+        self.latency_ms = latency_ms
         self.configure(settings or FaultSettings())
 
     @property
@@ -118,8 +152,15 @@ class FaultInjector:
         with self._lock:
             self._settings = settings
             self._random = random.Random(settings.seed)
-            self._counts = dict.fromkeys(FAULT_KINDS, 0)
+            self._counts = dict.fromkeys(COUNTED_KINDS, 0)
             self._failing_purchases: dict[int, int] = {}
+            self._throttled: dict[str, ThrottleWindow] = {}
+            self._rejections_left = 0
+
+    def reset_counts(self) -> None:
+        """Zero the injected-fault counters, keeping the settings and the deterministic faults."""
+        with self._lock:
+            self._counts = dict.fromkeys(COUNTED_KINDS, 0)
 
     def draw(self) -> FaultDraw:
         """Choose the faults for one request."""
@@ -153,8 +194,43 @@ class FaultInjector:
                 self._failing_purchases[purchase_id] = left - 1
             return left > 0
 
+    def throttle(self, api: str, window: ThrottleWindow) -> None:
+        """Answer `api`'s requests (one of API_NAMES) with 429 while `window` lasts; replaces any window."""
+        with self._lock:
+            self._throttled[api] = window
+
+    def end_throttle(self, api: str) -> None:
+        """End `api`'s 429 window, if any."""
+        with self._lock:
+            self._throttled.pop(api, None)
+
+    def take_throttle(self, api: str) -> int | None:
+        """The Retry-After seconds if this request to `api` falls in its 429 window, else None."""
+        with self._lock:
+            window = self._throttled.get(api)
+            if window is None:
+                return None
+            retry_after = window.take(time.monotonic(), self._settings.retry_after)
+            if retry_after is None:
+                del self._throttled[api]
+            return retry_after
+
+    def reject_mutations(self, times: int) -> None:
+        """Refuse the next `times` customer mutations with payload errors echoing the submitted values."""
+        with self._lock:
+            self._rejections_left = times
+
+    def take_rejection(self) -> bool:
+        """Whether this customer mutation is one to refuse; counts down and counts the fault."""
+        with self._lock:
+            if self._rejections_left <= 0:
+                return False
+            self._rejections_left -= 1
+            self._counts["rejected"] += 1
+            return True
+
     def record(self, kind: str) -> None:
-        """Count one injected fault of `kind` (one of FAULT_KINDS)."""
+        """Count one injected fault of `kind` (one of COUNTED_KINDS)."""
         with self._lock:
             self._counts[kind] += 1
 
@@ -166,6 +242,11 @@ class FaultInjector:
     def pause(self) -> None:
         """Sleep for the configured slow-down, returning early when the sandbox shuts down."""
         self._released.wait(self._settings.slow_seconds)
+
+    def delay(self) -> None:
+        """Wait the API latency; each request waits in its own server thread, so none blocks another."""
+        if self.latency_ms > 0:
+            self._released.wait(self.latency_ms / 1000)
 
     def release(self) -> None:
         """Wake every sleeping slow request; used when the server stops."""

@@ -19,28 +19,36 @@ bp = Blueprint("graphql", __name__)
 def customers_graphql() -> Response:
     """Serve the customers API."""
     state = current_state()
-    return _serve("customers", state.config.customers_token, state.customers_root)
+    return _serve("customers", "customers", state.config.customers_token, state.customers_root)
 
 
 @bp.post("/personal-data/graphql")
 def personal_data_graphql() -> Response:
     """Serve the personal-data API."""
     state = current_state()
-    return _serve("personal_data", state.config.personal_data_token, state.personal_data_root)
+    return _serve(
+        "personal-data", "personal_data", state.config.personal_data_token, state.personal_data_root
+    )
 
 
-def _serve(schema_name: str, token: str, root: object) -> Response:
-    """Authenticate, inject the drawn faults, and execute one GraphQL request."""
+def _serve(api: str, schema_name: str, token: str, root: object) -> Response:
+    """Count the request, wait the API latency, authenticate, inject faults, and execute it."""
+    state = current_state()
+    state.rates.record(api)
+    faults = state.faults
+    faults.delay()
     if not bearer_token_matches(token):
         return error_response(401, "Missing or invalid bearer token.")
-    faults = current_state().faults
     draw, settings = faults.draw(), faults.settings
     if draw.unavailable:
         faults.record("unavailable")
         return error_response(503, "Service temporarily unavailable.")
-    if draw.throttle:
+    retry_after = faults.take_throttle(api)
+    if draw.throttle and retry_after is None:
+        retry_after = settings.retry_after
+    if retry_after is not None:
         faults.record("throttle")
-        return error_response(429, "Too many requests.", {"Retry-After": str(settings.retry_after)})
+        return error_response(429, "Too many requests.", {"Retry-After": str(retry_after)})
     try:
         operation = OperationRequest.from_body(request.get_data())
     except MalformedRequest as exc:

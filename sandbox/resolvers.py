@@ -10,7 +10,8 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
-from sandbox.customers import PayloadErrors
+from sandbox.customers import PayloadErrors, field_error, quoted
+from sandbox.faults import FaultInjector
 from sandbox.paging import connection
 from sandbox.store import SandboxStore
 
@@ -21,8 +22,9 @@ Info = GraphQLResolveInfo[Any]
 class CustomersRoot:
     """Query and Mutation fields of the customers API."""
 
-    def __init__(self, store: SandboxStore) -> None:
+    def __init__(self, store: SandboxStore, faults: FaultInjector) -> None:
         self._store = store
+        self._faults = faults
 
     def customer(self, info: Info, id: str) -> dict[str, Any] | None:
         """Look up one customer by the platform's id."""
@@ -44,15 +46,30 @@ class CustomersRoot:
 
     def createCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
         """Create a customer; refusals go into the payload's errors."""
-        return _payload(input, lambda: self._store.create_customer(_fields(input)))
+        return self._payload("createCustomer", input, lambda: self._store.create_customer(_fields(input)))
 
     def updateCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
         """Change the fields present in the input; refusals go into the payload's errors."""
-        return _payload(input, lambda: self._store.update_customer(input.get("id"), _fields(input)))
+        return self._payload(
+            "updateCustomer", input, lambda: self._store.update_customer(input.get("id"), _fields(input))
+        )
 
     def deleteCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
         """Delete a customer and return it; refusals go into the payload's errors."""
-        return _payload(input, lambda: self._store.delete_customer(input.get("id")))
+        return self._payload("deleteCustomer", input, lambda: self._store.delete_customer(input.get("id")))
+
+    def _payload(
+        self, mutation: str, mutation_input: dict[str, Any], mutate: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run a customer mutation and shape its payload, turning refusals into `errors`."""
+        payload: dict[str, Any] = {"clientMutationId": mutation_input.get("clientMutationId")}
+        try:
+            if self._faults.take_rejection():
+                self._store.refuse(mutation, _echoing_errors(mutation_input))
+            payload.update(customer=mutate(), errors=[])
+        except PayloadErrors as refused:
+            payload.update(customer=None, errors=refused.errors)
+        return payload
 
 
 class PersonalDataRoot:
@@ -75,11 +92,7 @@ def _fields(mutation_input: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mutation_input.items() if k not in ("id", "clientMutationId")}
 
 
-def _payload(mutation_input: dict[str, Any], mutate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run a customer mutation and shape its payload, turning refusals into `errors`."""
-    payload: dict[str, Any] = {"clientMutationId": mutation_input.get("clientMutationId")}
-    try:
-        payload.update(customer=mutate(), errors=[])
-    except PayloadErrors as refused:
-        payload.update(customer=None, errors=refused.errors)
-    return payload
+def _echoing_errors(mutation_input: dict[str, Any]) -> list[dict[str, Any]]:
+    """One error per submitted field quoting its value, as a validating API would (the reject fault)."""
+    submitted = {k: v for k, v in mutation_input.items() if k != "clientMutationId"}
+    return [field_error(name, f"Invalid value: {quoted(value)}.") for name, value in submitted.items()]

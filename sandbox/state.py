@@ -10,17 +10,19 @@ from sandbox.config import SandboxConfig
 from sandbox.faults import FaultInjector
 from sandbox.resolvers import CustomersRoot, PersonalDataRoot
 from sandbox.store import SandboxStore
+from sandbox.traffic import RequestRates
 
 _EXTENSION_KEY = "sandbox"
 
 
 @dataclass(frozen=True)
 class SandboxState:
-    """Configuration, state and fault injector shared by every request of one sandbox app."""
+    """Configuration, state, fault injector and traffic counts shared by every request of one sandbox app."""
 
     config: SandboxConfig
     store: SandboxStore
     faults: FaultInjector
+    rates: RequestRates
     customers_root: CustomersRoot
     personal_data_root: PersonalDataRoot
 
@@ -28,11 +30,13 @@ class SandboxState:
     def build(cls, config: SandboxConfig) -> SandboxState:
         """Assemble a fresh, empty sandbox for `config`."""
         store = SandboxStore()
+        faults = FaultInjector(config.faults, latency_ms=config.api_latency_ms)
         return cls(
             config=config,
             store=store,
-            faults=FaultInjector(config.faults),
-            customers_root=CustomersRoot(store),
+            faults=faults,
+            rates=RequestRates(),
+            customers_root=CustomersRoot(store, faults),
             personal_data_root=PersonalDataRoot(store),
         )
 

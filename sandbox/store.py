@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sandbox.customers import CustomerBook
+from sandbox.customers import CustomerBook, PayloadErrors
 from sandbox.purchases import PurchaseNotFound, anonymise, checked_purchase
 
 MUTATIONS = ("createCustomer", "updateCustomer", "deleteCustomer", "deletePersonalCustomerData")
@@ -34,6 +34,12 @@ class SandboxStore:
             self._calls.clear()
             self._erasures.clear()
             self._changed.notify_all()
+
+    def reset_counters(self) -> None:
+        """Zero the mutation counters, keeping customers and purchases."""
+        with self._changed:
+            self._calls.clear()
+            self._erasures.clear()
 
     def find_customer(self, customer_id: str) -> dict[str, Any] | None:
         """Return one customer as a Customer node, or None."""
@@ -60,6 +66,11 @@ class SandboxStore:
         """Delete a customer and return its last node; raises PayloadErrors when refused."""
         with self._counted("deleteCustomer"):
             return self._customers.delete(customer_id).to_node()
+
+    def refuse(self, mutation: str, errors: list[dict[str, Any]]) -> None:
+        """Count a call of `mutation` that a fault refuses, and raise PayloadErrors with `errors`."""
+        with self._counted(mutation):
+            raise PayloadErrors(errors)
 
     def seed_purchases(self, purchases: Iterable[Any]) -> int:
         """Add or replace purchases by id, all or none; raises InvalidPurchase. Returns how many."""

@@ -73,7 +73,7 @@ def test_stats_count_mutations_and_erasures_per_purchase(
         "deletePersonalCustomerData": {"356018965": 1},
         "customers": 1,
         "purchases": 1,
-        "faults": {"unavailable": 0, "throttle": 0, "slow": 0, "lost_response": 0},
+        "faults": {"unavailable": 0, "throttle": 0, "slow": 0, "lost_response": 0, "rejected": 0},
     }
 
 

@@ -123,3 +123,26 @@ def test_command_prints_both_urls_and_serves_on_the_env_port(monkeypatch: pytest
     assert "http://0.0.0.0:6060/customers/graphql" in result.output
     assert "http://0.0.0.0:6060/personal-data/graphql" in result.output
     assert [(s["host"], s["port"]) for s in served] == [("0.0.0.0", 6060)]
+
+
+def test_command_takes_the_api_latency_from_its_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[SandboxConfig] = []
+    monkeypatch.setattr(sandbox.cli, "serve", lambda config, host, port: served.append(config))
+    for name, value in {**TOKENS, "SANDBOX_API_LATENCY_MS": "30"}.items():
+        monkeypatch.setenv(name, value)
+
+    result = CliRunner().invoke(sandbox_command, ["--api-latency-ms", "50"])
+
+    assert result.exit_code == 0, result.output
+    assert [config.api_latency_ms for config in served] == [50]
+
+
+def test_api_latency_comes_from_the_environment_and_defaults_to_zero() -> None:
+    assert SandboxConfig.from_env({**TOKENS, "SANDBOX_API_LATENCY_MS": "30"}).api_latency_ms == 30
+    assert SandboxConfig.from_env(TOKENS).api_latency_ms == 0
+
+
+@pytest.mark.parametrize("value", ["fast", "1.5", "-1"])
+def test_a_malformed_api_latency_names_its_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="SANDBOX_API_LATENCY_MS"):
+        SandboxConfig.from_env({**TOKENS, "SANDBOX_API_LATENCY_MS": value})
