@@ -8,6 +8,8 @@ Fault switches live in `sandbox.admin_faults`, under `/admin/faults`.
 - `GET /admin/stats`: mutation counters, erasures per purchase, collection sizes, injected faults.
 - `DELETE /admin/stats`: zero the mutation and fault counters, keeping the data. Answers the stats.
 - `POST /admin/purchases` with a JSON list of purchases: add them (all or none).
+- `POST /admin/customers` with `{"customers": [...]}` or `{"generate": {...}}` (see `sandbox.seeding`):
+  add customers, system ones and ones without externalId included, without counting mutations.
 - `GET /admin/rates`: requests each API received since the last reset: `total`, `max_per_second`
   (per wall-clock second), `max_in_sliding_second`, `per_second` `{"<epoch second>": count}`.
 - `DELETE /admin/rates`: start counting requests again from zero.
@@ -23,9 +25,11 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from sandbox.auth import bearer_token_matches
+from sandbox.customers import InvalidCustomer
 from sandbox.faults import FaultSettings
 from sandbox.http_errors import error_response
 from sandbox.purchases import InvalidPurchase
+from sandbox.seeding import customers_to_seed
 from sandbox.state import current_state
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -63,6 +67,17 @@ def seed_purchases() -> tuple[Response, int] | Response:
     except InvalidPurchase as exc:
         return error_response(400, str(exc))
     return jsonify({"seeded": seeded}), 201
+
+
+@bp.post("/customers")
+def seed_customers() -> tuple[Response, int] | Response:
+    """Add customers in bulk, all or none, bypassing the API and its mutation counters."""
+    store = current_state().store
+    try:
+        seeded = store.seed_customers(customers_to_seed(json_body()))
+    except InvalidCustomer as exc:
+        return error_response(400, str(exc))
+    return jsonify({"seeded": seeded, "customers": store.stats()["customers"]}), 201
 
 
 @bp.get("/stats")

@@ -1,4 +1,10 @@
-"""Relay-style connection paging over an in-memory list, with opaque offset cursors."""
+"""Relay-style connection paging: opaque offset cursors over a list, or key cursors over creation order.
+
+Offset cursors (graphene's `arrayconnection:N`) are what the platform issues: if records are added
+or deleted between two pages in the order being paged, a page repeats or skips records. Key cursors
+point at the creation tick of the last record seen, so paging in creation order neither repeats nor
+skips, whatever changes in between.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from graphql import GraphQLError
 MAX_PAGE_SIZE = 100
 # The platform is graphene-based; its array connections use this cursor prefix.
 _CURSOR_PREFIX = "arrayconnection:"
+_KEY_CURSOR_PREFIX = "created:"
 
 
 def encode_cursor(offset: int) -> str:
@@ -21,12 +28,28 @@ def encode_cursor(offset: int) -> str:
 
 def decode_cursor(cursor: str) -> int:
     """Return the offset a cursor points at, or raise a GraphQLError for a cursor we did not issue."""
+    return _decode(cursor, _CURSOR_PREFIX)
+
+
+def encode_key_cursor(created: int) -> str:
+    """Return the opaque cursor of the record with creation tick `created`."""
+    return base64.b64encode(f"{_KEY_CURSOR_PREFIX}{created}".encode()).decode()
+
+
+def decode_key_cursor(cursor: str) -> int:
+    """Return the creation tick a key cursor points at, or raise a GraphQLError."""
+    return _decode(cursor, _KEY_CURSOR_PREFIX)
+
+
+def _decode(cursor: str, prefix: str) -> int:
+    """Return the number after `prefix` in a base64 cursor, or raise a GraphQLError for a cursor of
+    another kind or one we did not issue."""
     try:
         text = base64.b64decode(cursor.encode(), validate=True).decode()
-        if text.startswith(_CURSOR_PREFIX):
-            offset = int(text[len(_CURSOR_PREFIX) :])
-            if offset >= 0:
-                return offset
+        if text.startswith(prefix):
+            number = int(text[len(prefix) :])
+            if number >= 0:
+                return number
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise GraphQLError("Invalid cursor in argument 'after'.")
@@ -51,13 +74,20 @@ def connection(
     edges = [
         {"node": to_node(item), "cursor": encode_cursor(start + index)} for index, item in enumerate(window)
     ]
+    return shaped_connection(edges, len(items), start + len(window) < len(items), start > 0)
+
+
+def shaped_connection(
+    edges: list[dict[str, Any]], total: int, has_next: bool, has_previous: bool
+) -> dict[str, Any]:
+    """Shape one page's edges `[{node, cursor}]` as the schema's Connection type."""
     return {
         "edges": edges,
         "nodes": [edge["node"] for edge in edges],
-        "totalCount": len(items),
+        "totalCount": total,
         "pageInfo": {
-            "hasNextPage": start + len(window) < len(items),
-            "hasPreviousPage": start > 0,
+            "hasNextPage": has_next,
+            "hasPreviousPage": has_previous,
             "startCursor": edges[0]["cursor"] if edges else None,
             "endCursor": edges[-1]["cursor"] if edges else None,
         },

@@ -10,9 +10,8 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
-from sandbox.customers import PayloadErrors, field_error, quoted
+from sandbox.customers import CustomerFilter, PayloadErrors, field_error, quoted
 from sandbox.faults import FaultInjector
-from sandbox.paging import connection
 from sandbox.store import SandboxStore
 
 # The sandbox passes no context value, so the context type is irrelevant.
@@ -34,15 +33,14 @@ class CustomersRoot:
         self, info: Info, after: str | None = None, first: int | None = None, **filters: Any
     ) -> dict[str, Any]:
         """List customers matching the filters, one page of at most 100 at a time."""
-        found = self._store.search_customers(
+        wanted = CustomerFilter(
             external_id=filters.get("externalId"),
             is_system=filters.get("isSystem"),
             name=filters.get("name"),
             name_icontains=filters.get("name_Icontains"),
             labels_contains=filters.get("labels_Contains"),
-            sort_by=filters.get("sortBy"),
         )
-        return connection(found, after, first, to_node=lambda node: node)
+        return self._store.list_customers(wanted, filters.get("sortBy"), after, first)
 
     def createCustomer(self, info: Info, input: dict[str, Any]) -> dict[str, Any]:
         """Create a customer; refusals go into the payload's errors."""

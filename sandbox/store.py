@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sandbox.customers import CustomerBook, PayloadErrors
+from sandbox.customers import CustomerBook, CustomerFilter, PayloadErrors
+from sandbox.listing import Order, customers_page
 from sandbox.purchases import PurchaseNotFound, anonymise, checked_purchase
 
 MUTATIONS = ("createCustomer", "updateCustomer", "deleteCustomer", "deletePersonalCustomerData")
@@ -47,10 +48,22 @@ class SandboxStore:
             record = self._customers.get(customer_id)
             return None if record is None else record.to_node()
 
-    def search_customers(self, **filters: Any) -> list[dict[str, Any]]:
-        """Return the Customer nodes matching CustomerBook.search's filters, in order."""
+    def search_customers(self, sort_by: Sequence[Order] = (), **filters: Any) -> list[dict[str, Any]]:
+        """Return the Customer nodes matching CustomerFilter's fields, in creation or `sort_by` order."""
         with self._changed:
-            return [record.to_node() for record in self._customers.search(**filters)]
+            return [record.to_node() for record in self._customers.search(CustomerFilter(**filters), sort_by)]
+
+    def list_customers(
+        self, wanted: CustomerFilter, sort_by: Sequence[Order] | None, after: str | None, first: int | None
+    ) -> dict[str, Any]:
+        """Return one page of matching customers as a CustomerConnection (see sandbox.listing)."""
+        with self._changed:
+            return customers_page(self._customers, wanted, sort_by, after, first)
+
+    def seed_customers(self, customers: Sequence[Mapping[str, Any]]) -> int:
+        """Add checked customers (sandbox.seeding) without counting mutations; all or none."""
+        with self._changed:
+            return self._customers.seed(customers)
 
     def create_customer(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Create a customer and return its node; raises PayloadErrors when refused."""
