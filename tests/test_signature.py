@@ -101,3 +101,15 @@ def test_malformed_signature_entries_are_invalid_not_errors(signature: str) -> N
     given = {**headers(), "webhook-signature": signature}
     with pytest.raises(InvalidSignature):
         verify_signature(given, BODY, [SECRET], 300, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [f"+{NOW}", f"0{NOW}", f"{str(NOW)[:4]}_{str(NOW)[4:]}", f"{NOW}.0", "١٧٩٠٠٠٠٠٠٠", "9" * 400, "-5"],
+)
+def test_timestamp_other_than_plain_digits_is_malformed(spelling: str) -> None:
+    # Each of these once parsed to an integer (or overflowed); signed over that integer, it verified.
+    given = {**headers(), "webhook-timestamp": spelling}
+    with pytest.raises(MalformedTimestamp):
+        verify_signature(given, BODY, [SECRET], 300, now=NOW)
+

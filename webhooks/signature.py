@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ __all__ = [
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
+# Unix seconds as plain ASCII digits without leading zeros: `int()` would also take "+17", "0017",
+# "1_7" and non-ASCII digits, each a second spelling of one signed value. At most 16 digits (some
+# 300 million years): hundreds of digits are no instant, and thousands make `int()` itself fail.
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,15}")
 
 
 class SignatureError(Exception):
@@ -48,7 +53,7 @@ class MalformedTimestamp(SignatureError):
     reason = "malformed_timestamp"
 
     def __init__(self) -> None:
-        super().__init__(f"{TIMESTAMP_HEADER} must be unix seconds")
+        super().__init__(f"{TIMESTAMP_HEADER} must be unix seconds in plain digits")
 
 
 class TimestampOutOfTolerance(SignatureError):
@@ -81,6 +86,10 @@ class SignedDelivery:
 
 def sign(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
     """Return the `v1,<base64>` signature of a delivery (used by senders, tests and benchmarks)."""
+    return _signature(secret, webhook_id, str(timestamp), body)
+
+
+def _signature(secret: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
     content = f"{webhook_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret, content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
@@ -97,14 +106,14 @@ def verify_signature(
     webhook_id = _header(headers, ID_HEADER)
     raw_timestamp = _header(headers, TIMESTAMP_HEADER)
     signatures = _header(headers, SIGNATURE_HEADER)
-    try:
-        timestamp = int(raw_timestamp)
-    except ValueError:
-        raise MalformedTimestamp() from None
+    if not _TIMESTAMP.fullmatch(raw_timestamp):
+        raise MalformedTimestamp()
+    timestamp = int(raw_timestamp)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise TimestampOutOfTolerance(tolerance_seconds)
-    expected = [sign(secret, webhook_id, timestamp, body).encode() for secret in secrets]
+    # Signed over the header exactly as sent, the way the sender computed it.
+    expected = [_signature(secret, webhook_id, raw_timestamp, body).encode() for secret in secrets]
     for entry in signatures.split():
         version, _, value = entry.partition(",")
         if version != "v1" or not value:
