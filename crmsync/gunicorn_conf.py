@@ -29,8 +29,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # and keep connections alive (sync workers close every one); see docs/benchmarks.md.
 worker_class = "gthread"
 threads = int(os.environ.get("WEB_THREADS", "4"))
-# Requests are short (verify, validate, one Redis round trip); a stuck one is killed well before
-# the router's 30 s limit, and a restart lets in-flight requests finish within Heroku's window.
+# With gthread, `timeout` restarts a worker process whose main loop stopped answering; it does not
+# end a slow request in a thread. The app bounds those itself: a body that has not arrived within
+# BODY_TIMEOUT_SECONDS is cut off and answered 408 (webhooks/body.py), and gunicorn hands a new
+# connection to a thread only once it has sent something (else it waits in the poller, `keepalive`
+# seconds at most). A restart lets in-flight requests finish within Heroku's 30 s window.
 timeout = 20
 graceful_timeout = 25
 keepalive = 5

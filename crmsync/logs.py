@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 
 __all__ = ["configure", "SAFE_FIELDS"]
@@ -52,8 +53,13 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 line[name] = value
         if record.exc_info and record.exc_info[0] is not None:
-            # The exception class only: messages of third-party exceptions may echo request data.
+            # The class and where it was raised, never its message: messages of third-party
+            # exceptions may echo request data.
             line["exc_type"] = record.exc_info[0].__name__
+            line["traceback"] = [
+                f"{frame.filename}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(record.exc_info[2])
+            ]
         return json.dumps(line, default=str)
 
 

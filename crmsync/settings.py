@@ -45,6 +45,8 @@ class Settings:
     webhook_secrets: tuple[bytes, ...] = ()
     tolerance_seconds: int = 300
     max_body_bytes: int = 262_144
+    # How long a client may take to send a webhook body (after its headers) before it is answered 408.
+    body_timeout_seconds: int = 10
     dedup_ttl_seconds: int = 72 * 3600
     customers_api: ApiSettings | None = None
     personal_data_api: ApiSettings | None = None
@@ -78,6 +80,7 @@ class Settings:
             webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
             tolerance_seconds=_positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 262_144),
+            body_timeout_seconds=_positive_int(env, "BODY_TIMEOUT_SECONDS", 10),
             dedup_ttl_seconds=_positive_int(env, "DEDUP_TTL_SECONDS", 72 * 3600),
             customers_api=_api(env, "CUSTOMERS_API"),
             personal_data_api=_api(env, "PERSONAL_DATA_API"),

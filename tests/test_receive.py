@@ -131,6 +131,71 @@ def test_body_that_is_not_json_is_400(deliver: Deliver, web: str) -> None:
     assert response.json()["error"] == "malformed_json"
 
 
+def signed_post(web: str, body: bytes, webhook_id: str = "m") -> requests.Response:
+    """POST raw `body` bytes correctly signed, so only the body itself can be wrong."""
+    from webhooks.signature import sign
+
+    now = int(time.time())
+    headers = {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": str(now),
+               "webhook-signature": sign(SECRET, webhook_id, now, body)}  # fmt: skip
+    return requests.post(web, data=body, headers=headers, timeout=10)
+
+
+DELETED = json.dumps(
+    {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": {"external_id": "crm-1"}}
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # A lone surrogate cannot be encoded in UTF-8 (it once failed the job index with a 500).
+        (DELETED.replace("crm-1", "\\ud800").encode(), "lone UTF-16 surrogate"),
+        (DELETED.replace("crm-1", "ok\\udfff").encode(), "lone UTF-16 surrogate"),
+        (b"[" * 10_000 + b"]" * 10_000, "nested too deeply"),
+        (b'{"type": ' + b"9" * 5_000 + b"}", "not valid JSON"),
+        (b'{"type": NaN}', "not valid JSON"),
+        # The contract is UTF-8 without a byte order mark (RFC 8259 section 8.1); json.loads would guess.
+        (b"\xef\xbb\xbf" + DELETED.encode(), "byte order mark"),
+        (DELETED.encode("utf-16"), "not UTF-8"),
+        (DELETED.encode("utf-32"), "not UTF-8"),
+        (DELETED.encode("utf-16-le"), "not valid JSON"),
+    ],
+    ids=[
+        "lone-high-surrogate",
+        "lone-low-surrogate",
+        "nested-10000",
+        "int-5000-digits",
+        "nan",
+        "utf-8-bom",
+        "utf-16",
+        "utf-32",
+        "utf-16-without-bom",
+    ],  # fmt: skip
+)
+def test_body_that_is_not_utf8_json_is_400_saying_why(
+    web: str, redis: Redis, body: bytes, message: str
+) -> None:
+    response = signed_post(web, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "malformed_json"
+    assert message in response.json()["message"]
+    assert queued_jobs(redis) == []
+
+
+def test_surrogate_pair_is_a_valid_character(web: str, redis: Redis) -> None:
+    body = DELETED.replace("crm-1", "crm-\\ud83d\\ude80").encode()
+    response = signed_post(web, body)
+    assert response.status_code == 202, response.text
+
+
+def test_timestamp_header_of_400_digits_is_401_not_500(deliver: Deliver, redis: Redis) -> None:
+    response = deliver(created(), headers={"webhook-timestamp": "9" * 400})
+    assert response.status_code == 401
+    assert response.json()["error"] == "malformed_timestamp"
+    assert queued_jobs(redis) == []
+
+
 def test_invalid_utf8_body_is_400(web: str) -> None:
     from webhooks.signature import sign
 
@@ -237,12 +302,30 @@ SCHEMA_VIOLATIONS: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {
             "data": {
                 "purchase_ids": {
-                    "0": ["Must be greater than or equal to 1."],
+                    "0": ["Must be greater than or equal to 1 and less than or equal to 2147483647."],
                     "1": ["Not a valid integer."],
                     "2": ["Not a valid integer."],
                 }
             }
         },
+    ),
+    (
+        # The platform's purchase ids are 32-bit GraphQL Ints: a larger one could never be erased.
+        {
+            "type": "customer.erasure_requested",
+            "timestamp": "2026-11-22T10:00:00Z",
+            "data": {"external_id": "a", "purchase_ids": [2**31 - 1, 2**31]},
+        },
+        {"data": {"purchase_ids": {"1": ["Must be greater than or equal to 1 and less than"]}}},
+    ),
+    # Valid RFC 3339, but before year 1 or after year 9999 once in UTC.
+    (
+        {"type": "customer.deleted", "timestamp": "0001-01-01T00:00:00+14:00", "data": {"external_id": "a"}},
+        {"timestamp": ["Not a time between years 1 and 9999 in UTC."]},
+    ),
+    (
+        {"type": "customer.deleted", "timestamp": "9999-12-31T23:59:59-14:00", "data": {"external_id": "a"}},
+        {"timestamp": ["Not a time between years 1 and 9999 in UTC."]},
     ),
     (
         {"type": "customer.deleted", "timestamp": "2026-11-22T10:00:00Z", "data": [], "extra": 1},

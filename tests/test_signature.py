@@ -112,4 +112,3 @@ def test_timestamp_other_than_plain_digits_is_malformed(spelling: str) -> None:
     given = {**headers(), "webhook-timestamp": spelling}
     with pytest.raises(MalformedTimestamp):
         verify_signature(given, BODY, [SECRET], 300, now=NOW)
-

@@ -10,6 +10,7 @@ from crmsync.redis_conn import connect
 from crmsync.settings import Settings
 
 from . import dashboard, errors, health, metrics, receive
+from .connection import CloseConnection
 from .intake import Intake
 
 __all__ = ["create_app"]
@@ -25,9 +26,10 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     redis = connect(settings.redis_url)
     app.extensions["crmsync_redis"] = redis
     app.extensions["crmsync_intake"] = Intake(redis, settings)
-    errors.init_app(app)
+    errors.init_app(app, count_unexpected=metrics.record_unexpected_error)
     app.register_blueprint(health.bp)
     app.register_blueprint(receive.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)
+    app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]
     return app

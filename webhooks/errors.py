@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 __all__ = ["error_response", "init_app"]
+
+log = logging.getLogger("crmsync.web")
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
@@ -15,8 +19,9 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[
     return jsonify({"error": code, "message": message, **extra}), status
 
 
-def init_app(app: Flask) -> None:
-    """Answer every HTTP error (404, 405, 413, ...) and any unexpected failure in the same JSON shape."""
+def init_app(app: Flask, count_unexpected: Callable[[str], None]) -> None:
+    """Answer every HTTP error (404, 405, 413, ...) and any unexpected failure in the same JSON shape;
+    `count_unexpected(endpoint)` counts the unexpected ones in the metrics."""
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -25,6 +30,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:
-        # The documented boundary for anything unforeseen: logged with its type, answered as JSON.
-        app.logger.exception("unhandled error", extra={"event": "unhandled_error"})
+        # The documented boundary for anything unforeseen, a bug by definition (every bad input has its
+        # 4xx): logged with its traceback, counted by endpoint (alert on it), answered as JSON.
+        endpoint = request.endpoint or "unknown"
+        log.exception("unhandled error", extra={"event": "unhandled_error", "method": request.method,
+                                                "path": request.path})  # fmt: skip
+        count_unexpected(endpoint)
         return error_response(500, "internal_error", "The server failed to handle the request.")

@@ -30,7 +30,7 @@ from jobs.metrics import read_job_figures
 
 from .errors import error_response
 
-__all__ = ["bp", "record_webhook", "QueueCollector", "render_metrics"]
+__all__ = ["bp", "record_webhook", "record_unexpected_error", "QueueCollector", "render_metrics"]
 
 bp = Blueprint("metrics", __name__)
 
@@ -50,6 +50,18 @@ WEBHOOKS_RECEIVED = Counter(
     ["type", "outcome", "reason"],
     registry=WEB_REGISTRY,
 )
+
+UNEXPECTED_ERRORS = Counter(
+    "crmsync_unexpected_errors",
+    "Requests answered 500 because of an unforeseen exception (a bug: alert on any), by endpoint.",
+    ["endpoint"],
+    registry=WEB_REGISTRY,
+)
+
+
+def record_unexpected_error(endpoint: str) -> None:
+    """Count one request that failed with an unforeseen exception."""
+    UNEXPECTED_ERRORS.labels(endpoint=endpoint).inc()
 
 
 def record_webhook(event_type: str, outcome: str, reason: str = "") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -10,6 +9,9 @@ from redis.exceptions import RedisError
 
 from crmsync.activity import count_rejection
 
+from .body import BodyError, read_body
+from .connection import close_connection
+from .decoding import MalformedJSON, decode_json
 from .errors import error_response
 from .intake import Intake
 from .metrics import record_webhook
@@ -26,13 +28,12 @@ log = logging.getLogger("crmsync.webhooks")
 def receive_crm_event() -> tuple[Response, int]:
     settings = current_app.config["CRMSYNC_SETTINGS"]
     if not request.mimetype or request.mimetype != "application/json":
-        return _reject(415, "unsupported_media_type", "Content-Type must be application/json.")
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        return _reject(413, "payload_too_large", f"The body exceeds {settings.max_body_bytes} bytes.")
-    # Read at most one byte past the limit, so a body without Content-Length cannot exhaust memory.
-    body = request.stream.read(settings.max_body_bytes + 1)
-    if len(body) > settings.max_body_bytes:
-        return _reject(413, "payload_too_large", f"The body exceeds {settings.max_body_bytes} bytes.")
+        return _reject(415, "unsupported_media_type", "Content-Type must be application/json.", close=True)
+    try:
+        body = read_body(request.environ, request.content_length, settings.max_body_bytes,
+                         settings.body_timeout_seconds)  # fmt: skip
+    except BodyError as exc:
+        return _reject(exc.status, exc.reason, str(exc), close=True)
     try:
         delivery = verify_signature(
             request.headers, body, settings.webhook_secrets, settings.tolerance_seconds
@@ -40,9 +41,9 @@ def receive_crm_event() -> tuple[Response, int]:
     except SignatureError as exc:
         return _reject(401, exc.reason, str(exc))
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return _reject(400, "malformed_json", "The body is not valid JSON.")
+        payload = decode_json(body)
+    except MalformedJSON as exc:
+        return _reject(400, "malformed_json", str(exc))
     try:
         event = load_event(payload)
     except ValidationError as exc:
@@ -74,11 +75,15 @@ def receive_crm_event() -> tuple[Response, int]:
     return jsonify({"status": outcome, "job_id": accepted.job_id}), 202 if accepted.is_new else 200
 
 
-def _reject(status: int, reason: str, message: str, **extra: object) -> tuple[Response, int]:
+def _reject(
+    status: int, reason: str, message: str, close: bool = False, **extra: object
+) -> tuple[Response, int]:
+    """Answer a rejection, counted; `close` when the body was left unread (see connection.py)."""
     log.info("webhook rejected", extra={"event": "webhook_rejected", "status": status, "reason": reason})
     record_webhook("unknown", "rejected", reason)
     try:
         count_rejection(current_app.extensions["crmsync_redis"])
     except RedisError:
         pass  # The dashboard's last-hour figure may miss it; the rejection itself must still answer.
-    return error_response(status, reason, message, **extra)
+    response, status = error_response(status, reason, message, **extra)
+    return (close_connection(response) if close else response), status

@@ -6,7 +6,7 @@ rejected everywhere: a CRM that sends a field we would silently drop should hear
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
@@ -14,6 +14,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 __all__ = ["EVENT_TYPES", "load_event", "ValidationError"]
 
 NonEmpty = validate.Length(min=1)
+# The platform's purchase ids are GraphQL `Int`s: 32-bit signed, so a larger one could never succeed.
+PurchaseId = validate.Range(min=1, max=2**31 - 1)
 
 
 class _Strict(Schema):
@@ -39,7 +41,7 @@ class CustomerDeletedData(_Strict):
 class ErasureRequestedData(_Strict):
     external_id = fields.String(required=True, validate=NonEmpty)
     purchase_ids = fields.List(
-        fields.Integer(strict=True, validate=validate.Range(min=1)), required=True, validate=NonEmpty
+        fields.Integer(strict=True, validate=PurchaseId), required=True, validate=NonEmpty
     )
 
 
@@ -52,9 +54,23 @@ DATA_SCHEMAS: dict[str, Schema] = {
 EVENT_TYPES = tuple(DATA_SCHEMAS)
 
 
+class UtcDateTime(fields.AwareDateTime):
+    """An RFC 3339 time with an offset, loaded as UTC: years 1 to 9999 once in UTC, as Python's
+    datetime holds (`0001-01-01T00:00:00+14:00` is in year 0 in UTC, so it is refused)."""
+
+    default_error_messages = {"out_of_range": "Not a time between years 1 and 9999 in UTC."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
+
+
 class Envelope(_Strict):
     type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
-    timestamp = fields.AwareDateTime(required=True, format="iso")
+    timestamp = UtcDateTime(required=True, format="iso")
     data = fields.Dict(required=True)
 
 
@@ -75,6 +91,6 @@ def load_event(payload: Any) -> dict[str, Any]:
         raise ValidationError({"data": err.messages}) from err
     return {
         "type": envelope["type"],
-        "timestamp": envelope["timestamp"].astimezone(UTC).isoformat(timespec="microseconds"),
+        "timestamp": envelope["timestamp"].isoformat(timespec="microseconds"),
         "data": data,
     }
