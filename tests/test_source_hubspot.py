@@ -298,7 +298,9 @@ def test_an_item_that_is_not_an_object_is_rejected_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [b"{not json", b'{"eventId": 1}', b"\xff\xfe"], ids=["json", "object", "bytes"]
+    "body",
+    [b"{not json", b'{"eventId": 1}', b"\xff\xfe", b"[NaN]", b"[" * 100_000],
+    ids=["json", "object", "bytes", "nan", "deep"],
 )
 def test_a_body_that_is_not_a_json_array_is_unparseable(body: bytes) -> None:
     with pytest.raises(UnparseableBody):

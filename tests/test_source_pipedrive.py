@@ -132,7 +132,11 @@ def test_a_body_without_meta_is_rejected() -> None:
     assert batch.rejected[0].reason.startswith("not a webhooks v2 body")
 
 
-@pytest.mark.parametrize("body", [b"{nope", b"[]", b"\xff"], ids=["json", "array", "bytes"])
+@pytest.mark.parametrize(
+    "body",
+    [b"{nope", b"[]", b"\xff", b'{"meta": NaN}', b'{"a":' * 100_000],
+    ids=["json", "array", "bytes", "nan", "deep"],
+)
 def test_a_body_that_is_not_a_json_object_is_unparseable(body: bytes) -> None:
     with pytest.raises(UnparseableBody):
         read_event(body, DEFAULT_MAPPINGS.pipedrive)

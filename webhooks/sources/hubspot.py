@@ -16,12 +16,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from ..decoding import MalformedJSON, decode_json
 from ..mappings import HubSpotMapping
 from .items import (
     AuthenticationFailed,
@@ -155,9 +155,9 @@ def _decoded(uri: str) -> str:
 def read_events(body: bytes, mapping: HubSpotMapping) -> SourceBatch:
     """Map every event of a HubSpot body (a JSON array) to a crmsync event, an ignored or a rejected item."""
     try:
-        items = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UnparseableBody("The body is not valid JSON.") from None
+        items = decode_json(body)
+    except MalformedJSON as exc:
+        raise UnparseableBody(str(exc)) from None
     if not isinstance(items, list):
         raise UnparseableBody("HubSpot sends a JSON array of events.")
     batch = SourceBatch(NAME)

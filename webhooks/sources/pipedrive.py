@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..decoding import MalformedJSON, decode_json
 from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
 from .items import (
     AuthenticationFailed,
@@ -74,9 +74,9 @@ def verify_basic_auth(authorization: str, user: str, password: str) -> None:
 def read_event(body: bytes, mappings: Mapping[str, RecordMapping]) -> SourceBatch:
     """Map a Pipedrive body to one crmsync event, an ignored or a rejected item."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UnparseableBody("The body is not valid JSON.") from None
+        payload = decode_json(body)
+    except MalformedJSON as exc:
+        raise UnparseableBody(str(exc)) from None
     if not isinstance(payload, dict):
         raise UnparseableBody("Pipedrive sends a JSON object.")
     batch = SourceBatch(NAME)
