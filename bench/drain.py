@@ -39,7 +39,8 @@ from bench.stack import (
     wait_ready,
 )
 from bench.workload import mixed_events, purchases
-from crmsync.settings import Settings
+from crmsync.core.events import Event
+from crmsync.core.settings import Settings
 from jobs.documents import DOCUMENTS
 from webhooks.intake import Intake
 
@@ -159,7 +160,7 @@ def enqueue_backlog(redis_url: str, port: int, events: int, customers: int) -> t
     intake = Intake(redis, settings)
     started = time.perf_counter()
     for webhook_id, event in mixed_events(events, customers):
-        intake.accept(webhook_id, event)
+        intake.accept(Event(webhook_id=webhook_id, **event))
     took = time.perf_counter() - started
     used = int(redis.info("memory")["used_memory"]) - before
     redis.close()

@@ -38,7 +38,7 @@ from bench.stack import (
 from bench.workload import signed_lines
 
 LUA = ROOT / "bench" / "signed_requests.lua"
-CRMSYNC_APP = "webhooks:create_app()"
+CRMSYNC_APP = "crmsync.web:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
 REDIS_FLOOR_APP = "bench.bare_app:create_redis_app()"
 # More than the fastest server answers in the run, so every delivery in a "distinct" run is new.

@@ -47,8 +47,8 @@ from bench.stack import (
     stop,
     wait_ready,
 )
+from crmsync.core.events import normalize_labels
 from crmsync.sender import signed_request
-from jobs.events import normalize_labels
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultSettings
 from sandbox.server import RunningSandbox, start_in_thread
@@ -279,7 +279,7 @@ def run(
             "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
             "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
         }
-        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "webhooks:create_app()"], env)
+        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
         pool = [start(["crmsync", "worker"], env) for _ in range(workers)]
         killed = False
         try:
@@ -350,7 +350,7 @@ def run(
 
 
 def _job_id(webhook_id: str) -> str:
-    from crmsync.keys import job_id_for
+    from crmsync.core.keys import job_id_for
 
     return job_id_for(webhook_id)
 

@@ -10,11 +10,11 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, NoAppException
 
-from crmsync.logs import configure as configure_logs
-from crmsync.redis_conn import connect
-from crmsync.settings import Settings, SettingsError, parse_secrets
+from crmsync.core.logs import configure as configure_logs
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings, SettingsError, parse_secrets
+from crmsync.web import create_app
 from sandbox.cli import sandbox_command
-from webhooks import create_app
 
 from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
@@ -67,14 +67,14 @@ def erasures_command(status: str | None, as_json: bool) -> None:
     """List GDPR erasures from the audit trail, newest first; overdue and failed ones stand out."""
     from datetime import UTC, datetime
 
-    from jobs.erasure_audit import list_erasures
+    from crmsync.erasure.audit import list_erasures
+    from crmsync.operations.erasures import with_status
 
     settings = _settings("cli")
     now = datetime.now(UTC)
-    for record in list_erasures(connect(settings.redis_url), settings.erasure_deadline_days):
+    records = list_erasures(connect(settings.redis_url), settings.erasure_deadline_days)
+    for record in with_status(records, status, now):
         row = record.to_json(now)
-        if status and not (row["overdue"] if status == "overdue" else row["status"] == status):
-            continue
         if as_json:
             click.echo(json.dumps(row))
             continue

@@ -50,7 +50,7 @@ def dev_command(port: int, sandbox_port: int, smoke: bool) -> None:
     processes = {
         "sandbox": subprocess.Popen([*python, "crmsync", "sandbox", "--port", str(sandbox_port)], env=env),
         "web": subprocess.Popen(
-            [*python, "gunicorn", "--config", "python:crmsync.gunicorn_conf", "webhooks:create_app()"],
+            [*python, "gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"],
             env=env,
         ),
         "worker": subprocess.Popen([*python, "crmsync", "worker"], env=env),
@@ -154,8 +154,8 @@ def _print_banner(env: dict[str, str], port: int, sandbox_port: int, redis: Embe
 
 def _smoke(env: dict[str, str], port: int) -> None:
     """Send the sample webhook and wait until the sandbox has the customer (for tests and CI)."""
+    from crmsync.core.settings import parse_secrets
     from crmsync.sender import sample_event, send_event
-    from crmsync.settings import parse_secrets
 
     response = send_event(
         f"http://127.0.0.1:{port}/webhooks/crm", parse_secrets(env["WEBHOOK_SECRET"])[0], sample_event()

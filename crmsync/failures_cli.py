@@ -1,6 +1,6 @@
 """`crmsync failed | replay | discard`: the dashboard's failed-jobs actions from a shell.
 
-They talk to Redis directly through crmsync/failures.py (the same code the dashboard runs), so they
+They talk to Redis directly through crmsync.operations (the same code the dashboard runs), so they
 work on a one-off dyno (`heroku run crmsync failed`) with nothing but REDIS_URL.
 """
 
@@ -14,9 +14,15 @@ from typing import Any
 
 import click
 
-from crmsync.failures import ActionResult, FailedJobs, FailureFilter, MissingReason, parse_moment
-from crmsync.redis_conn import connect
-from crmsync.settings import Settings, SettingsError
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.operations import (
+    ActionResult,
+    FailedJobs,
+    FailureFilter,
+    MissingReason,
+    parse_moment,
+)
 
 __all__ = ["failed_command", "replay_command", "discard_command"]
 

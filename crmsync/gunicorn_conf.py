@@ -14,8 +14,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from crmsync.logs import configure
-from crmsync.settings import Settings, SettingsError
+from crmsync.core.logs import configure
+from crmsync.core.settings import Settings, SettingsError
 
 # prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
 # environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.

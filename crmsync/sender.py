@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from crmsync.core.events import CUSTOMER_CREATED
 from webhooks.signature import sign
 
 __all__ = ["signed_request", "send_event", "sample_event"]
@@ -42,7 +43,7 @@ def send_event(
 def sample_event(external_id: str = "crm-0001", name: str = "Mars Missions") -> dict[str, Any]:
     """A `customer.created` event like the CRM would send."""
     return {
-        "type": "customer.created",
+        "type": CUSTOMER_CREATED,
         "timestamp": datetime.now(UTC).isoformat(timespec="microseconds"),
         "data": {
             "external_id": external_id,

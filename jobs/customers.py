@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from crmsync.core.errors import CustomerNotYetCreated, PayloadErrors, PermanentError
+
 from .documents import CREATE_CUSTOMER, DELETE_CUSTOMER, FIND_CUSTOMER, UPDATE_CUSTOMER
-from .errors import CustomerNotYetCreated, PayloadErrors, PermanentError
 from .platform_api import PlatformApi
 
-__all__ = ["find_customer_id", "upsert_customer", "delete_customer"]
+__all__ = ["find_customer_id", "upsert_customer", "delete_customer", "clear_description"]
 
 
 def find_customer_id(api: PlatformApi, external_id: str) -> str | None:
@@ -56,3 +57,16 @@ def _customer_id(data: dict[str, Any], mutation: str) -> str:
     if not customer:
         raise PayloadErrors(f"{mutation} returned no customer")
     return str(customer["id"])
+
+
+def clear_description(api: PlatformApi, external_id: str) -> bool:
+    """Set the customer's description to "" (ERASURE_CUSTOMER_ACTION=anonymize); False if absent."""
+    customer_id = find_customer_id(api, external_id)
+    if customer_id is None:
+        return False
+    data = api.execute(UPDATE_CUSTOMER, {"input": {"id": customer_id, "description": ""}})
+    payload = data.get("updateCustomer") or {}
+    if payload.get("errors") or not payload.get("customer"):
+        # The messages are not copied: they may echo the customer's current values.
+        raise PayloadErrors("updateCustomer refused to clear the description")
+    return True

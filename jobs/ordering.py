@@ -20,9 +20,9 @@ from typing import Any
 from redis import Redis
 from rq import get_current_job
 
-from crmsync.keys import customer_lock_key, customer_state_key
-
-from .errors import CustomerLocked
+from crmsync.core.errors import CustomerLocked
+from crmsync.core.keys import customer_lock_key, customer_state_key
+from crmsync.core.redis_conn import as_text
 
 __all__ = ["Ledger", "CustomerLedgers", "LockedCustomer"]
 
@@ -188,7 +188,7 @@ class CustomerLedgers:
     def read(self, external_id: str) -> Ledger:
         """The ledger as it stands (without locking), for inspection."""
         stored = self._redis.hgetall(customer_state_key(external_id))
-        return Ledger.from_redis({_text(name): _text(value) for name, value in stored.items()})
+        return Ledger.from_redis({as_text(name): as_text(value) for name, value in stored.items()})
 
     def _lock(self, external_id: str) -> LockedCustomer:
         token = secrets.token_hex(16)
@@ -199,7 +199,7 @@ class CustomerLedgers:
         while True:
             acquired, found = self._acquire(keys=keys, args=[token, ttl_ms])
             if acquired:
-                pairs = {_text(found[i]): _text(found[i + 1]) for i in range(0, len(found), 2)}
+                pairs = {as_text(found[i]): as_text(found[i + 1]) for i in range(0, len(found), 2)}
                 return LockedCustomer(external_id, Ledger.from_redis(pairs), token)
             # A hold after an unanswered request that outlasts the wait is not waited for: the job
             # is retried when it ends, and the worker moves on. A working lock is waited for.
@@ -210,7 +210,3 @@ class CustomerLedgers:
                 raise CustomerLocked("another worker is applying an event for this customer", retry_after=1)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

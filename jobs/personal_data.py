@@ -1,83 +1,17 @@
-"""GDPR erasure on the personal-data API: one purchase at a time, each step done once, each audited."""
+"""The personal-data API's one write: anonymise a purchase (the erasure's per-purchase step calls it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-
-from redis import Redis
-
-from crmsync.keys import erasure_steps_key
+from crmsync.core.errors import PayloadErrors
 
 from .documents import DELETE_PERSONAL_CUSTOMER_DATA
-from .erasure_audit import ErasureAudit
-from .errors import GraphQLErrors, PayloadErrors, SyncError
 from .platform_api import PlatformApi
 
-__all__ = ["erase_personal_data", "PurchaseErasure", "PurchasesNotErased"]
-
-# Steps are remembered well past the longest retry schedule, so a replay does not redo them either.
-STEPS_TTL_SECONDS = 35 * 86_400
+__all__ = ["anonymise_purchase"]
 
 
-class PurchasesNotErased(GraphQLErrors):
-    """The API refused some purchases (unknown id, ...): retrying the same request cannot help."""
-
-
-@dataclass
-class PurchaseErasure:
-    """What one attempt did: how many purchases it anonymised, and which ones the API refused."""
-
-    erased: int = 0
-    refused: dict[int, str] = field(default_factory=dict)
-
-    def raise_if_refused(self) -> None:
-        if self.refused:
-            details = "; ".join(f"purchase {pid}: {message}" for pid, message in self.refused.items())
-            raise PurchasesNotErased(f"{len(self.refused)} purchase(s) not erased: {details}")
-
-
-def erase_personal_data(
-    api: PlatformApi,
-    redis: Redis,
-    webhook_id: str,
-    external_id: str,
-    purchase_ids: Iterable[int],
-    audit: ErasureAudit,
-) -> PurchaseErasure:
-    """Anonymise every purchase not anonymised yet, recording each outcome in the audit trail.
-
-    Each finished purchase is remembered, so when the third purchase fails (the API is briefly
-    unavailable) the retry resumes there instead of repeating the first two. A purchase the API
-    refuses (an unknown id) does not stop the others: erase everything that can be erased, then let
-    the caller fail the erasure for the refused ones.
-    """
-    steps = erasure_steps_key(webhook_id)
-    done = {int(member) for member in redis.smembers(steps)}
-    outcome = PurchaseErasure()
-    for purchase_id in purchase_ids:
-        if purchase_id in done:
-            continue
-        try:
-            _anonymise(api, purchase_id)
-        except (GraphQLErrors, PayloadErrors) as exc:
-            verdict = "not_found" if "not found" in str(exc).lower() else "rejected"
-            audit.purchase(webhook_id, external_id, purchase_id, verdict, str(exc))
-            outcome.refused[purchase_id] = str(exc)
-            continue
-        except SyncError as exc:
-            audit.purchase(webhook_id, external_id, purchase_id, "failed", f"{exc.failure_class}: {exc}")
-            raise
-        with redis.pipeline() as pipe:
-            pipe.sadd(steps, purchase_id)
-            pipe.expire(steps, STEPS_TTL_SECONDS)
-            pipe.execute()
-        audit.purchase(webhook_id, external_id, purchase_id, "erased")
-        outcome.erased += 1
-    return outcome
-
-
-def _anonymise(api: PlatformApi, purchase_id: int) -> None:
+def anonymise_purchase(api: PlatformApi, purchase_id: int) -> None:
+    """Delete the personal data of one purchase; PayloadErrors when the API answers without it."""
     data = api.execute(DELETE_PERSONAL_CUSTOMER_DATA, {"purchaseId": purchase_id})
     if not (data.get("deletePersonalCustomerData") or {}).get("updatedPurchase"):
         raise PayloadErrors(f"deletePersonalCustomerData returned no purchase for purchase {purchase_id}")

@@ -22,9 +22,8 @@ from gql.transport.exceptions import (
 )
 from gql.transport.requests import RequestsHTTPTransport
 
-from crmsync.settings import ApiSettings
-
-from .errors import ApiRejected, ApiUnavailable, GraphQLErrors, RateLimited
+from crmsync.core.errors import ApiRejected, ApiUnavailable, GraphQLErrors, RateLimited
+from crmsync.core.settings import ApiSettings
 
 __all__ = ["PlatformApi"]
 

@@ -1,19 +1,12 @@
-"""When a failed attempt is tried again: exponential schedule, jitter, and the API's Retry-After."""
+"""When a failed attempt is tried again: exponential schedule, jitter, and the API's Retry-After.
+
+The retry budget itself is set when the job is built (crmsync.core.queue.retry_policy)."""
 
 from __future__ import annotations
 
 import random
 
-from rq.job import Retry
-
-__all__ = ["retry_policy", "next_delay"]
-
-
-def retry_policy(schedule: tuple[int, ...]) -> Retry | None:
-    """The RQ retry budget for one event: one retry per entry of the schedule."""
-    if not schedule:
-        return None
-    return Retry(max=len(schedule), interval=list(schedule))
+__all__ = ["next_delay"]
 
 
 def next_delay(

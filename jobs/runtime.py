@@ -1,17 +1,26 @@
-"""The worker process's clients, attached in one place and reused by every job it runs."""
+"""The worker's clients, attached in one place (the worker object) and reused by every job it runs.
+
+The worker owns its Runtime (`SyncWorker.runtime`) and hands it to each job it performs for the
+duration of that job (`for_current_job`): a job function receives plain JSON only (RQ calls it with
+the payload), so this is how `apply_event` reaches the worker's clients. Nothing is installed at
+import or build time, and two workers in one process (tests) each keep their own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from redis import Redis
 
-from crmsync.settings import Settings, SettingsError
+from crmsync.core.settings import Settings, SettingsError
 
 from .ordering import LOCK_MARGIN_SECONDS, CustomerLedgers
 from .platform_api import PlatformApi
 
-__all__ = ["Runtime", "install", "current"]
+__all__ = ["Runtime", "performing", "for_current_job"]
 
 
 @dataclass
@@ -50,17 +59,23 @@ class Runtime:
         self.personal_data.close()
 
 
-_current: Runtime | None = None
+# The runtime of the worker performing the job on this thread, set only while it performs one.
+_performing: ContextVar[Runtime] = ContextVar("crmsync_worker_runtime")
 
 
-def install(runtime: Runtime) -> None:
-    """Make `runtime` the one jobs in this process use (called once at worker start)."""
-    global _current
-    _current = runtime
+@contextmanager
+def performing(runtime: Runtime) -> Iterator[None]:
+    """Make `runtime` the current job's for the duration of one job (the worker calls this)."""
+    token = _performing.set(runtime)
+    try:
+        yield
+    finally:
+        _performing.reset(token)
 
 
-def current() -> Runtime:
-    """The installed runtime; jobs run only inside a crmsync worker, which installs it."""
-    if _current is None:
-        raise RuntimeError("no crmsync runtime installed: run jobs with `crmsync worker`")
-    return _current
+def for_current_job() -> Runtime:
+    """The runtime of the worker performing the current job; jobs run only inside a crmsync worker."""
+    try:
+        return _performing.get()
+    except LookupError:
+        raise RuntimeError("no crmsync worker is performing a job: run jobs with `crmsync worker`") from None

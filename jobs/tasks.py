@@ -1,6 +1,6 @@
 """The RQ job: apply one CRM event to the platform, in order, exactly once in effect.
 
-Each function below reads as the business rule it applies. Failures are classified (jobs/errors.py):
+Each function below reads as the business rule it applies. Failures are classified (crmsync.core.errors):
 retryable ones are rescheduled with jittered backoff (honouring Retry-After), permanent ones skip the
 remaining retries. Messages are redacted of the event's personal values before RQ stores them.
 """
@@ -10,22 +10,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rq import get_current_job
 
+from crmsync.core.counters import outcome_of, record_job
+from crmsync.core.errors import CustomerLocked, SyncError
+from crmsync.core.events import CUSTOMER_CREATED, CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED, Event
+from crmsync.core.queue import will_retry
+from crmsync.core.redaction import redact
+from crmsync.erasure.audit import ErasureAudit
+from crmsync.erasure.customer_record import apply_customer_action
+from crmsync.erasure.purchases import erase_personal_data
+from crmsync.erasure.scrub import SUPERSEDED, scrub_current_job, scrub_customer_jobs
+
 from .attempts import add_attempt
-from .customers import delete_customer, upsert_customer
-from .erasure import apply_customer_action, is_final_attempt
-from .erasure_audit import ErasureAudit
-from .errors import CustomerLocked, SyncError
-from .events import Event
-from .metrics import outcome_of, record_job
-from .personal_data import erase_personal_data
-from .redaction import redact
+from .customers import clear_description, delete_customer, upsert_customer
+from .personal_data import anonymise_purchase
 from .retry import next_delay
-from .runtime import Runtime, current
-from .scrub import SUPERSEDED, scrub_current_job, scrub_customer_jobs
+from .runtime import Runtime, for_current_job
 
 __all__ = ["apply_event"]
 
@@ -35,10 +39,10 @@ log = logging.getLogger("crmsync.jobs")
 def apply_event(payload: dict[str, Any]) -> dict[str, str]:
     """RQ entry point: apply the event in `payload` (plain JSON, as enqueued by the web side)."""
     event = Event.from_payload(payload)
-    runtime = current()
+    runtime = for_current_job()
     started = time.perf_counter()
     if payload.get(SUPERSEDED):
-        # Scrubbed by an erasure (jobs/scrub.py): its data is gone, and a replay must not act on it.
+        # Scrubbed by an erasure (crmsync.erasure.scrub): its data is gone, and a replay must not act on it.
         _log(event, "superseded", started)
         return {"outcome": "superseded"}
     try:
@@ -46,8 +50,7 @@ def apply_event(payload: dict[str, Any]) -> dict[str, str]:
     except SyncError as exc:
         exc.args = (redact(str(exc), event.personal_values()),)
         _schedule_retry_or_give_up(runtime, event, exc)
-        job = get_current_job()
-        failed = "retried" if job is not None and job.should_retry else "failed"
+        failed = "retried" if will_retry(get_current_job()) else "failed"
         record_job(runtime.redis, event.type, failed, time.perf_counter() - started)
         raise
     _log(event, outcome, started)
@@ -81,7 +84,7 @@ def remove_customer(runtime: Runtime, event: Event) -> str:
 def erase_customer_data(runtime: Runtime, event: Event) -> str:
     """erasure_requested: anonymise every purchase, apply ERASURE_CUSTOMER_ACTION, then forget every
     queued copy of the customer's data; older events for the customer become stale. Each step is
-    recorded in the audit trail (jobs/erasure_audit.py); a refused purchase fails the erasure only
+    recorded in the audit trail (crmsync/erasure/audit.py); a refused purchase fails the erasure only
     after every other one was erased."""
     audit = ErasureAudit.of(runtime.redis, runtime.settings)
     erasure_id, external_id = event.webhook_id, event.external_id
@@ -90,11 +93,14 @@ def erase_customer_data(runtime: Runtime, event: Event) -> str:
         with runtime.ledgers.locked(external_id) as customer:
             purchase_ids = event.data["purchase_ids"]
             purchases = erase_personal_data(
-                runtime.personal_data, runtime.redis, erasure_id, external_id, purchase_ids, audit
-            )
+                partial(anonymise_purchase, runtime.personal_data),
+                runtime.redis, erasure_id, external_id, purchase_ids, audit,
+            )  # fmt: skip
             ledger, action = apply_customer_action(
-                runtime.customers, customer_action, customer.ledger, external_id, event.version
-            )
+                customer_action, customer.ledger, event.version,
+                clear_description=partial(clear_description, runtime.customers, external_id),
+                delete_customer=partial(delete_customer, runtime.customers, external_id),
+            )  # fmt: skip
             if action:
                 audit.customer(erasure_id, external_id, action)
             runtime.ledgers.commit(customer, ledger.after_erasure(event.version))
@@ -121,11 +127,16 @@ def _forget_if_erased(erased: str, event: Event) -> None:
 
 
 APPLIERS: dict[str, Callable[[Runtime, Event], str]] = {
-    "customer.created": sync_customer,
-    "customer.updated": sync_customer,
-    "customer.deleted": remove_customer,
-    "customer.erasure_requested": erase_customer_data,
+    CUSTOMER_CREATED: sync_customer,
+    CUSTOMER_UPDATED: sync_customer,
+    CUSTOMER_DELETED: remove_customer,
+    ERASURE_REQUESTED: erase_customer_data,
 }
+
+
+def is_final_attempt(exc: SyncError) -> bool:
+    """Whether this failure ends the job's retries (the queue's one retry rule)."""
+    return not exc.retryable or not will_retry(get_current_job())
 
 
 def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -20,13 +21,15 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import SimpleWorker
 
-from crmsync.settings import Settings
+from crmsync.core.counters import record_job
+from crmsync.core.errors import SyncError
+from crmsync.core.events import ERASURE_REQUESTED
+from crmsync.core.queue import app_queue, will_retry
+from crmsync.core.settings import Settings
+from crmsync.erasure.audit import ErasureAudit
 
 from .attempts import add_attempt
-from .erasure_audit import ErasureAudit
-from .errors import SyncError
-from .metrics import record_job
-from .runtime import Runtime, current, install
+from .runtime import Runtime, performing
 
 __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
 
@@ -38,7 +41,10 @@ ABANDONED_AFTER_TIMEOUT_SECONDS = 5
 
 
 class SyncWorker(SimpleWorker):
-    """An in-process RQ worker that stops a running job within Heroku's shutdown window."""
+    """An in-process RQ worker that stops a running job within Heroku's shutdown window, and hands
+    its runtime (settings and clients) to each job it performs."""
+
+    runtime: Runtime
 
     shutdown_grace_seconds = SHUTDOWN_GRACE_SECONDS
     # RQ sends its worker heartbeat as three separate commands several times per job, and checks for
@@ -81,51 +87,52 @@ class SyncWorker(SimpleWorker):
         # long: cap them at the maintenance interval so abandoned jobs are found in time.
         return max(1, min(int(self.maintenance_interval), self.worker_ttl - 15))
 
+    def perform_job(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> bool:
+        with performing(self.runtime):
+            return bool(super().perform_job(job, queue, *args, **kwargs))
+
+    def record_unhandled_failure(
+        self, job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: object
+    ) -> bool:
+        """RQ exception handler for failures `apply_event` never sees: the job ran past its timeout
+        (or the shutdown grace), its worker died (found by maintenance), or a bug. Records the attempt
+        on the job and in the job metrics, like apply_event does for its own failures."""
+        if isinstance(exc_value, SyncError):
+            return True  # apply_event recorded it already
+        failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
+        # The exception's type only: the message of an unforeseen error may echo event data.
+        add_attempt(job, failure_class, exc_type.__name__)
+        job.save_meta()
+        outcome = "retried" if will_retry(job) else "failed"
+        record_job(job.connection, str(job.meta.get("type", "unknown")), outcome, 0.0)
+        if outcome == "failed" and job.meta.get("type") == ERASURE_REQUESTED:
+            # An erasure is a legal obligation: one that timed out or was abandoned for good must show
+            # as failed in the audit trail (and on the dashboard), not sit there as pending.
+            audit = ErasureAudit.of(job.connection, self.runtime.settings)
+            audit.failed(str(job.meta.get("webhook_id", "")), str(job.meta.get("external_id", "")),
+                         failure_class, exc_type.__name__)  # fmt: skip
+        return True
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         # An in-process job gets no heartbeats while it runs, so its entry must last the whole job;
         # RQ's default adds 60 s, which delays the recovery of a killed worker's job by a minute.
         return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDONED_AFTER_TIMEOUT_SECONDS
 
 
-def record_unhandled_failure(
-    job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: object
-) -> bool:
-    """RQ exception handler for failures `apply_event` never sees: the job ran past its timeout (or
-    the shutdown grace), its worker died (found by maintenance), or a bug. Records the attempt on the
-    job and in the job metrics, like apply_event does for its own failures."""
-    if isinstance(exc_value, SyncError):
-        return True  # apply_event recorded it already
-    failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
-    # The exception's type only: the message of an unforeseen error may echo event data.
-    add_attempt(job, failure_class, exc_type.__name__)
-    job.save_meta()
-    outcome = "retried" if job.retries_left else "failed"
-    record_job(job.connection, str(job.meta.get("type", "unknown")), outcome, 0.0)
-    if outcome == "failed" and job.meta.get("type") == ERASURE_REQUESTED:
-        # An erasure is a legal obligation: one that timed out or was abandoned for good must show as
-        # failed in the audit trail (and on the dashboard), not sit there as pending.
-        audit = ErasureAudit.of(job.connection, current().settings)
-        audit.failed(str(job.meta.get("webhook_id", "")), str(job.meta.get("external_id", "")),
-                     failure_class, exc_type.__name__)  # fmt: skip
-    return True
-
-
 _UNHANDLED_CLASSES = {"JobTimeoutException": "timeout", "AbandonedJobError": "abandoned"}
-ERASURE_REQUESTED = "customer.erasure_requested"
 
 
 def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:
-    """A worker on the app's queue, with the runtime its jobs need installed in this process."""
-    install(Runtime.build(settings, redis))
-    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    """A worker on the app's queue, owning the runtime (clients) its jobs use; `close` it when done."""
     worker = SyncWorker(
-        [queue],
+        [app_queue(redis, settings.queue_name)],
         connection=redis,
         serializer=JSONSerializer,
         name=name,
         maintenance_interval=settings.worker_maintenance_interval,
-        exception_handlers=[record_unhandled_failure],
     )
+    worker.runtime = Runtime.build(settings, redis)
+    worker.push_exc_handler(worker.record_unhandled_failure)
     worker.shutdown_grace_seconds = settings.worker_shutdown_grace_seconds
     return worker
 

@@ -1,35 +1,5 @@
-"""The receiving side: a Flask app that turns signed CRM webhooks into queued jobs."""
+"""The receiving side: Flask blueprints that turn signed CRM webhooks into queued jobs.
 
-from __future__ import annotations
-
-from typing import Any
-
-from flask import Flask
-
-from crmsync.redis_conn import connect
-from crmsync.settings import Settings
-
-from . import dashboard, errors, health, metrics, receive
-from .connection import CloseConnection
-from .intake import Intake
-
-__all__ = ["create_app"]
-
-
-def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
-    """Assemble the web app; settings come from the environment unless given (tests, tools)."""
-    app = Flask(__name__)
-    app.config.update(flask_config)
-    settings = settings or Settings.from_env(role="web")
-    app.config["CRMSYNC_SETTINGS"] = settings
-    # The client connects lazily: building the app never touches Redis.
-    redis = connect(settings.redis_url)
-    app.extensions["crmsync_redis"] = redis
-    app.extensions["crmsync_intake"] = Intake(redis, settings)
-    errors.init_app(app, count_unexpected=metrics.record_unexpected_error)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(receive.bp)
-    app.register_blueprint(metrics.bp)
-    dashboard.init_app(app)
-    app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]
-    return app
+It never imports the applying side (`jobs`): both meet only in `crmsync.core` (the event model and
+the queue). `crmsync.web.create_app` assembles these blueprints into the app.
+"""

@@ -1,45 +1,13 @@
-"""`GET /metrics` in Prometheus's text format: the web's own counters, and what the workers left in Redis.
+"""The receiving side's own Prometheus counters (exported by crmsync.web.metrics on `/metrics`).
 
-Web-side counters (webhooks received) live in prometheus-client. Under gunicorn, whose workers are
-separate processes, they use its multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by
-crmsync/gunicorn_conf.py), so every scrape sums all of them; elsewhere (tests, `flask run`) a plain
-registry. Workers run where nothing can scrape them, so their figures are kept in Redis
-(jobs/metrics.py) and read here, together with the queue's gauges and the erasure audit trail's
-counts, at scrape time.
 Labels are event types and fixed codes only, never customer data.
 """
 
 from __future__ import annotations
 
-import hmac
-import os
-from collections.abc import Iterator
+from prometheus_client import CollectorRegistry, Counter
 
-from flask import Blueprint, Response, current_app, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-from redis import Redis
-from redis.exceptions import RedisError
-
-from crmsync.activity import read_snapshot
-from crmsync.keys import ERASURE_AUDIT_KEY
-from crmsync.settings import Settings
-from jobs.erasure_audit import erasure_summary
-from jobs.metrics import read_job_figures
-
-from .errors import error_response
-
-__all__ = ["bp", "record_webhook", "record_unexpected_error", "QueueCollector", "render_metrics"]
-
-bp = Blueprint("metrics", __name__)
-
-# The erasure counts fold the whole audit stream (jobs/erasure_audit.py reads it in pages of 500), so
-# a scrape reads it only while it holds at most this many entries: at 5-10 entries per erasure, some
-# 1,000-2,000 erasures within ERASURE_AUDIT_RETENTION_DAYS, where a handful a month is expected. Past
-# it crmsync_erasures is left out (alert on its absence) and crmsync_erasure_audit_entries, an O(1)
-# XLEN, says why; `crmsync erasures` and the dashboard still list every erasure.
-ERASURE_SCAN_LIMIT = 10_000
+__all__ = ["WEB_REGISTRY", "WEBHOOKS_RECEIVED", "record_webhook", "record_unexpected_error"]
 
 # The web's own metrics, in a registry of their own: the default one would add process metrics
 # that mean little summed across gunicorn workers.
@@ -67,101 +35,3 @@ def record_unexpected_error(endpoint: str) -> None:
 def record_webhook(event_type: str, outcome: str, reason: str = "") -> None:
     """Count one delivery. Rejected ones carry type "unknown": their type is unverified input."""
     WEBHOOKS_RECEIVED.labels(type=event_type, outcome=outcome, reason=reason).inc()
-
-
-class QueueCollector:
-    """Reads the queue's gauges, the workers' job figures and the erasure counts from Redis at each scrape."""
-
-    def __init__(self, redis: Redis, queue_name: str, erasure_deadline_days: int) -> None:
-        self._redis = redis
-        self._queue_name = queue_name
-        self._erasure_deadline_days = erasure_deadline_days
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            snapshot = read_snapshot(self._redis, self._queue_name)
-            figures = read_job_figures(self._redis)
-            audit_entries = int(self._redis.xlen(ERASURE_AUDIT_KEY))
-            erasures = (
-                erasure_summary(self._redis, self._erasure_deadline_days)
-                if audit_entries <= ERASURE_SCAN_LIMIT
-                else None
-            )
-        except RedisError:
-            yield GaugeMetricFamily("crmsync_redis_up", "Whether Redis answered this scrape.", value=0)
-            return
-        yield GaugeMetricFamily("crmsync_redis_up", "Whether Redis answered this scrape.", value=1)
-        yield GaugeMetricFamily("crmsync_queue_depth", "Jobs waiting in the queue.", value=snapshot.queued)
-        yield GaugeMetricFamily(
-            "crmsync_scheduled_retries", "Failed attempts waiting for their retry.", value=snapshot.scheduled
-        )
-        yield GaugeMetricFamily(
-            "crmsync_failed_jobs", "Jobs in the failed registry (replay or discard).", value=snapshot.failed
-        )
-        yield GaugeMetricFamily(
-            "crmsync_workers_alive", "Workers with a live heartbeat.", value=snapshot.workers_alive
-        )
-        yield GaugeMetricFamily(
-            "crmsync_oldest_queued_job_age_seconds",
-            "How long the job at the head of the queue has waited (0 when empty).",
-            value=snapshot.oldest_queued_age_seconds,
-        )
-        jobs = CounterMetricFamily(
-            "crmsync_jobs", "Job attempts by event type and outcome.", labels=["type", "outcome"]
-        )
-        for (event_type, outcome), count in sorted(figures.outcomes.items()):
-            jobs.add_metric([event_type, outcome], count)
-        yield jobs
-        actions = CounterMetricFamily(
-            "crmsync_operator_actions", "Failed jobs replayed or discarded.", labels=["type", "action"]
-        )
-        for (event_type, action), count in sorted(figures.operator_actions.items()):
-            actions.add_metric([event_type, action], count)
-        yield actions
-        durations = HistogramMetricFamily(
-            "crmsync_job_duration_seconds", "How long applying an event took.", labels=["type"]
-        )
-        for event_type, (buckets, total) in sorted(figures.durations.items()):
-            durations.add_metric([event_type], buckets, total)
-        yield durations
-        yield from _erasure_metrics(audit_entries, erasures)
-
-
-def _erasure_metrics(audit_entries: int, counts: dict[str, int] | None) -> Iterator[Metric]:
-    yield GaugeMetricFamily(
-        "crmsync_erasure_audit_entries", "Entries in the erasure audit stream.", value=audit_entries
-    )
-    if counts is None:
-        return
-    erasures = GaugeMetricFamily(
-        "crmsync_erasures",
-        "GDPR erasures in the audit trail by status; overdue ones (not completed by the deadline) are "
-        "also counted as pending or failed.",
-        labels=["status"],
-    )
-    for status, count in counts.items():
-        erasures.add_metric([status], count)
-    yield erasures
-
-
-def render_metrics(redis: Redis, settings: Settings) -> bytes:
-    """Every metric, in Prometheus's text format."""
-    registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
-    else:
-        registry.register(WEB_REGISTRY)
-    registry.register(QueueCollector(redis, settings.queue_name, settings.erasure_deadline_days))
-    return generate_latest(registry)
-
-
-@bp.get("/metrics")
-def metrics() -> Response | tuple[Response, int]:
-    """Prometheus scrape endpoint; with METRICS_TOKEN set, it wants `Authorization: Bearer <token>`."""
-    settings = current_app.config["CRMSYNC_SETTINGS"]
-    if settings.metrics_token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(given, settings.metrics_token.encode()):
-            return error_response(401, "unauthorized", "A valid metrics token is required.")
-    body = render_metrics(current_app.extensions["crmsync_redis"], settings)
-    return Response(body, content_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,8 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from crmsync.activity import count_rejection
+from crmsync.core.counters import count_rejection
+from crmsync.core.events import Event
 
 from .body import BodyError, read_body
 from .connection import close_connection
@@ -52,7 +53,7 @@ def receive_crm_event() -> tuple[Response, int]:
         )
     intake: Intake = current_app.extensions["crmsync_intake"]
     try:
-        accepted = intake.accept(delivery.webhook_id, event)
+        accepted = intake.accept(Event(webhook_id=delivery.webhook_id, **event))
     except RedisError:
         # Answering 503 (never 202) makes the CRM redeliver once Redis is back: nothing is lost.
         log.exception("queue unavailable", extra={"event": "webhook_rejected", "reason": "redis_unavailable"})

@@ -11,7 +11,15 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-__all__ = ["EVENT_TYPES", "load_event", "ValidationError"]
+from crmsync.core.events import (
+    CUSTOMER_CREATED,
+    CUSTOMER_DELETED,
+    CUSTOMER_UPDATED,
+    ERASURE_REQUESTED,
+    EVENT_TYPES,
+)
+
+__all__ = ["load_event", "ValidationError"]
 
 NonEmpty = validate.Length(min=1)
 # The platform's purchase ids are GraphQL `Int`s: 32-bit signed, so a larger one could never succeed.
@@ -46,12 +54,12 @@ class ErasureRequestedData(_Strict):
 
 
 DATA_SCHEMAS: dict[str, Schema] = {
-    "customer.created": CustomerCreatedData(),
-    "customer.updated": CustomerUpdatedData(),
-    "customer.deleted": CustomerDeletedData(),
-    "customer.erasure_requested": ErasureRequestedData(),
+    CUSTOMER_CREATED: CustomerCreatedData(),
+    CUSTOMER_UPDATED: CustomerUpdatedData(),
+    CUSTOMER_DELETED: CustomerDeletedData(),
+    ERASURE_REQUESTED: ErasureRequestedData(),
 }
-EVENT_TYPES = tuple(DATA_SCHEMAS)
+assert tuple(DATA_SCHEMAS) == EVENT_TYPES, "one data schema per event type"
 
 
 class UtcDateTime(fields.AwareDateTime):

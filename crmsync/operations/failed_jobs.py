@@ -14,11 +14,10 @@ operator's reason) in the `crmsync:discarded` stream.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -26,130 +25,29 @@ from redis.client import Pipeline
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
-from rq.utils import utcparse
 
-from crmsync.keys import PREFIX
-from crmsync.settings import Settings
-from jobs.events import Event
-from jobs.metrics import record_operator_action
-from jobs.redaction import redact
+from crmsync.core import rq_internals
+from crmsync.core.counters import record_operator_action
+from crmsync.core.events import Event
+from crmsync.core.keys import DISCARDED_KEY, KEEP_OPERATOR_RECORDS, REPLAYED_KEY
+from crmsync.core.queue import app_queue
+from crmsync.core.redaction import redact
+from crmsync.core.settings import Settings
 
-__all__ = [
-    "FailureFilter",
-    "FailedJob",
-    "FailedPage",
-    "ActionResult",
-    "ReplayedJob",
-    "FailedJobs",
-    "MissingReason",
-    "parse_moment",
-]
+from .time_filters import FailureFilter
+from .tracebacks import exception_class
+from .views import ActionResult, FailedJob, FailedPage, ReplayedJob
+
+__all__ = ["FailedJobs", "MissingReason"]
 
 log = logging.getLogger("crmsync.operations")
 
-DISCARDED_KEY = f"{PREFIX}:discarded"
-REPLAYED_KEY = f"{PREFIX}:replayed"
-KEEP_RECORDS = 10_000
 MAX_MESSAGE = 300
 MAX_REASON = 500
-_CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
 
 class MissingReason(ValueError):
     """A discard needs a reason, so the record says why the event was dropped."""
-
-
-def parse_moment(value: str, now: datetime | None = None) -> datetime:
-    """`2026-11-22T10:00:00Z` (no offset means UTC), or a time ago: `30m`, `2h`, `7d`."""
-    now = now or datetime.now(UTC)
-    ago = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", value)
-    if ago:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[ago.group(2)]
-        return now - timedelta(**{unit: int(ago.group(1))})
-    moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class FailureFilter:
-    """Which failed jobs to show or replay; empty fields match everything."""
-
-    type: str | None = None
-    failure_class: str | None = None
-    external_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def matches(self, job: FailedJob) -> bool:
-        last = job.last_failed_at
-        return (
-            (not self.type or job.type == self.type)
-            and (not self.failure_class or job.failure_class == self.failure_class)
-            and (not self.external_id or job.external_id == self.external_id)
-            and (self.since is None or (last is not None and last >= self.since))
-            and (self.until is None or (last is not None and last <= self.until))
-        )
-
-
-@dataclass(frozen=True)
-class FailedJob:
-    """What an operator may see of a failed job: identifiers and why it failed."""
-
-    job_id: str
-    webhook_id: str
-    type: str
-    external_id: str
-    failure_class: str
-    message: str
-    attempts: int
-    replays: int
-    first_failed_at: datetime | None
-    last_failed_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("first_failed_at", "last_failed_at"):
-            data[name] = data[name].isoformat(timespec="seconds") if data[name] else None
-        return data
-
-
-@dataclass(frozen=True)
-class FailedPage:
-    """One page of failed jobs, newest failure first."""
-
-    items: list[FailedJob]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    """What a replay or discard did to one job: replayed, discarded, not_failed or missing."""
-
-    job_id: str
-    status: str
-
-
-@dataclass(frozen=True)
-class ReplayedJob:
-    """A replayed job and where it is now; its outcome once it has run (applied, stale, noop)."""
-
-    job_id: str
-    type: str
-    external_id: str
-    replayed_at: datetime
-    replays: int
-    status: str
-    outcome: str | None = None
-    failure_class: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "replayed_at": self.replayed_at.isoformat(timespec="seconds")}
 
 
 @dataclass
@@ -161,7 +59,7 @@ class FailedJobs:
     queue: Queue = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = Queue(self.settings.queue_name, connection=self.redis, serializer=JSONSerializer)
+        self.queue = app_queue(self.redis, self.settings.queue_name)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -206,10 +104,7 @@ class FailedJobs:
 
     def _summaries(self, job_ids: list[str]) -> list[FailedJob | None]:
         """Summaries from the jobs' meta, in one pipelined read that leaves their arguments alone."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hmget(Job.key_for(job_id), "meta", "ended_at")
-            rows = pipe.execute()
+        rows = rq_internals.read_meta_and_end(self.redis, job_ids)
         return [_summary(job_id, meta, ended) for job_id, (meta, ended) in zip(job_ids, rows, strict=True)]
 
     def _detailed(self, summary: FailedJob) -> FailedJob:
@@ -221,7 +116,7 @@ class FailedJobs:
         failure_class = summary.failure_class
         if failure_class == "unknown":
             result = job.latest_result()
-            failure_class = _exception_class(result.exc_string if result else None)
+            failure_class = exception_class(result.exc_string if result else None)
         return FailedJob(**{**asdict(summary), "message": message, "failure_class": failure_class})
 
     def recent_replays(self, count: int = 50) -> list[ReplayedJob]:
@@ -291,7 +186,7 @@ class FailedJobs:
             pipe.zrem(registry_key, job_id)
             self.queue.enqueue_job(job, pipeline=pipe)
             pipe.zadd(REPLAYED_KEY, {job_id: time.time()})
-            pipe.zremrangebyrank(REPLAYED_KEY, 0, -KEEP_RECORDS - 1)
+            pipe.zremrangebyrank(REPLAYED_KEY, 0, -KEEP_OPERATOR_RECORDS - 1)
 
         self.redis.transaction(requeue, registry_key)
         if outcome.status == "replayed":
@@ -330,7 +225,7 @@ class FailedJobs:
             }
             pipe.multi()
             pipe.zrem(registry_key, job_id)
-            pipe.xadd(DISCARDED_KEY, record, maxlen=KEEP_RECORDS, approximate=True)
+            pipe.xadd(DISCARDED_KEY, record, maxlen=KEEP_OPERATOR_RECORDS, approximate=True)
             job.delete(pipeline=pipe, remove_from_queue=False)
 
         self.redis.transaction(drop, registry_key)
@@ -344,8 +239,7 @@ class FailedJobs:
         return job
 
     def _fetch_meta(self, job_id: str) -> dict[str, Any]:
-        raw = self.redis.hget(Job.key_for(job_id), "meta")
-        return dict(JSONSerializer.loads(raw)) if raw else {}
+        return rq_internals.read_meta(self.redis, job_id)
 
 
 def _start_over(job: Job, actor: str, schedule: tuple[int, ...]) -> None:
@@ -368,17 +262,15 @@ def _start_over(job: Job, actor: str, schedule: tuple[int, ...]) -> None:
     job.ended_at = None
 
 
-def _summary(job_id: str, raw_meta: bytes | None, raw_ended: bytes | None) -> FailedJob | None:
-    if raw_meta is None:
+def _summary(job_id: str, meta: dict[str, Any] | None, ended: datetime | None) -> FailedJob | None:
+    if meta is None:
         return None  # The job hash expired; the registry entry is left for RQ's cleanup.
-    meta = JSONSerializer.loads(raw_meta)
     failures = [
         attempt
         for attempt in [*meta.get("earlier_attempts", []), *meta.get("attempts", [])]
         if attempt.get("class") != "replay"
     ]
     times = [_moment(attempt.get("at")) for attempt in failures]
-    ended = utcparse(raw_ended.decode()) if raw_ended else None
     known = [moment for moment in times if moment is not None]
     return FailedJob(
         job_id=job_id,
@@ -407,12 +299,3 @@ def _personal_values(job: Job) -> list[str]:
         return Event.from_payload(job.args[0]).personal_values()
     except (IndexError, KeyError, TypeError):
         return []
-
-
-def _exception_class(exc_string: str | None) -> str:
-    """The exception's class name from a stored traceback; never its message, which may echo data."""
-    lines = [line for line in (exc_string or "").strip().splitlines() if line.strip()]
-    if not lines:
-        return "unknown"
-    name = lines[-1].split(":", 1)[0].strip().rsplit(".", 1)[-1]
-    return name if _CLASS_NAME.match(name) else "unknown"

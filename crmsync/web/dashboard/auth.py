@@ -6,7 +6,7 @@ import base64
 import binascii
 import hmac
 
-from crmsync.settings import Settings
+from crmsync.core.settings import Settings
 
 __all__ = ["authenticated_user"]
 

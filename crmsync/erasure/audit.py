@@ -18,8 +18,9 @@ from typing import Any, cast
 
 from redis import Redis
 
-from crmsync.keys import ERASURE_AUDIT_KEY
-from crmsync.settings import Settings
+from crmsync.core.keys import ERASURE_AUDIT_KEY
+from crmsync.core.redis_conn import as_text
+from crmsync.core.settings import Settings
 
 __all__ = ["ErasureAudit", "ErasureRecord", "list_erasures", "erasure_summary", "STATUSES"]
 
@@ -151,11 +152,7 @@ def _entries(redis: Redis) -> Iterator[tuple[str, dict[str, str]]]:
             list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(ERASURE_AUDIT_KEY, min=start, count=_PAGE)
         )
         for entry_id, fields in page:
-            yield _text(entry_id), {_text(name): _text(value) for name, value in fields.items()}
+            yield as_text(entry_id), {as_text(name): as_text(value) for name, value in fields.items()}
         if len(page) < _PAGE:
             return
-        start = "(" + _text(page[-1][0])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        start = "(" + as_text(page[-1][0])

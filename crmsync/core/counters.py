@@ -1,4 +1,5 @@
-"""Job outcomes and durations, kept in Redis so the web process can export them on `/metrics`.
+"""Counters kept in Redis so the web process can export them: job outcomes and durations, recorded
+by workers and operators, and the webhooks accepted, duplicate or rejected per minute.
 
 Workers run in their own processes (on Heroku, their own dynos), which Prometheus cannot scrape.
 So each job adds to two Redis hashes in one pipelined call, and the web's collector reads them:
@@ -10,12 +11,19 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from crmsync.keys import PREFIX
+from crmsync.core.keys import (
+    JOB_DURATIONS_KEY,
+    JOB_OUTCOMES_KEY,
+    MINUTE_COUNTER_TTL,
+    OPERATOR_ACTIONS_KEY,
+    minute_counter_key,
+)
 
 __all__ = [
     "JOB_OUTCOMES",
@@ -25,13 +33,13 @@ __all__ = [
     "outcome_of",
     "JobFigures",
     "read_job_figures",
+    "WEBHOOK_OUTCOMES",
+    "current_minute",
+    "count_rejection",
 ]
 
 log = logging.getLogger("crmsync.jobs")
 
-OUTCOMES_KEY = f"{PREFIX}:metrics:jobs"
-DURATIONS_KEY = f"{PREFIX}:metrics:job_duration"
-OPERATOR_KEY = f"{PREFIX}:metrics:operator"
 # "succeeded" covers applied and no-op events; "stale" ones were superseded by a newer event.
 JOB_OUTCOMES = ("succeeded", "stale", "retried", "failed")
 # Seconds: most jobs are one or two GraphQL calls; the top buckets catch timeouts and backoff.
@@ -49,10 +57,10 @@ def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> N
     bucket = str(DURATION_BUCKETS[index]) if index < len(DURATION_BUCKETS) else "+Inf"
     try:
         with redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(OUTCOMES_KEY, f"{event_type}|{outcome}", 1)
-            pipe.hincrby(DURATIONS_KEY, f"{event_type}|{bucket}", 1)
-            pipe.hincrby(DURATIONS_KEY, f"{event_type}|count", 1)
-            pipe.hincrbyfloat(DURATIONS_KEY, f"{event_type}|sum", seconds)
+            pipe.hincrby(JOB_OUTCOMES_KEY, f"{event_type}|{outcome}", 1)
+            pipe.hincrby(JOB_DURATIONS_KEY, f"{event_type}|{bucket}", 1)
+            pipe.hincrby(JOB_DURATIONS_KEY, f"{event_type}|count", 1)
+            pipe.hincrbyfloat(JOB_DURATIONS_KEY, f"{event_type}|sum", seconds)
             pipe.execute()
     except RedisError:
         log.warning("job metrics not recorded", extra={"event": "metrics_unavailable", "type": event_type})
@@ -60,7 +68,7 @@ def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> N
 
 def record_operator_action(redis: Redis, action: str, event_type: str) -> None:
     """Count an operator's replay or discard of a failed job."""
-    redis.hincrby(OPERATOR_KEY, f"{event_type}|{action}", 1)
+    redis.hincrby(OPERATOR_ACTIONS_KEY, f"{event_type}|{action}", 1)
 
 
 @dataclass
@@ -76,9 +84,9 @@ class JobFigures:
 def read_job_figures(redis: Redis) -> JobFigures:
     """Read the recorded figures in one pipelined round trip."""
     with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(OUTCOMES_KEY)
-        pipe.hgetall(OPERATOR_KEY)
-        pipe.hgetall(DURATIONS_KEY)
+        pipe.hgetall(JOB_OUTCOMES_KEY)
+        pipe.hgetall(OPERATOR_ACTIONS_KEY)
+        pipe.hgetall(JOB_DURATIONS_KEY)
         outcomes, actions, durations = pipe.execute()
     figures = JobFigures(outcomes=_pairs(outcomes), operator_actions=_pairs(actions))
     by_type: dict[str, dict[str, str]] = {}
@@ -100,3 +108,23 @@ def _pairs(raw: dict[bytes, bytes]) -> dict[tuple[str, str], int]:
         event_type, _, label = name.decode().rpartition("|")
         pairs[(event_type, label)] = int(value)
     return pairs
+
+
+# Webhook outcomes are counted per minute (`INCR` + `EXPIRE`), so "in the last hour" is a sum of 60
+# keys and old minutes disappear on their own. Accepted and duplicate deliveries are counted inside
+# the intake's Lua script (crmsync.core.queue, one round trip per webhook); rejections, which are
+# rare, by `count_rejection`.
+WEBHOOK_OUTCOMES = ("accepted", "duplicate", "rejected")
+
+
+def current_minute(at: float | None = None) -> int:
+    return int((time.time() if at is None else at) // 60)
+
+
+def count_rejection(redis: Redis) -> None:
+    """Count one rejected delivery in the current minute (one pipelined round trip)."""
+    key = minute_counter_key("rejected", current_minute())
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, MINUTE_COUNTER_TTL)
+        pipe.execute()

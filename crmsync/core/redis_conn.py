@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-__all__ = ["connect"]
+__all__ = ["connect", "as_text"]
 
 
 def connect(url: str) -> Redis:
@@ -14,3 +14,8 @@ def connect(url: str) -> Redis:
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = None
     return Redis.from_url(url, **options)
+
+
+def as_text(value: bytes | str, errors: str = "strict") -> str:
+    """A Redis reply as text: clients built without `decode_responses` answer bytes."""
+    return value.decode(errors=errors) if isinstance(value, bytes) else value

@@ -1,4 +1,5 @@
-"""An accepted CRM event as the worker sees it: plain JSON in, a typed view out."""
+"""The event model, shared by the receiving and the applying side: the event types, and `Event`, one
+accepted CRM event (plain JSON in the queue, a typed view in code)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["Event", "CUSTOMER_FIELDS", "PERSONAL_FIELDS"]
+__all__ = [
+    "CUSTOMER_CREATED",
+    "CUSTOMER_UPDATED",
+    "CUSTOMER_DELETED",
+    "ERASURE_REQUESTED",
+    "EVENT_TYPES",
+    "Event",
+    "CUSTOMER_FIELDS",
+    "PERSONAL_FIELDS",
+    "normalize_labels",
+]
+
+# The event types of the webhook contract, defined here only.
+CUSTOMER_CREATED = "customer.created"
+CUSTOMER_UPDATED = "customer.updated"
+CUSTOMER_DELETED = "customer.deleted"
+ERASURE_REQUESTED = "customer.erasure_requested"
+EVENT_TYPES = (CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, ERASURE_REQUESTED)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Fields of the customer record that crmsync keeps in sync, in their CRM (and GraphQL input) names.
@@ -33,6 +51,15 @@ class Event:
             data=payload["data"],
         )
 
+    def to_payload(self) -> dict[str, Any]:
+        """The event as the job's plain-JSON argument (what `from_payload` reads back)."""
+        return {
+            "webhook_id": self.webhook_id,
+            "type": self.type,
+            "timestamp": self.timestamp,
+            "data": self.data,
+        }
+
     @property
     def external_id(self) -> str:
         return str(self.data["external_id"])
@@ -51,7 +78,7 @@ class Event:
     def customer_fields(self) -> dict[str, Any]:
         """The customer fields this event sets; a create sets all of them (absent ones to empty)."""
         fields = {name: self.data[name] for name in CUSTOMER_FIELDS if name in self.data}
-        if self.type == "customer.created":
+        if self.type == CUSTOMER_CREATED:
             fields.setdefault("description", "")
             fields.setdefault("labels", [])
         if "labels" in fields:

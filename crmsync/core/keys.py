@@ -44,3 +44,39 @@ def customer_jobs_key(external_id: str) -> str:
 
 # The erasure audit trail: one stream for all erasures, identifiers and outcomes only.
 ERASURE_AUDIT_KEY = f"{PREFIX}:erasures"
+
+
+# -- TTLs (seconds) -------------------------------------------------------------------------------
+
+# Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
+ERASURE_STEPS_TTL_SECONDS = 35 * 86_400
+# The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries.
+CUSTOMER_JOBS_TTL_SECONDS = 62 * 86_400
+# RQ keeps a finished job a day, a failed one 30 days (for replay or discard).
+JOB_RESULT_TTL_SECONDS = 86_400
+JOB_FAILURE_TTL_SECONDS = 30 * 86_400
+
+
+# -- per-minute webhook counters (the dashboard's overview, /metrics) ---------------------------------
+
+# Two hours: the last full hour is always there, whatever the clock skew between web processes.
+MINUTE_COUNTER_TTL = 7200
+
+
+def minute_counter_key(outcome: str, minute: int) -> str:
+    """Deliveries with `outcome` in one minute (unix time // 60)."""
+    return f"{PREFIX}:webhooks:{outcome}:{minute}"
+
+
+# -- job metrics, kept in Redis for the web's /metrics (crmsync.core.counters) -------------------------
+
+JOB_OUTCOMES_KEY = f"{PREFIX}:metrics:jobs"
+JOB_DURATIONS_KEY = f"{PREFIX}:metrics:job_duration"
+OPERATOR_ACTIONS_KEY = f"{PREFIX}:metrics:operator"
+
+# -- operators' records of replays and discards (crmsync.operations) --------------------------------
+
+DISCARDED_KEY = f"{PREFIX}:discarded"
+REPLAYED_KEY = f"{PREFIX}:replayed"
+# How many replay and discard records are kept.
+KEEP_OPERATOR_RECORDS = 10_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from redis.exceptions import RedisError
 
-from .errors import error_response
+from webhooks.errors import error_response
 
 bp = Blueprint("health", __name__)
 

@@ -12,21 +12,20 @@ from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
 
-from crmsync.activity import read_snapshot
-from crmsync.failures import MissingReason
+from crmsync.operations import MissingReason
+from crmsync.operations.activity import read_snapshot
+from crmsync.operations.erasures import erasure_counts, with_status
+from webhooks.errors import error_response
 
-from ..errors import error_response
 from . import bp
 from .csrf import issue_token
 from .params import (
     BadFilter,
-    erasure_counts,
     erasure_records,
     erasure_status,
     failed_jobs,
     failure_filter,
     operator,
-    with_status,
 )
 
 MAX_PER_PAGE = 500

@@ -13,7 +13,7 @@ import hmac
 import time
 from urllib.parse import urlsplit
 
-from crmsync.settings import Settings
+from crmsync.core.settings import Settings
 
 __all__ = ["issue_token", "token_is_valid", "same_origin", "TOKEN_LIFETIME_SECONDS"]
 

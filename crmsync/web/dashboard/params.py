@@ -4,12 +4,12 @@ filter and the acting operator."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from flask import current_app, g
 
-from crmsync.failures import FailedJobs, FailureFilter, parse_moment
-from jobs.erasure_audit import STATUSES, ErasureRecord, list_erasures
+from crmsync.erasure.audit import ErasureRecord, list_erasures
+from crmsync.operations import FailedJobs, FailureFilter, parse_moment
+from crmsync.operations.erasures import ERASURE_STATUSES
 
 __all__ = [
     "BadFilter",
@@ -17,16 +17,11 @@ __all__ = [
     "filter_args",
     "failed_jobs",
     "operator",
-    "ERASURE_STATUSES",
     "erasure_status",
     "erasure_records",
-    "with_status",
-    "erasure_counts",
 ]
 
 FILTER_FIELDS = ("type", "failure_class", "external_id", "since", "until")
-# As `crmsync erasures --status`: "overdue" picks the pending and failed ones past their deadline.
-ERASURE_STATUSES = (*STATUSES, "overdue")
 
 
 class BadFilter(ValueError):
@@ -76,17 +71,3 @@ def erasure_records() -> list[ErasureRecord]:
     """Every erasure in the audit trail, newest first."""
     settings = current_app.config["CRMSYNC_SETTINGS"]
     return list_erasures(current_app.extensions["crmsync_redis"], settings.erasure_deadline_days)
-
-
-def with_status(records: list[ErasureRecord], status: str | None, now: datetime) -> list[ErasureRecord]:
-    """The `records` that pass the `status` filter at `now` (all of them when it is None)."""
-    if status is None:
-        return records
-    if status == "overdue":
-        return [record for record in records if record.overdue(now)]
-    return [record for record in records if record.status == status]
-
-
-def erasure_counts(records: list[ErasureRecord], now: datetime) -> dict[str, int]:
-    """How many of `records` have each status (an overdue one also counts as pending or failed)."""
-    return {status: len(with_status(records, status, now)) for status in ERASURE_STATUSES}

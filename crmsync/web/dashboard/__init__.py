@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
 
-from crmsync.settings import Settings
+from crmsync.core.settings import Settings
+from webhooks.errors import error_response
 
-from ..errors import error_response
 from .auth import authenticated_user
 from .csrf import same_origin, token_is_valid
 

@@ -10,23 +10,21 @@ from flask import current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from crmsync.activity import read_snapshot
-from crmsync.failures import MissingReason
-from webhooks.schemas import EVENT_TYPES
+from crmsync.core.events import EVENT_TYPES
+from crmsync.operations import MissingReason
+from crmsync.operations.activity import read_snapshot
+from crmsync.operations.erasures import ERASURE_STATUSES, erasure_counts, with_status
 
 from . import NAV, bp
 from .csrf import issue_token
 from .params import (
-    ERASURE_STATUSES,
     BadFilter,
-    erasure_counts,
     erasure_records,
     erasure_status,
     failed_jobs,
     failure_filter,
     filter_args,
     operator,
-    with_status,
 )
 
 PER_PAGE = 50

@@ -15,10 +15,8 @@ by an erasure scrubs its own payload (`scrub_current_job`).
 
 from __future__ import annotations
 
-import base64
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -29,10 +27,11 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from crmsync.keys import customer_jobs_key, job_id_for
-
-from .events import PERSONAL_FIELDS, Event
-from .redaction import redact
+from crmsync.core import rq_internals
+from crmsync.core.events import PERSONAL_FIELDS, Event
+from crmsync.core.keys import customer_jobs_key, job_id_for
+from crmsync.core.redaction import redact
+from crmsync.core.redis_conn import as_text
 
 __all__ = ["ScrubReport", "scrub_customer_jobs", "scrub_current_job", "scrubbed_payload", "SUPERSEDED"]
 
@@ -62,7 +61,7 @@ def scrub_customer_jobs(redis: Redis, erasure: Event) -> ScrubReport:
     index = customer_jobs_key(erasure.external_id)
     report = ScrubReport()
     for member in sorted(redis.smembers(index)):
-        job_id = member.decode() if isinstance(member, bytes) else str(member)
+        job_id = as_text(member)
         if job_id == job_id_for(erasure.webhook_id):
             continue
         verdict = _scrub_job(redis, job_id, erasure)
@@ -83,7 +82,7 @@ def scrub_current_job(erasure_webhook_id: str) -> None:
     job.args = [scrubbed_payload(job.args[0], erasure_webhook_id)]
     job.meta[SUPERSEDED] = erasure_webhook_id
     with job.connection.pipeline() as pipe:
-        pipe.hset(job.key, mapping={"data": zlib.compress(job.data), "meta": JSONSerializer.dumps(job.meta)})
+        rq_internals.save_job_data(pipe, job, job.meta)
         pipe.execute()
 
 
@@ -119,39 +118,16 @@ def _scrub_watched(redis: Redis, pipe: Pipeline, job_id: str, erasure: Event) ->
     meta = {**job.meta, SUPERSEDED: erasure.webhook_id}
     for attempt in meta.get("attempts", []):
         attempt["message"] = redact(str(attempt.get("message", "")), personal)
-    exc_info = cast(bytes | None, redis.hget(job.key, "exc_info"))
+    exc_info = rq_internals.stored_exc_info(redis, job)
     results = redis.xrange(Result.get_key(job_id))
     results_ttl = redis.pttl(Result.get_key(job_id))
     pipe.multi()
-    pipe.hset(job.key, mapping={"data": zlib.compress(job.data), "meta": JSONSerializer.dumps(meta)})
+    rq_internals.save_job_data(pipe, job, meta)
     if exc_info:
-        pipe.hset(job.key, "exc_info", zlib.compress(redact(_inflate(exc_info), personal).encode()))
+        rq_internals.save_exc_info(pipe, job, redact(exc_info, personal))
     if results:
-        _rewrite_results(pipe, job_id, results, results_ttl, personal)
+        rq_internals.rewrite_results(pipe, job_id, results, results_ttl, lambda text: redact(text, personal))
     if status in _CANCELLABLE:
         job.cancel(pipeline=pipe)
     pipe.execute()
     return "scrubbed"
-
-
-def _rewrite_results(
-    pipe: Pipeline, job_id: str, entries: list[Any], ttl_ms: int, personal: list[str]
-) -> None:
-    """Stream entries cannot be edited: re-add each one, same id, with its exception text redacted."""
-    key = Result.get_key(job_id)
-    pipe.delete(key)
-    for entry_id, fields in entries:
-        fields = dict(fields)
-        if fields.get(b"exc_string"):
-            text = redact(_inflate(base64.b64decode(fields[b"exc_string"])), personal)
-            fields[b"exc_string"] = base64.b64encode(zlib.compress(text.encode()))
-        pipe.xadd(key, fields, id=entry_id)
-    if ttl_ms > 0:
-        pipe.pexpire(key, ttl_ms)
-
-
-def _inflate(raw: bytes) -> str:
-    try:
-        return zlib.decompress(raw).decode()
-    except zlib.error:
-        return raw.decode(errors="replace")

@@ -1,0 +1,191 @@
+"""Everything that relies on RQ's private storage format, in one module (rq is pinned to the tested range).
+
+RQ's public API is enough to run jobs, but three things crmsync does for speed or for GDPR need to
+read or write RQ's Redis structures directly:
+
+- the intake enqueues in one Lua script, writing the job hash as `Job.to_dict()` lays it out, the
+  queue list and RQ's set of queues, and setting `job._status` on the job it built;
+- the overview reads the queue's figures (RQ's registries, worker keys and a job's `enqueued_at`)
+  in one scripted read;
+- an erasure scrubs stored jobs: their zlib-compressed `data`, JSON `meta`, zlib-compressed
+  `exc_info`, and the results stream whose `exc_string` is base64 of zlib;
+- operators' views read a job's `meta` and `ended_at` without loading its arguments.
+
+When upgrading rq, this module (and its tests) is what to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, cast
+
+from redis import Redis
+from redis.client import Pipeline
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.utils import now, utcparse
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from .redis_conn import as_text
+
+__all__ = [
+    "ACCEPT_SCRIPT",
+    "accept_script_args",
+    "mark_queued",
+    "QUEUE_FIGURES_SCRIPT",
+    "queue_figures_keys",
+    "enqueued_at",
+    "save_job_data",
+    "stored_exc_info",
+    "save_exc_info",
+    "rewrite_results",
+    "inflate",
+    "read_meta",
+    "read_meta_and_end",
+]
+
+# KEYS: delivery key, job key, queue key, set of queues, this minute's accepted and duplicate
+#       counters, the customer's job index (always the last key)
+# ARGV: job id, delivery ttl, minute counter ttl, customer job index ttl, job field/value pairs...
+ACCEPT_SCRIPT = """
+local known = redis.call('GET', KEYS[1])
+if known then
+  redis.call('INCR', KEYS[6])
+  redis.call('EXPIRE', KEYS[6], ARGV[3])
+  return {0, known}
+end
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('SADD', KEYS[4], KEYS[3])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+-- The customer's job index, so an erasure finds their jobs without a scan.
+redis.call('SADD', KEYS[#KEYS], ARGV[1])
+redis.call('EXPIRE', KEYS[#KEYS], ARGV[4])
+return {1, ARGV[1]}
+"""
+
+
+def accept_script_args(job: Job) -> list[Any]:
+    """The job's fields as RQ stores them (`Job.to_dict`), as field/value pairs for ACCEPT_SCRIPT."""
+    args: list[Any] = []
+    for name, value in job.to_dict().items():
+        # RQ reads a missing field as empty; leaving the empty ones out (callbacks, started_at,
+        # worker_name, ...) sends 16 fewer arguments and keeps ~0.5 KB per queued job out of Redis.
+        if value != "":
+            args += [name, value]
+    return args
+
+
+def mark_queued(job: Job) -> None:
+    """What `Queue.enqueue_job` would set on the job, for a job the accept script enqueues."""
+    job.enqueued_at = now()
+    job._status = JobStatus.QUEUED
+
+
+# KEYS: queue list, scheduled registry, failed registry, the queue's set of worker keys.
+# ARGV: now (unix seconds), the RQ job key prefix.
+# The worker and oldest-job keys are derived inside the script (as RQ's own scripts do), which keeps
+# the read at one round trip whatever the number of workers.
+QUEUE_FIGURES_SCRIPT = """
+local depth = redis.call('LLEN', KEYS[1])
+local scheduled = redis.call('ZCARD', KEYS[2])
+local failed = redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf')
+local alive = 0
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  alive = alive + redis.call('EXISTS', worker)
+end
+local oldest = false
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head then
+  oldest = redis.call('HGET', ARGV[2] .. head, 'enqueued_at')
+end
+return {depth, scheduled, failed, alive, oldest}
+"""
+
+
+def queue_figures_keys(queue: Queue) -> tuple[list[str], str]:
+    """QUEUE_FIGURES_SCRIPT's keys for `queue`, and the job key prefix it takes as ARGV[2]."""
+    keys = [
+        queue.key,
+        queue.scheduled_job_registry.key,
+        queue.failed_job_registry.key,
+        WORKERS_BY_QUEUE_KEY % queue.name,
+    ]
+    return keys, queue.job_class.redis_job_namespace_prefix
+
+
+def enqueued_at(raw: bytes | str) -> datetime:
+    """A job hash's `enqueued_at` field as a datetime."""
+    return utcparse(as_text(raw))
+
+
+def save_job_data(pipe: Pipeline, job: Job, meta: dict[str, Any]) -> None:
+    """Overwrite the stored arguments (`job.data`, zlib-compressed) and meta of `job`."""
+    pipe.hset(job.key, mapping={"data": zlib.compress(job.data), "meta": JSONSerializer.dumps(meta)})
+
+
+def stored_exc_info(redis: Redis, job: Job) -> str | None:
+    """The job's stored traceback (`exc_info`, zlib-compressed), or None."""
+    raw = cast(bytes | None, redis.hget(job.key, "exc_info"))
+    return inflate(raw) if raw else None
+
+
+def save_exc_info(pipe: Pipeline, job: Job, text: str) -> None:
+    """Overwrite the job's stored traceback with `text`."""
+    pipe.hset(job.key, "exc_info", zlib.compress(text.encode()))
+
+
+def rewrite_results(
+    pipe: Pipeline, job_id: str, entries: list[Any], ttl_ms: int, redact: Callable[[str], str]
+) -> None:
+    """Stream entries cannot be edited: re-add each one, same id, its exception text passed through
+    `redact` (its `exc_string` is base64 of zlib)."""
+    key = Result.get_key(job_id)
+    pipe.delete(key)
+    for entry_id, fields in entries:
+        fields = dict(fields)
+        if fields.get(b"exc_string"):
+            text = redact(inflate(base64.b64decode(fields[b"exc_string"])))
+            fields[b"exc_string"] = base64.b64encode(zlib.compress(text.encode()))
+        pipe.xadd(key, fields, id=entry_id)
+    if ttl_ms > 0:
+        pipe.pexpire(key, ttl_ms)
+
+
+def inflate(raw: bytes) -> str:
+    """Text RQ stored zlib-compressed (or, for foreign jobs, not)."""
+    try:
+        return zlib.decompress(raw).decode()
+    except zlib.error:
+        return raw.decode(errors="replace")
+
+
+def read_meta(redis: Redis, job_id: str) -> dict[str, Any]:
+    """A job's `meta`, without loading its arguments; {} for an unknown job."""
+    raw = redis.hget(Job.key_for(job_id), "meta")
+    return dict(JSONSerializer.loads(raw)) if raw else {}
+
+
+def read_meta_and_end(
+    redis: Redis, job_ids: list[str]
+) -> list[tuple[dict[str, Any] | None, datetime | None]]:
+    """Each job's `meta` (None when the hash expired) and `ended_at`, in one pipelined read that
+    leaves the jobs' arguments alone."""
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), "meta", "ended_at")
+        rows = pipe.execute()
+    return [
+        (
+            JSONSerializer.loads(meta) if meta is not None else None,
+            utcparse(ended.decode()) if ended else None,
+        )
+        for meta, ended in rows
+    ]

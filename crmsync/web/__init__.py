@@ -1,0 +1,38 @@
+"""The web process: `create_app()` assembles the receiving side (webhooks), health, `/metrics` and the
+operators' dashboard into one Flask app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings
+from webhooks import errors, receive
+from webhooks.connection import CloseConnection
+from webhooks.intake import Intake
+from webhooks.metrics import record_unexpected_error
+
+from . import dashboard, health, metrics
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
+    """Assemble the web app; settings come from the environment unless given (tests, tools)."""
+    app = Flask(__name__)
+    app.config.update(flask_config)
+    settings = settings or Settings.from_env(role="web")
+    app.config["CRMSYNC_SETTINGS"] = settings
+    # The client connects lazily: building the app never touches Redis.
+    redis = connect(settings.redis_url)
+    app.extensions["crmsync_redis"] = redis
+    app.extensions["crmsync_intake"] = Intake(redis, settings)
+    errors.init_app(app, count_unexpected=record_unexpected_error)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(receive.bp)
+    app.register_blueprint(metrics.bp)
+    dashboard.init_app(app)
+    app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]
+    return app
