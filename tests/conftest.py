@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import os
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask
 from redis import Redis
-from werkzeug.serving import make_server
 
+from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
-from crmsync.settings import Settings
+from crmsync.web import create_app
 from jobs.worker import SyncWorker, build_worker
 from sandbox.config import SandboxConfig
 from sandbox.server import RunningSandbox, start_in_thread
-from webhooks import create_app
-
-SECRET = b"test-secret-0123456789abcdef0123"
-# A second secret, as during a rotation: deliveries signed with either are accepted.
-PREVIOUS_SECRET = b"previous-secret-0123456789abcdef"
-WEBHOOK_SECRET = " ".join("whsec_" + base64.b64encode(key).decode() for key in (SECRET, PREVIOUS_SECRET))
-CUSTOMERS_TOKEN = "customers-test-token"
-PERSONAL_DATA_TOKEN = "personal-data-test-token"
+from tests.support import (
+    CUSTOMERS_TOKEN,
+    DASHBOARD_PASSWORD,
+    DASHBOARD_USER,
+    PERSONAL_DATA_TOKEN,
+    SECRET,
+    WEBHOOK_SECRET,
+    Deliver,
+    served,
+)
 
 
 @pytest.fixture(scope="session")
@@ -95,29 +93,11 @@ def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
     return replace(base, retry_schedule=(0, 0))
 
 
-@contextmanager
-def served(app: Flask) -> Iterator[str]:
-    """Serve `app` over real HTTP on a free loopback port in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-
-
 @pytest.fixture(scope="session")
 def web_server(settings: Settings) -> Iterator[str]:
     """The web app served over real HTTP in a thread for the session; yields its base URL."""
     with served(create_app(settings)) as base_url:
         yield base_url
-
-
-DASHBOARD_USER = "operator"
-DASHBOARD_PASSWORD = "dashboard-test-password"
 
 
 @pytest.fixture(scope="session")
@@ -138,9 +118,6 @@ def dashboard(dashboard_server: str, redis: Redis, sandbox: RunningSandbox) -> s
 def web(web_server: str, redis: Redis, sandbox: RunningSandbox) -> str:
     """The webhook URL, with Redis emptied and the sandbox reset for this test."""
     return f"{web_server}/webhooks/crm"
-
-
-Deliver = Callable[..., requests.Response]
 
 
 @pytest.fixture
@@ -167,9 +144,7 @@ def worker(settings: Settings, redis: Redis) -> Iterator[SyncWorker]:
     """A real RQ worker (in this process) whose `work(burst=True)` drains the queue."""
     built = build_worker(settings, redis)
     yield built
-    from jobs.runtime import current
-
-    current().close()
+    built.runtime.close()
 
 
 @pytest.fixture

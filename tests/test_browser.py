@@ -25,9 +25,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from crmsync.settings import Settings
-from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver
-from tests.test_failures import event, fail, work
+from crmsync.core.settings import Settings
+from tests.support import DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver, event, fail, work
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

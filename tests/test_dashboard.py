@@ -9,12 +9,10 @@ import pytest
 import requests
 from redis import Redis
 
-from crmsync.settings import Settings
-from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver
-from tests.test_failures import event, fail, work
-from webhooks.dashboard.csrf import TOKEN_LIFETIME_SECONDS, issue_token, same_origin, token_is_valid
+from crmsync.core.settings import Settings
+from crmsync.web.dashboard.csrf import TOKEN_LIFETIME_SECONDS, issue_token, same_origin, token_is_valid
+from tests.support import AUTH, DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver, event, fail, work
 
-AUTH = (DASHBOARD_USER, DASHBOARD_PASSWORD)
 NAME, DESCRIPTION, LABEL = "Mars Missions", "Mars Missions Corp", "Interplanetary"
 
 

@@ -4,52 +4,17 @@ overdue ones flagged (a CSS class and a text marker), a status filter, and no pe
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from redis import Redis
 
-from crmsync.keys import ERASURE_AUDIT_KEY
-from jobs.erasure_audit import ErasureAudit
 from jobs.worker import SyncWorker
 from sandbox import RunningSandbox
-from tests.conftest import Deliver
-from tests.test_dashboard import AUTH
-from tests.test_pipeline import event, run, seed_purchases
+from tests.support import AUTH, P1, P2, P3, PERSONAL, Deliver, make_erasures_of_every_kind
 
-P1, P2, P3, P4 = 356018965, 356018966, 356018967, 356018968
-NAME, DESCRIPTION, LABEL = "Zaphod Beeblebrox", "Two heads, Heart of Gold", "Galaxy-President"
-# The customer's own fields, and the billing contact seed_purchases gives every purchase.
-PERSONAL = (NAME, DESCRIPTION, LABEL, LABEL.lower(), "Solo", "han@example.com", "123 Test Ave", "Tatooine")
 EVERY_KIND = {"msg_pending", "msg_failed", "msg_completed", "msg_overdue"}
-
-
-def received_days_ago(
-    redis: Redis, days: int, webhook_id: str, external_id: str, purchase_ids: list[int]
-) -> None:
-    """The `received` step of an erasure, dated `days` ago (stream ids only grow: write it first)."""
-    millis = int((datetime.now(UTC) - timedelta(days=days)).timestamp() * 1000)
-    fields = {"erasure": webhook_id, "external_id": external_id, "step": "received",
-              "purchase_ids": ",".join(map(str, purchase_ids))}  # fmt: skip
-    redis.xadd(ERASURE_AUDIT_KEY, fields, id=f"{millis}-0")  # type: ignore[arg-type]
-
-
-def make_erasures_of_every_kind(
-    deliver: Deliver, worker: SyncWorker, sandbox: RunningSandbox, redis: Redis
-) -> None:
-    """An erasure received 31 days ago and never completed (overdue, the deadline being 30 days); one
-    completed and one failed (an unknown purchase) through the web and a worker against the sandbox,
-    for a customer holding personal data; and one received just now (pending, in time)."""
-    received_days_ago(redis, 31, "msg_overdue", "crm-3", [P2])
-    seed_purchases(sandbox.base_url, P1, P3)
-    deliver(event("created", "crm-1", name=NAME, description=DESCRIPTION, labels=[LABEL]))
-    run(worker)
-    later = "2026-11-22T10:05:00Z"
-    deliver(event("erasure_requested", "crm-1", at=later, purchase_ids=[P1]), webhook_id="msg_completed")
-    deliver(event("erasure_requested", "crm-2", at=later, purchase_ids=[P3, 999]), webhook_id="msg_failed")
-    run(worker)
-    ErasureAudit(redis, retention_days=400).received("msg_pending", "crm-4", [P4])
 
 
 def page_rows(html: str) -> dict[str, tuple[set[str], str]]:

@@ -14,14 +14,21 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from crmsync.settings import Settings
-from jobs.erasure_audit import list_erasures
-from jobs.runtime import current
+from crmsync.core.settings import Settings
+from crmsync.erasure.audit import list_erasures
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, Deliver
-from tests.redis_scan import personal_values_found
-from tests.test_pipeline import Platform, customers, event, job_of, run, seed_purchases
+from tests.support import (
+    CUSTOMERS_TOKEN,
+    Deliver,
+    Platform,
+    customers,
+    event,
+    job_of,
+    personal_values_found,
+    run,
+    seed_purchases,
+)
 
 P1, P2, P3 = 356018965, 356018966, 356018967
 CREATED: dict[str, Any] = {
@@ -43,8 +50,15 @@ WorkerFactory = Callable[[str], SyncWorker]
 @pytest.fixture
 def worker_with_action(settings: Settings, redis: Redis) -> Iterator[WorkerFactory]:
     """Build a worker whose erasures apply ERASURE_CUSTOMER_ACTION=`action`."""
-    yield lambda action: build_worker(replace(settings, erasure_customer_action=action), redis)
-    current().close()
+    built: list[SyncWorker] = []
+
+    def build(action: str) -> SyncWorker:
+        built.append(build_worker(replace(settings, erasure_customer_action=action), redis))
+        return built[-1]
+
+    yield build
+    for worker in built:
+        worker.runtime.close()
 
 
 def admin(sandbox: RunningSandbox, method: str, path: str, body: Any = None) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
-from crmsync.keys import ERASURE_AUDIT_KEY
-from crmsync.settings import Settings, SettingsError
-from jobs.erasure_audit import ErasureAudit, erasure_summary, list_erasures
+from crmsync.core.keys import ERASURE_AUDIT_KEY
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.erasure.audit import ErasureAudit, erasure_summary, list_erasures
 
 NOW = datetime.now(UTC)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import requests
@@ -15,39 +14,18 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.cli import main
-from crmsync.failures import ActionResult, FailedJobs, FailureFilter, MissingReason, parse_moment
-from crmsync.settings import ApiSettings, Settings
-from jobs.runtime import current
-from jobs.worker import build_worker
+from crmsync.core.settings import Settings
+from crmsync.operations import (
+    ActionResult,
+    FailedJobs,
+    FailureFilter,
+    MissingReason,
+    parse_moment,
+)
 from sandbox.server import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, Deliver
+from tests.support import CUSTOMERS_TOKEN, Deliver, event, fail, with_wrong_token, work
 
 NAME = "Mars Missions"
-
-
-def event(
-    kind: str, external_id: str = "crm-1", at: str = "2026-11-22T10:00:00Z", **data: Any
-) -> dict[str, Any]:
-    return {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
-
-
-def work(settings: Settings, redis: Redis) -> None:
-    """Drain the queue with a worker built from `settings` (its own runtime, closed afterwards)."""
-    build_worker(settings, redis).work(burst=True, with_scheduler=False)
-    current().close()
-
-
-def with_wrong_token(settings: Settings) -> Settings:
-    """Settings whose customers API token the sandbox refuses: every customer event fails permanently."""
-    assert settings.customers_api is not None
-    return replace(settings, customers_api=ApiSettings(settings.customers_api.url, "wrong-token"))
-
-
-def fail(deliver: Deliver, settings: Settings, redis: Redis, *events: dict[str, Any]) -> list[str]:
-    """Deliver `events` and let them fail (API rejected); return their job ids."""
-    job_ids = [deliver(item).json()["job_id"] for item in events]
-    work(with_wrong_token(settings), redis)
-    return job_ids
 
 
 def fetch(redis: Redis, job_id: str) -> Job:

@@ -22,18 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crmsync.redis_conn import connect
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings
 from crmsync.sender import signed_request
-from crmsync.settings import Settings
-from tests.conftest import SECRET, WEBHOOK_SECRET
+from tests.support import SECRET, WEBHOOK_SECRET, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
@@ -114,7 +108,7 @@ def web_environment(redis_url: str, port: int, **extra: str) -> dict[str, str]:
 
 
 def start_gunicorn(env: dict[str, str]) -> subprocess.Popen[str]:
-    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "webhooks:create_app()"]
+    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
     return subprocess.Popen(
         [sys.executable, "-m", *command],
         cwd=ROOT,

@@ -12,14 +12,22 @@ import pytest
 import requests
 from redis import Redis
 
-from crmsync.failures import FailedJobs
-from crmsync.logs import configure
+from crmsync.core.logs import configure
+from crmsync.core.settings import Settings
+from crmsync.operations import FailedJobs
 from crmsync.sender import signed_request
-from crmsync.settings import Settings
 from sandbox.server import RunningSandbox
-from tests.conftest import DASHBOARD_PASSWORD, DASHBOARD_USER, SECRET, WEBHOOK_SECRET, Deliver
-from tests.test_failures import event, fail, work
-from tests.test_pipeline import seed_purchases
+from tests.support import (
+    DASHBOARD_PASSWORD,
+    DASHBOARD_USER,
+    SECRET,
+    WEBHOOK_SECRET,
+    Deliver,
+    event,
+    fail,
+    seed_purchases,
+    work,
+)
 
 PERSONAL = {
     "name": "Ada Lovelace Analytical Engines",

@@ -12,15 +12,13 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from crmsync.keys import ERASURE_AUDIT_KEY
-from crmsync.settings import Settings
+from crmsync.core.keys import ERASURE_AUDIT_KEY
+from crmsync.core.settings import Settings
+from crmsync.web import create_app
+from crmsync.web.metrics import ERASURE_SCAN_LIMIT
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
-from tests.conftest import Deliver, served
-from tests.test_dashboard_erasures import PERSONAL, make_erasures_of_every_kind
-from tests.test_failures import event, fail, work
-from webhooks import create_app
-from webhooks.metrics import ERASURE_SCAN_LIMIT
+from tests.support import PERSONAL, Deliver, event, fail, make_erasures_of_every_kind, served, work
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -107,7 +105,7 @@ def test_queue_gauges_show_depth_failures_workers_and_the_oldest_jobs_age(
 def test_replays_and_discards_are_counted(
     base_url: str, deliver: Deliver, settings: Settings, redis: Redis
 ) -> None:
-    from crmsync.failures import FailedJobs
+    from crmsync.operations import FailedJobs
 
     first, second = fail(deliver, settings, redis, event("deleted", "crm-1"), event("deleted", "crm-2"))
     FailedJobs(redis, settings).replay([first], actor="ops")
@@ -142,7 +140,7 @@ def test_without_redis_metrics_still_answer_and_say_so(settings: Settings) -> No
 
 
 def test_the_queue_gauges_read_the_configured_queue(redis: Redis, settings: Settings) -> None:
-    from crmsync.activity import read_snapshot
+    from crmsync.operations.activity import read_snapshot
 
     Queue("other", connection=redis, serializer=JSONSerializer).enqueue("jobs.tasks.apply_event", {})
     assert read_snapshot(redis, settings.queue_name).queued == 0

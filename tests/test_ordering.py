@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from redis import Redis
 
-from jobs.events import Event
+from crmsync.core.events import Event
 from jobs.ordering import CustomerLedgers, Ledger
 from jobs.worker import SyncWorker
-from tests.conftest import Deliver
-
-Platform = Callable[..., dict[str, Any]]
+from tests.support import Deliver, Platform
 
 
 def version(second: int, webhook_id: str = "w") -> str:
@@ -81,7 +78,7 @@ def test_ledger_round_trips_through_redis(redis: Redis) -> None:
 
 
 def test_second_locker_waits_then_reports_contention(redis: Redis) -> None:
-    from jobs.errors import CustomerLocked
+    from crmsync.core.errors import CustomerLocked
 
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1"):
@@ -92,7 +89,7 @@ def test_second_locker_waits_then_reports_contention(redis: Redis) -> None:
 
 
 def test_commit_after_losing_the_lock_is_refused(redis: Redis) -> None:
-    from jobs.errors import CustomerLocked
+    from crmsync.core.errors import CustomerLocked
 
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1") as customer:
@@ -133,7 +130,7 @@ def test_any_delivery_order_ends_in_the_state_of_the_latest_events(
 
 
 def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(redis: Redis) -> None:
-    from jobs.errors import ApiUnavailable, CustomerLocked, PayloadErrors
+    from crmsync.core.errors import ApiUnavailable, CustomerLocked, PayloadErrors
 
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05,
                               in_flight_hold_seconds=30)  # fmt: skip
@@ -151,7 +148,7 @@ def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(re
 
 
 def test_an_erasure_mark_outlives_the_ordinary_ledger(redis: Redis) -> None:
-    from crmsync.keys import customer_state_key
+    from crmsync.core.keys import customer_state_key
 
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05,
                               erased_ledger_ttl_seconds=400 * 86_400)  # fmt: skip

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import requests
 from redis import Redis
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
-from rq.serializers import JSONSerializer
 
 from jobs.worker import SyncWorker
-from tests.conftest import CUSTOMERS_TOKEN, Deliver
-
-Platform = Callable[..., dict[str, Any]]
-
-FIND = """query ($externalId: String!) {
-  customers(externalId: $externalId, isSystem: false) { nodes { id name description externalId labels } }
-}"""
-
-
-def event(
-    kind: str, external_id: str = "crm-1", at: str = "2026-11-22T10:00:00Z", **data: Any
-) -> dict[str, Any]:
-    return {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
-
-
-def customers(platform: Platform, external_id: str = "crm-1") -> list[dict[str, Any]]:
-    return list(platform(FIND, {"externalId": external_id})["data"]["customers"]["nodes"])
-
-
-def run(worker: SyncWorker) -> None:
-    worker.work(burst=True, with_scheduler=False)
-
-
-def job_of(response: requests.Response, redis: Redis) -> Job:
-    return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
+from tests.support import PURCHASE_QUERY, Deliver, Platform, customers, event, job_of, run, seed_purchases
 
 
 def test_created_event_creates_the_customer(
@@ -100,40 +73,6 @@ def test_deleting_an_absent_customer_succeeds(deliver: Deliver, worker: SyncWork
     assert job.return_value() == {"outcome": "applied"}
 
 
-PURCHASE_QUERY = """query ($id: Int!) {
-  purchase(id: $id) {
-    id customerCountry { id }
-    billingContact { firstName lastName email addressLine1 addressLine2 city country { id } }
-  }
-}"""
-
-
-def seed_purchases(base_url: str, *purchase_ids: int) -> None:
-    purchases = [
-        {
-            "id": purchase_id,
-            "customer": {"id": 131355826},
-            "customerCountry": {"id": "MT"},
-            "billingContact": {
-                "id": purchase_id + 1, "company": None, "firstName": "Han", "lastName": "Solo",
-                "email": "han@example.com", "addressLine1": "123 Test Ave", "addressLine2": None,
-                "postalCode": "1234", "city": "Tatooine", "country": {"id": "MT", "name": "Malta"},
-                "state": None,
-            },
-            "deliveryContact": None,
-            "licenseeContact": None,
-        }
-        for purchase_id in purchase_ids
-    ]  # fmt: skip
-    response = requests.post(
-        f"{base_url}/admin/purchases",
-        json=purchases,
-        headers={"Authorization": f"Bearer {CUSTOMERS_TOKEN}"},
-        timeout=5,
-    )
-    response.raise_for_status()
-
-
 def test_erasure_anonymises_every_purchase(
     deliver: Deliver, worker: SyncWorker, platform: Platform, sandbox: Any, redis: Redis
 ) -> None:
@@ -185,7 +124,7 @@ def test_payload_errors_fail_the_job_with_their_messages_and_no_personal_data(
 def test_wrong_api_token_is_a_permanent_failure(deliver: Deliver, settings: Any, redis: Redis) -> None:
     from dataclasses import replace
 
-    from crmsync.settings import ApiSettings
+    from crmsync.core.settings import ApiSettings
     from jobs.worker import build_worker
 
     assert settings.customers_api is not None

@@ -15,7 +15,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tests.conftest import PREVIOUS_SECRET, SECRET, Deliver
+from tests.support import PREVIOUS_SECRET, SECRET, Deliver
 
 
 def created(external_id: str = "crm-1", **data: Any) -> dict[str, Any]:

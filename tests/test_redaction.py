@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.redaction import REDACTED, redact
+from crmsync.core.redaction import REDACTED, redact
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 import pytest
 import requests
@@ -16,43 +14,28 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from crmsync.settings import Settings
+from crmsync.core.settings import Settings
+from crmsync.web import create_app
 from jobs.ordering import CustomerLedgers
 from jobs.retry import next_delay
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, Deliver, served
-from webhooks import create_app
-
-Platform = Callable[..., dict[str, Any]]
-ADMIN = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
-
-
-def set_faults(sandbox: RunningSandbox, **faults: Any) -> None:
-    requests.put(f"{sandbox.base_url}/admin/faults", json=faults, headers=ADMIN, timeout=5).raise_for_status()
-
-
-def stats(sandbox: RunningSandbox) -> dict[str, Any]:
-    return dict(requests.get(f"{sandbox.base_url}/admin/stats", headers=ADMIN, timeout=5).json())
-
-
-def event(kind: str, at: str, external_id: str = "crm-1", **data: Any) -> dict[str, Any]:
-    return {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
+from tests.support import (
+    SECRET,
+    Deliver,
+    Platform,
+    event,
+    names,
+    release_scheduled,
+    served,
+    set_faults,
+    stats,
+)
 
 
 def slow_retries(settings: Settings, redis: Redis) -> SyncWorker:
     """A worker whose retries wait 30 s: failed jobs stay scheduled until a test releases them."""
     return build_worker(replace(settings, retry_schedule=(30, 30)), redis)
-
-
-def release_scheduled(redis: Redis) -> None:
-    """Let the retry delays pass: move every scheduled job back onto the queue now."""
-    queue = Queue("crmsync", connection=redis, serializer=JSONSerializer)
-    registry = queue.scheduled_job_registry
-    for job_id in registry.get_job_ids():
-        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-        registry.remove(job)
-        queue.enqueue_job(job)
 
 
 def burst(worker: SyncWorker) -> None:
@@ -63,17 +46,12 @@ def fetch(response: requests.Response, redis: Redis) -> Job:
     return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
 
 
-def names(platform: Platform) -> list[str]:
-    nodes = platform("{ customers(isSystem: false) { nodes { name } } }")["data"]["customers"]["nodes"]
-    return [node["name"] for node in nodes]
-
-
 def test_unavailable_api_is_retried_later_and_then_succeeds(
     deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform
 ) -> None:
     worker = slow_retries(settings, redis)
     set_faults(sandbox, unavailable_rate=1.0)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions"))
     burst(worker)
     job = fetch(response, redis)
     assert job.get_status() == JobStatus.SCHEDULED
@@ -90,7 +68,7 @@ def test_rate_limit_waits_at_least_the_retry_after_the_api_asks_for(
 ) -> None:
     worker = build_worker(replace(settings, retry_schedule=(1, 1)), redis)
     set_faults(sandbox, throttle_rate=1.0, retry_after=120)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions"))
     burst(worker)
     job = fetch(response, redis)
     assert job.meta["attempts"][0]["class"] == "rate_limited"
@@ -103,7 +81,7 @@ def test_slow_api_past_the_client_timeout_is_retryable(
 ) -> None:
     worker = slow_retries(replace(settings, api_timeout_seconds=0.5), redis)
     set_faults(sandbox, slow_rate=1.0, slow_seconds=2.0)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions"))
     burst(worker)
     job = fetch(response, redis)
     assert job.get_status() == JobStatus.SCHEDULED
@@ -116,7 +94,7 @@ def test_create_whose_response_was_lost_is_not_created_twice(
 ) -> None:
     worker = slow_retries(settings, redis)
     set_faults(sandbox, lost_response_rate=1.0)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions", labels=["a"]))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions", labels=["a"]))
     burst(worker)
     job = fetch(response, redis)
     assert job.meta["attempts"][0]["class"] == "api_unavailable"
@@ -132,7 +110,7 @@ def test_exhausted_retries_land_in_the_failed_registry_with_every_attempt(
     deliver: Deliver, worker: SyncWorker, redis: Redis, sandbox: RunningSandbox
 ) -> None:
     set_faults(sandbox, unavailable_rate=1.0)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions"))
     burst(worker)  # the test schedule retries at once: 1 attempt + 2 retries in this burst
     job = fetch(response, redis)
     assert job.get_status() == JobStatus.FAILED
@@ -143,8 +121,8 @@ def test_exhausted_retries_land_in_the_failed_registry_with_every_attempt(
 def test_permanent_failure_spends_no_retries(
     deliver: Deliver, worker: SyncWorker, redis: Redis, sandbox: RunningSandbox
 ) -> None:
-    deliver(event("created", "2026-11-22T10:00:00Z", external_id="crm-1", name="Taken"))
-    response = deliver(event("created", "2026-11-22T10:00:00Z", external_id="crm-2", name="Taken"))
+    deliver(event("created", at="2026-11-22T10:00:00Z", external_id="crm-1", name="Taken"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", external_id="crm-2", name="Taken"))
     burst(worker)
     job = fetch(response, redis)
     assert job.get_status() == JobStatus.FAILED
@@ -155,13 +133,13 @@ def test_a_retried_event_keeps_its_place_and_is_stale_after_a_newer_one(
     deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform
 ) -> None:
     worker = slow_retries(settings, redis)
-    deliver(event("created", "2026-11-22T10:00:00Z", name="First"))
+    deliver(event("created", at="2026-11-22T10:00:00Z", name="First"))
     burst(worker)
     set_faults(sandbox, unavailable_rate=1.0)
-    older = deliver(event("updated", "2026-11-22T10:01:00Z", name="Older"))
+    older = deliver(event("updated", at="2026-11-22T10:01:00Z", name="Older"))
     burst(worker)
     set_faults(sandbox)
-    deliver(event("updated", "2026-11-22T10:02:00Z", name="Newer"))
+    deliver(event("updated", at="2026-11-22T10:02:00Z", name="Newer"))
     burst(worker)  # the newer event overtakes the older one, which waits for its retry
     release_scheduled(redis)
     burst(worker)
@@ -175,7 +153,7 @@ def test_lock_contention_is_retried_not_failed(
     deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox
 ) -> None:
     worker = slow_retries(settings, redis)
-    response = deliver(event("created", "2026-11-22T10:00:00Z", name="Mars Missions"))
+    response = deliver(event("created", at="2026-11-22T10:00:00Z", name="Mars Missions"))
     other_worker = CustomerLedgers(redis, lock_ttl_seconds=30, ledger_ttl_seconds=60, wait_seconds=0)
     with other_worker.locked("crm-1"):
         burst(worker)
@@ -186,10 +164,9 @@ def test_lock_contention_is_retried_not_failed(
 
 def test_web_answers_503_not_202_while_redis_is_unreachable(settings: Settings) -> None:
     from crmsync.sender import signed_request
-    from tests.conftest import SECRET
 
     with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as base:
-        headers, body = signed_request(SECRET, event("deleted", "2026-11-22T10:00:00Z"))
+        headers, body = signed_request(SECRET, event("deleted", at="2026-11-22T10:00:00Z"))
         response = requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=10)
         assert response.status_code == 503
         assert response.json()["error"] == "queue_unavailable"

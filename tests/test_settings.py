@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from crmsync.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError, parse_secrets
+from crmsync.core.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError, parse_secrets
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
 WORKER_ENV = {

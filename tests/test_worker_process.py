@@ -18,17 +18,26 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from crmsync.core.events import Event
+from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
-from crmsync.settings import Settings
+from crmsync.web import create_app
 from jobs.worker import build_worker
 from sandbox.server import RunningSandbox
-from tests.conftest import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, SECRET, served
-from tests.test_retries import names, release_scheduled, set_faults, stats
-from webhooks import create_app
+from tests.support import (
+    CUSTOMERS_TOKEN,
+    PERSONAL_DATA_TOKEN,
+    SECRET,
+    Platform,
+    names,
+    release_scheduled,
+    served,
+    set_faults,
+    stats,
+)
 from webhooks.intake import Intake
 
-Platform = Callable[..., dict[str, Any]]
 Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
@@ -93,7 +102,11 @@ def enqueue(
 ) -> str:
     from webhooks.schemas import load_event
 
-    return Intake(redis, replace(settings, **overrides)).accept(webhook_id, load_event(event)).job_id
+    return (
+        Intake(redis, replace(settings, **overrides))
+        .accept(Event(webhook_id=webhook_id, **load_event(event)))
+        .job_id
+    )
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits(
@@ -179,7 +192,7 @@ def test_redis_restart_with_aof_loses_no_accepted_event(
 def test_an_erasure_abandoned_for_good_is_audited_as_failed(settings: Settings, redis: Redis) -> None:
     from rq.registry import StartedJobRegistry
 
-    from jobs.erasure_audit import list_erasures
+    from crmsync.erasure.audit import list_erasures
 
     erasure = {
         "type": "customer.erasure_requested",

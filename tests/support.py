@@ -1,0 +1,271 @@
+"""The one module of shared test builders: the test secrets and tokens, events, signed deliveries
+helpers, workers run to completion, sandbox seeding and faults, free ports, and reading everything a
+Redis database holds as text (to prove what it does not hold).
+
+Test modules import from here (and get fixtures from conftest.py), never from one another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import requests
+from flask import Flask
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from werkzeug.serving import make_server
+
+from crmsync.core.keys import ERASURE_AUDIT_KEY
+from crmsync.core.redis_conn import as_text
+from crmsync.core.settings import ApiSettings, Settings
+from crmsync.erasure.audit import ErasureAudit
+from jobs.worker import SyncWorker, build_worker
+from sandbox import RunningSandbox
+
+# -- secrets, tokens, credentials ------------------------------------------------------------
+
+SECRET = b"test-secret-0123456789abcdef0123"
+
+# A second secret, as during a rotation: deliveries signed with either are accepted.
+PREVIOUS_SECRET = b"previous-secret-0123456789abcdef"
+
+WEBHOOK_SECRET = " ".join("whsec_" + base64.b64encode(key).decode() for key in (SECRET, PREVIOUS_SECRET))
+
+CUSTOMERS_TOKEN = "customers-test-token"
+
+PERSONAL_DATA_TOKEN = "personal-data-test-token"
+
+DASHBOARD_USER = "operator"
+
+DASHBOARD_PASSWORD = "dashboard-test-password"
+
+AUTH = (DASHBOARD_USER, DASHBOARD_PASSWORD)
+
+ADMIN = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
+
+Deliver = Callable[..., requests.Response]
+
+Platform = Callable[..., dict[str, Any]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """Serve `app` over real HTTP on a free loopback port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def event(
+    kind: str, external_id: str = "crm-1", at: str = "2026-11-22T10:00:00Z", **data: Any
+) -> dict[str, Any]:
+    return {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
+
+
+FIND = """query ($externalId: String!) {
+  customers(externalId: $externalId, isSystem: false) { nodes { id name description externalId labels } }
+}"""
+
+
+def customers(platform: Platform, external_id: str = "crm-1") -> list[dict[str, Any]]:
+    return list(platform(FIND, {"externalId": external_id})["data"]["customers"]["nodes"])
+
+
+def run(worker: SyncWorker) -> None:
+    worker.work(burst=True, with_scheduler=False)
+
+
+def job_of(response: requests.Response, redis: Redis) -> Job:
+    return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
+
+
+def work(settings: Settings, redis: Redis) -> None:
+    """Drain the queue with a worker built from `settings` (its own runtime, closed afterwards)."""
+    worker = build_worker(settings, redis)
+    worker.work(burst=True, with_scheduler=False)
+    worker.runtime.close()
+
+
+def with_wrong_token(settings: Settings) -> Settings:
+    """Settings whose customers API token the sandbox refuses: every customer event fails permanently."""
+    assert settings.customers_api is not None
+    return replace(settings, customers_api=ApiSettings(settings.customers_api.url, "wrong-token"))
+
+
+def fail(deliver: Deliver, settings: Settings, redis: Redis, *events: dict[str, Any]) -> list[str]:
+    """Deliver `events` and let them fail (API rejected); return their job ids."""
+    job_ids = [deliver(item).json()["job_id"] for item in events]
+    work(with_wrong_token(settings), redis)
+    return job_ids
+
+
+PURCHASE_QUERY = """query ($id: Int!) {
+  purchase(id: $id) {
+    id customerCountry { id }
+    billingContact { firstName lastName email addressLine1 addressLine2 city country { id } }
+  }
+}"""
+
+
+def seed_purchases(base_url: str, *purchase_ids: int) -> None:
+    purchases = [
+        {
+            "id": purchase_id,
+            "customer": {"id": 131355826},
+            "customerCountry": {"id": "MT"},
+            "billingContact": {
+                "id": purchase_id + 1, "company": None, "firstName": "Han", "lastName": "Solo",
+                "email": "han@example.com", "addressLine1": "123 Test Ave", "addressLine2": None,
+                "postalCode": "1234", "city": "Tatooine", "country": {"id": "MT", "name": "Malta"},
+                "state": None,
+            },
+            "deliveryContact": None,
+            "licenseeContact": None,
+        }
+        for purchase_id in purchase_ids
+    ]  # fmt: skip
+    response = requests.post(
+        f"{base_url}/admin/purchases",
+        json=purchases,
+        headers={"Authorization": f"Bearer {CUSTOMERS_TOKEN}"},
+        timeout=5,
+    )
+    response.raise_for_status()
+
+
+def set_faults(sandbox: RunningSandbox, **faults: Any) -> None:
+    requests.put(f"{sandbox.base_url}/admin/faults", json=faults, headers=ADMIN, timeout=5).raise_for_status()
+
+
+def stats(sandbox: RunningSandbox) -> dict[str, Any]:
+    return dict(requests.get(f"{sandbox.base_url}/admin/stats", headers=ADMIN, timeout=5).json())
+
+
+def names(platform: Platform) -> list[str]:
+    nodes = platform("{ customers(isSystem: false) { nodes { name } } }")["data"]["customers"]["nodes"]
+    return [node["name"] for node in nodes]
+
+
+def release_scheduled(redis: Redis) -> None:
+    """Let the retry delays pass: move every scheduled job back onto the queue now."""
+    queue = Queue("crmsync", connection=redis, serializer=JSONSerializer)
+    registry = queue.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        registry.remove(job)
+        queue.enqueue_job(job)
+
+
+P1, P2, P3, P4 = 356018965, 356018966, 356018967, 356018968
+
+NAME, DESCRIPTION, LABEL = "Zaphod Beeblebrox", "Two heads, Heart of Gold", "Galaxy-President"
+
+# The customer's own fields, and the billing contact seed_purchases gives every purchase.
+PERSONAL = (NAME, DESCRIPTION, LABEL, LABEL.lower(), "Solo", "han@example.com", "123 Test Ave", "Tatooine")
+
+
+def received_days_ago(
+    redis: Redis, days: int, webhook_id: str, external_id: str, purchase_ids: list[int]
+) -> None:
+    """The `received` step of an erasure, dated `days` ago (stream ids only grow: write it first)."""
+    millis = int((datetime.now(UTC) - timedelta(days=days)).timestamp() * 1000)
+    fields = {"erasure": webhook_id, "external_id": external_id, "step": "received",
+              "purchase_ids": ",".join(map(str, purchase_ids))}  # fmt: skip
+    redis.xadd(ERASURE_AUDIT_KEY, fields, id=f"{millis}-0")  # type: ignore[arg-type]
+
+
+def make_erasures_of_every_kind(
+    deliver: Deliver, worker: SyncWorker, sandbox: RunningSandbox, redis: Redis
+) -> None:
+    """An erasure received 31 days ago and never completed (overdue, the deadline being 30 days); one
+    completed and one failed (an unknown purchase) through the web and a worker against the sandbox,
+    for a customer holding personal data; and one received just now (pending, in time)."""
+    received_days_ago(redis, 31, "msg_overdue", "crm-3", [P2])
+    seed_purchases(sandbox.base_url, P1, P3)
+    deliver(event("created", "crm-1", name=NAME, description=DESCRIPTION, labels=[LABEL]))
+    run(worker)
+    later = "2026-11-22T10:05:00Z"
+    deliver(event("erasure_requested", "crm-1", at=later, purchase_ids=[P1]), webhook_id="msg_completed")
+    deliver(event("erasure_requested", "crm-2", at=later, purchase_ids=[P3, 999]), webhook_id="msg_failed")
+    run(worker)
+    ErasureAudit(redis, retention_days=400).received("msg_pending", "crm-4", [P4])
+
+
+# -- Redis scan: every text Redis holds -------------------------------------------------------
+
+
+def every_text(redis: Redis) -> Iterator[tuple[str, str]]:
+    """(key, text) for every key and value, whatever the type, with RQ's encodings undone:
+    zlib (job `data`, `exc_info`) and base64 + zlib (result streams' `exc_string`)."""
+    for raw_key in redis.scan_iter(count=1000):
+        key = as_text(raw_key, errors="replace")
+        for value in [raw_key, *_values(redis, raw_key)]:
+            for text in _decodings(value):
+                yield key, text
+
+
+def personal_values_found(redis: Redis, values: Iterable[str]) -> list[tuple[str, str]]:
+    """(key, value) for each personal value found anywhere in Redis, case ignored."""
+    wanted = [value.lower() for value in values]
+    return [(key, value) for key, text in every_text(redis) for value in wanted if value in text.lower()]
+
+
+def _values(redis: Redis, key: bytes) -> list[Any]:
+    kind = as_text(redis.type(key), errors="replace")
+    if kind == "string":
+        return [redis.get(key) or b""]
+    if kind == "hash":
+        return [item for pair in redis.hgetall(key).items() for item in pair]
+    if kind == "list":
+        return list(redis.lrange(key, 0, -1))
+    if kind == "set":
+        return list(redis.smembers(key))
+    if kind == "zset":
+        return list(redis.zrange(key, 0, -1))
+    if kind == "stream":
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(key))
+        return [item for _, fields in entries for pair in fields.items() for item in pair]
+    raise AssertionError(f"unexpected Redis type {kind} at {key!r}")
+
+
+def _decodings(value: bytes) -> Iterator[str]:
+    yield value.decode(errors="replace")
+    for candidate in (value, _unbase64(value)):
+        if candidate:
+            try:
+                yield zlib.decompress(candidate).decode(errors="replace")
+            except zlib.error:
+                pass
+    unbased = _unbase64(value)
+    if unbased:
+        yield unbased.decode(errors="replace")
+
+
+def _unbase64(value: bytes) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
