@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
+from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED
+
 from ..decoding import MalformedJSON, decode_json
 from ..mappings import HubSpotMapping
 from .items import (
@@ -184,12 +186,12 @@ def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch
     timestamp = _timestamp(_id(item, "occurredAt"))
     external_id = mapping.external_id_prefix + str(_id(item, "objectId"))
     if change == "deletion":
-        event = validated_event("customer.deleted", timestamp, {"external_id": external_id})
+        event = validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
         batch.events.append(MappedEvent(delivery_id, event))
     elif change == "merge":
         for merged in _merged_away(item):
             data = {"external_id": mapping.external_id_prefix + str(merged)}
-            event = validated_event("customer.deleted", timestamp, data)
+            event = validated_event(CUSTOMER_DELETED, timestamp, data)
             batch.events.append(MappedEvent(f"{delivery_id}:{merged}", event))
     else:
         property_name = item.get("propertyName")
@@ -199,7 +201,7 @@ def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch
         if not data:
             batch.ignored.append(IgnoredItem(subscription, f"property {property_name}"))
             return
-        event = validated_event("customer.updated", timestamp, {"external_id": external_id, **data})
+        event = validated_event(CUSTOMER_UPDATED, timestamp, {"external_id": external_id, **data})
         batch.events.append(MappedEvent(delivery_id, event))
 
 

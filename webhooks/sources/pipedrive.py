@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED
+
 from ..decoding import MalformedJSON, decode_json
 from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
 from .items import (
@@ -109,7 +111,7 @@ def _event(
         if not found or record_id in (None, ""):
             record_id = meta.get("entity_id") if mapping.external_id == "id" else None
         external_id = mapping.external_id_prefix + _text(record_id, mapping.external_id)
-        return validated_event("customer.deleted", timestamp, {"external_id": external_id})
+        return validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
     if action not in ("create", "change"):
         raise InvalidItem(f"unknown meta.action for {meta['entity']}")
     record = payload.get("data")
@@ -123,9 +125,9 @@ def _event(
         except ValueError as exc:
             raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
         data = {"external_id": external_id, "purchase_ids": purchase_ids}
-        return validated_event("customer.erasure_requested", timestamp, data)
+        return validated_event(ERASURE_REQUESTED, timestamp, data)
     data = {"external_id": external_id, **mapping.customer_data(record)}
-    return validated_event("customer.updated", timestamp, data)
+    return validated_event(CUSTOMER_UPDATED, timestamp, data)
 
 
 def _text(value: Any, name: str) -> str:

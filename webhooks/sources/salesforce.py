@@ -25,6 +25,8 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED
+
 from ..mappings import ERASURE, RecordMapping, purchase_ids_from
 from .items import (
     AuthenticationFailed,
@@ -211,11 +213,11 @@ def _event(notification: Notification, mapping: RecordMapping) -> dict[str, Any]
         except ValueError as exc:
             raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
         data = {"external_id": external_id, "purchase_ids": purchase_ids}
-        return validated_event("customer.erasure_requested", timestamp, data)
+        return validated_event(ERASURE_REQUESTED, timestamp, data)
     if mapping.deleted and (record.get(mapping.deleted) or "").strip().lower() == "true":
-        return validated_event("customer.deleted", timestamp, {"external_id": external_id})
+        return validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
     data = {"external_id": external_id, **mapping.customer_data(record)}
-    return validated_event("customer.updated", timestamp, data)
+    return validated_event(CUSTOMER_UPDATED, timestamp, data)
 
 
 def _required(record: Mapping[str, str | None], name: str, role: str) -> str:
