@@ -10,10 +10,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from crmsync.logs import JsonFormatter
-from crmsync.settings import Settings
-from tests.conftest import served
-from webhooks import create_app
+from crmsync.core.logs import JsonFormatter
+from crmsync.core.settings import Settings
+from crmsync.web import create_app
+from tests.support import served
 
 
 def unexpected_errors(base_url: str, endpoint: str) -> float:

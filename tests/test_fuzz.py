@@ -22,8 +22,8 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from tests.conftest import SECRET
-from webhooks.schemas import EVENT_TYPES
+from crmsync.core.events import EVENT_TYPES
+from tests.support import SECRET
 from webhooks.signature import sign
 
 FUZZ = settings(

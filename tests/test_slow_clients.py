@@ -21,7 +21,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from crmsync.sender import signed_request
-from tests.conftest import SECRET, WEBHOOK_SECRET
+from tests.support import SECRET, WEBHOOK_SECRET, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY_TIMEOUT_SECONDS = 2
@@ -42,13 +42,11 @@ def queued_jobs(redis: Redis) -> list[str]:
 @pytest.fixture(scope="module")
 def gunicorn_server(redis_url: str) -> Iterator[tuple[str, int]]:
     """gunicorn with the production config (2 processes of 4 threads), BODY_TIMEOUT_SECONDS=2."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(REDIS_URL=redis_url, PORT=str(port), WEBHOOK_SECRET=WEBHOOK_SECRET, WEB_CONCURRENCY="2",
                WEB_THREADS="4", BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT_SECONDS))  # fmt: skip
-    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "webhooks:create_app()"]
+    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
     process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 30
