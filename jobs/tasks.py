@@ -148,7 +148,7 @@ def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -
     retry_in: int | None = None
     if not exc.retryable:
         job.retries_left = 0
-    elif job.retries_left:
+    elif will_retry(job):
         retry_in = next_delay(runtime.settings.retry_schedule, attempts - 1, exc.retry_after)
         # RQ reads the next interval from this list; setting it per failure gives jitter and Retry-After.
         job.retry_intervals = [retry_in]

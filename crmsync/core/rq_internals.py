@@ -43,6 +43,8 @@ __all__ = [
     "save_job_data",
     "stored_exc_info",
     "save_exc_info",
+    "job_keys",
+    "stored_results",
     "rewrite_results",
     "inflate",
     "read_meta",
@@ -140,6 +142,17 @@ def stored_exc_info(redis: Redis, job: Job) -> str | None:
 def save_exc_info(pipe: Pipeline, job: Job, text: str) -> None:
     """Overwrite the job's stored traceback with `text`."""
     pipe.hset(job.key, "exc_info", zlib.compress(text.encode()))
+
+
+def job_keys(job_id: str) -> tuple[str, str]:
+    """The keys holding a job's stored state: its hash and its results stream (to WATCH them)."""
+    return Job.key_for(job_id), Result.get_key(job_id)
+
+
+def stored_results(redis: Redis, job_id: str) -> tuple[list[Any], int]:
+    """The job's results stream entries and their remaining TTL in ms (for `rewrite_results`)."""
+    key = Result.get_key(job_id)
+    return list(redis.xrange(key) or []), int(redis.pttl(key))
 
 
 def rewrite_results(

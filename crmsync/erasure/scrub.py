@@ -24,7 +24,6 @@ from redis.exceptions import WatchError
 from rq import get_current_job
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from crmsync.core import rq_internals
@@ -91,7 +90,7 @@ def _scrub_job(redis: Redis, job_id: str, erasure: Event) -> str:
     with redis.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(Job.key_for(job_id), Result.get_key(job_id))
+                pipe.watch(*rq_internals.job_keys(job_id))
                 return _scrub_watched(redis, pipe, job_id, erasure)
             except WatchError:
                 continue
@@ -119,8 +118,7 @@ def _scrub_watched(redis: Redis, pipe: Pipeline, job_id: str, erasure: Event) ->
     for attempt in meta.get("attempts", []):
         attempt["message"] = redact(str(attempt.get("message", "")), personal)
     exc_info = rq_internals.stored_exc_info(redis, job)
-    results = redis.xrange(Result.get_key(job_id))
-    results_ttl = redis.pttl(Result.get_key(job_id))
+    results, results_ttl = rq_internals.stored_results(redis, job_id)
     pipe.multi()
     rq_internals.save_job_data(pipe, job, meta)
     if exc_info:
