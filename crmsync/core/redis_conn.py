@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from redis import Redis
 
-__all__ = ["connect", "as_text"]
+__all__ = ["connect", "as_text", "redact_url"]
 
 
 def connect(url: str) -> Redis:
@@ -19,3 +22,16 @@ def connect(url: str) -> Redis:
 def as_text(value: bytes | str, errors: str = "strict") -> str:
     """A Redis reply as text: clients built without `decode_responses` answer bytes."""
     return value.decode(errors=errors) if isinstance(value, bytes) else value
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password (in the user info or a `password=` parameter), for messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else f"***@{host}"
+    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    # Built by hand: urlunsplit would drop the empty host of unix:///path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
