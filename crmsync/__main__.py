@@ -2,4 +2,4 @@
 
 from crmsync.cli import main
 
-main()
+main(prog_name="crmsync")

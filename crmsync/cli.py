@@ -1,18 +1,29 @@
-"""The `crmsync` command: Flask's CLI (`crmsync routes`, `crmsync run`, ...) plus crmsync's own."""
+"""The `crmsync` command: crmsync's own commands, and Flask's `routes`, `shell` and `run`.
+
+A plain click group, not Flask's: Flask's builds the app (and so needs the web's settings) just to
+list the commands, and offers -e/--env-file (python-dotenv) and --app, which crmsync does not use.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
+import requests
 from flask import Flask
-from flask.cli import FlaskGroup, NoAppException
+from flask.cli import NoAppException, ScriptInfo, routes_command, run_command, shell_command
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from crmsync import __version__
 from crmsync.core.logs import configure as configure_logs
-from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError, parse_secrets
+from crmsync.core.redis_conn import connect, redact_url
+from crmsync.core.settings import DEFAULT_REDIS_URL, Settings, SettingsError, parse_secrets
+from crmsync.sender import SAMPLE_TYPES
 from crmsync.web import create_app
 from sandbox.cli import sandbox_command
 
@@ -20,20 +31,42 @@ from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
 
 
+class Commands(click.Group):
+    """crmsync's commands. A Redis that does not answer ends any of them with one line naming it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            url = redact_url(os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL)
+            click.echo(f"crmsync: cannot reach Redis at {url}: {_first_line(exc)}", err=True)
+            ctx.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _create_app() -> Flask:
-    # Flask builds the app even to list commands; a missing setting is one clear line, not a traceback.
+    """The app for Flask's `routes`, `shell` and `run`. Only `run` serves webhooks, so only it needs
+    the web's settings: listing the routes works without any."""
+    serves = click.get_current_context().command.name == "run"
     try:
-        return create_app()
+        return create_app(Settings.from_env(role="web" if serves else "cli"))
     except SettingsError as exc:
         raise NoAppException(f"the web app needs its settings: {exc}") from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app)
-def main() -> None:
+@click.group(cls=Commands)
+@click.version_option(__version__, prog_name="crmsync", message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """crmsync: apply a CRM's webhooks to the customer platform."""
+    # Flask's commands (routes, shell, run) build the app through this, only when they run.
+    ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
 
 
-@main.command("worker", with_appcontext=False)
+@main.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
@@ -45,22 +78,59 @@ def worker_command(burst: bool, scheduler: bool) -> None:
     run_worker(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
 
 
-@main.command("send-sample", with_appcontext=False)
+@main.command("send-sample")
 @click.argument("url", default="http://127.0.0.1:8000/webhooks/crm")
+@click.option(
+    "--type", "event_type", type=click.Choice(SAMPLE_TYPES), default=SAMPLE_TYPES[0], show_default=True
+)
 @click.option("--external-id", default="crm-0001", show_default=True)
-@click.option("--name", default="Mars Missions", show_default=True)
-def send_sample_command(url: str, external_id: str, name: str) -> None:
-    """Send a signed sample `customer.created` webhook (signed with WEBHOOK_SECRET) to URL."""
+@click.option("--name", default="Mars Missions", show_default=True, help="The name a created customer gets.")
+@click.option(
+    "--purchase-id", "purchase_ids", type=click.IntRange(min=1), multiple=True,
+    help="A purchase to erase (repeatable) [default: the sandbox fixture's purchases].",
+)  # fmt: skip
+def send_sample_command(
+    url: str, event_type: str, external_id: str, name: str, purchase_ids: tuple[int, ...]
+) -> None:
+    """Send a signed sample webhook (signed with WEBHOOK_SECRET) to URL; exit 1 unless it is accepted."""
     from crmsync.sender import sample_event, send_event
 
-    secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        _fail(f"send-sample needs an http:// or https:// URL, got {url!r}", 2)
+    try:
+        secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
+    except SettingsError as exc:
+        _fail(f"configuration error: {exc}", 2)
     if not secrets:
-        raise click.UsageError("set WEBHOOK_SECRET to the secret the service verifies with")
-    response = send_event(url, secrets[0], sample_event(external_id, name))
-    click.echo(f"HTTP {response.status_code} {json.dumps(response.json())}")
+        _fail("set WEBHOOK_SECRET to the secret the service verifies with", 2)
+    event = sample_event(event_type, external_id, name, purchase_ids)
+    try:
+        response = send_event(url, secrets[0], event)
+    except requests.ConnectionError:
+        _fail(f"nothing answers at {url} (is crmsync running? `crmsync dev` starts it)")
+    except requests.Timeout:
+        _fail(f"{url} did not answer within 10 s")
+    except requests.RequestException as exc:
+        _fail(f"could not send to {url}: {type(exc).__name__}")
+    click.echo(f"HTTP {response.status_code} {_body(response)}")
+    if not response.ok:
+        sys.exit(1)
 
 
-@main.command("erasures", with_appcontext=False)
+def _body(response: requests.Response) -> str:
+    try:
+        return json.dumps(response.json())
+    except ValueError:
+        return " ".join(response.text.split())[:200]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"crmsync: {message}", err=True)
+    sys.exit(code)
+
+
+@main.command("erasures")
 @click.option("--status", type=click.Choice(["pending", "completed", "failed", "overdue"]))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def erasures_command(status: str | None, as_json: bool) -> None:
@@ -91,10 +161,12 @@ def _settings(role: str) -> Settings:
     try:
         return Settings.from_env(role=role)  # type: ignore[arg-type]
     except SettingsError as exc:
-        click.echo(f"crmsync: configuration error: {exc}", err=True)
-        sys.exit(2)
+        _fail(f"configuration error: {exc}", 2)
 
 
+main.add_command(routes_command)
+main.add_command(shell_command)
+main.add_command(run_command)
 main.add_command(sandbox_command)
 main.add_command(dev_command)
 main.add_command(failed_command)
