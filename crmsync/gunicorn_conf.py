@@ -10,10 +10,12 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
 
 from crmsync.core.logs import configure
 from crmsync.core.settings import Settings, SettingsError
@@ -27,15 +29,17 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads let a worker process take the next request while one waits for its Redis round trip,
-# and keep connections alive (sync workers close every one); see docs/benchmarks.md.
-worker_class = "gthread"
+# Threads (gthread, see HeaderDeadlineWorker) let a worker process take the next request while one
+# waits for its Redis round trip, and keep connections alive (sync workers close every one); see
+# docs/benchmarks.md.
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # With gthread, `timeout` restarts a worker process whose main loop stopped answering; it does not
-# end a slow request in a thread. The app bounds those itself: a body that has not arrived within
-# BODY_TIMEOUT_SECONDS is cut off and answered 408 (webhooks/body.py), and gunicorn hands a new
-# connection to a thread only once it has sent something (else it waits in the poller, `keepalive`
-# seconds at most). A restart lets in-flight requests finish within Heroku's 30 s window.
+# end a slow request in a thread. gunicorn hands a new connection to a thread only once it has sent
+# something (else it waits in the poller, `keepalive` seconds at most); from then on a client has
+# BODY_TIMEOUT_SECONDS to send its headers (HeaderDeadlineWorker below: the connection is closed),
+# then as long again for its body (webhooks/body.py: answered 408). A restart lets in-flight
+# requests finish within Heroku's 30 s window.
+worker_class = "crmsync.gunicorn_conf.HeaderDeadlineWorker"
 timeout = 20
 graceful_timeout = 25
 keepalive = 5
@@ -99,6 +103,42 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+class HeaderDeadlineWorker(ThreadWorker):
+    """gunicorn's gthread worker, with a bound on how long a client may take to send its headers.
+
+    gunicorn reads a request's headers in a worker thread with no time limit, so a client that sends
+    half its headers and stalls would hold that thread for good: 8 of them stop the web process.
+    Each connection's turn in a thread starts a deadline that `pre_request` (headers complete)
+    cancels; if it passes first, the socket's read side is shut and gunicorn closes the connection.
+    """
+
+    def init_process(self) -> None:
+        # Imported here, in the worker: importing webhooks in the master would load prometheus-client
+        # before PROMETHEUS_MULTIPROC_DIR is set above.
+        from webhooks.body import cut_off_after
+
+        self.cut_off_after = cut_off_after
+        self.header_timeout = Settings.from_env(role="web").body_timeout_seconds
+        super().init_process()
+
+    def handle(self, conn: Any) -> Any:
+        _headers.deadline = self.cut_off_after(conn.sock, self.header_timeout)
+        try:
+            return super().handle(conn)
+        finally:
+            _headers.deadline.cancel()
+
+
+_headers = threading.local()
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """The headers are in: the time to send them is no longer counted (the body has its own)."""
+    deadline = getattr(_headers, "deadline", None)
+    if deadline is not None:
+        deadline.cancel()
 
 
 def post_worker_init(worker: Any) -> None:

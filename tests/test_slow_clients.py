@@ -116,6 +116,23 @@ def test_stalled_bodies_do_not_keep_valid_deliveries_out(server: tuple[str, int]
     assert len(queued_jobs(redis)) == 20
 
 
+def test_stalled_headers_do_not_keep_valid_deliveries_out(server: tuple[str, int], redis: Redis) -> None:
+    # 16 clients send half their headers, then nothing: gunicorn alone would wait on each for good.
+    stalled = []
+    for _ in range(16):
+        connection = socket.create_connection(server)
+        connection.sendall(b"POST /webhooks/crm HTTP/1.1\r\nHost: crmsync.test\r\nContent-Type: appl")
+        stalled.append(connection)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = [response.status_code for response in pool.map(lambda n: deliver(server, n), range(20))]
+    assert statuses == [202] * 20
+    # Each stalled one is closed once its headers are BODY_TIMEOUT_SECONDS late (no request, no answer).
+    for connection in stalled:
+        assert answer(connection) == b""
+        connection.close()
+    assert len(queued_jobs(redis)) == 20
+
+
 def test_a_body_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline(server: tuple[str, int]) -> None:
     # A timeout on each read would never fire: a byte arrives every 0.2 s, for as long as allowed.
     headers, body = signed_request(SECRET, deleted())

@@ -18,7 +18,16 @@ from typing import Any
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
-__all__ = ["BodyError", "BodyTooLarge", "BodyTimeout", "IncompleteBody", "MalformedBody", "read_body"]
+__all__ = [
+    "BodyError",
+    "BodyTooLarge",
+    "BodyTimeout",
+    "IncompleteBody",
+    "MalformedBody",
+    "read_body",
+    "Deadline",
+    "cut_off_after",
+]
 
 
 class BodyError(Exception):
@@ -62,7 +71,8 @@ def read_body(environ: dict[str, Any], declared: int | None, limit: int, seconds
     """The whole body of the request, `declared` (Content-Length) bytes long if given; or a BodyError."""
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit)
-    watch = _DEADLINES.watch(environ, seconds)
+    # gunicorn and werkzeug's server both hand the app the client socket; a test client has none.
+    watch = cut_off_after(environ.get("gunicorn.socket") or environ.get("werkzeug.socket"), seconds)
     try:
         # One byte past the limit, so a body without Content-Length cannot exhaust memory.
         body = environ["wsgi.input"].read(limit + 1 if declared is None else declared)
@@ -81,7 +91,14 @@ def read_body(environ: dict[str, Any], declared: int | None, limit: int, seconds
     return bytes(body)
 
 
-class _Watch:
+def cut_off_after(sock: socket.socket | None, seconds: float) -> Deadline:
+    """Shut `sock`'s read side in `seconds` unless the returned Deadline is cancelled first."""
+    return _DEADLINES.watch(sock, seconds)
+
+
+class Deadline:
+    """A socket whose read side is shut at `deadline` (time.monotonic()) unless cancelled first."""
+
     def __init__(self, sock: socket.socket | None, deadline: float) -> None:
         self.sock = sock
         self.deadline = deadline
@@ -97,7 +114,7 @@ class _Watch:
 
 
 class _Deadlines:
-    """One thread per process that shuts the read side of sockets whose body is overdue.
+    """One thread per process that shuts the read side of sockets whose headers or body are overdue.
 
     A socket timeout alone would not do: it bounds each recv(), so a client sending a byte just
     before each one expires could hold the thread for as long as it likes.
@@ -105,21 +122,19 @@ class _Deadlines:
 
     def __init__(self) -> None:
         self.lock = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
+        self._heap: list[tuple[float, int, Deadline]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, environ: dict[str, Any], seconds: float) -> _Watch:
-        # gunicorn and werkzeug's server both hand the app the client socket.
-        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-        watch = _Watch(sock, time.monotonic() + seconds)
+    def watch(self, sock: socket.socket | None, seconds: float) -> Deadline:
+        watch = Deadline(sock, time.monotonic() + seconds)
         if sock is None:
-            watch.done = True  # a server that offers no socket (a test client): nothing to cut
+            watch.done = True  # nothing to cut
             return watch
         with self.lock:
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="body-deadlines", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="read-deadlines", daemon=True)
                 self._thread.start()
             self.lock.notify()
         return watch
@@ -135,7 +150,7 @@ class _Deadlines:
                 self.lock.wait(self._heap[0][0] - now if self._heap else None)
 
 
-def _cut_off(watch: _Watch) -> None:
+def _cut_off(watch: Deadline) -> None:
     watch.done = watch.expired = True
     try:
         # The blocked recv() returns at once; the answer can still be written.
