@@ -15,10 +15,14 @@ __all__ = ["parse_moment", "FailureFilter"]
 def parse_moment(value: str, now: datetime | None = None) -> datetime:
     """`2026-11-22T10:00:00Z` (no offset means UTC), or a time ago: `30m`, `2h`, `7d`."""
     now = now or datetime.now(UTC)
-    ago = re.fullmatch(r"\s*(\d+)\s*([mhd])\s*", value)
-    if ago:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[ago.group(2)]
-        return now - timedelta(**{unit: int(ago.group(1))})
+    ago = re.fullmatch(r"\s*([0-9]+)\s*([mhd])\s*", value)
+    try:
+        if ago:
+            unit = {"m": "minutes", "h": "hours", "d": "days"}[ago.group(2)]
+            return now - timedelta(**{unit: int(ago.group(1))})
+    except OverflowError:
+        # `999999999d` ago is before year 1: no datetime holds it.
+        raise ValueError(f"{value!r} reaches past the year 1") from None
     moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 

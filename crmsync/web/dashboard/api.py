@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
+from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
 from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_snapshot
 from crmsync.operations.erasures import erasure_counts, with_status
+from webhooks.decoding import MalformedJSON, decode_json
 from webhooks.errors import error_response
 
 from . import bp
@@ -29,6 +31,40 @@ from .params import (
 )
 
 MAX_PER_PAGE = 500
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class FilterFields(_Strict):
+    """The failure filter in a JSON body: the fields of the page's query string, each a string."""
+
+    type = fields.String()
+    failure_class = fields.String()
+    external_id = fields.String()
+    since = fields.String()
+    until = fields.String()
+
+
+class ReplayRequest(_Strict):
+    job_ids = fields.List(fields.String())
+    all_matching = fields.Boolean(truthy={True}, falsy={False})
+    filter = fields.Nested(FilterFields)
+
+    @validates_schema
+    def one_selection(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("job_ids" in data) == bool(data.get("all_matching")):
+            raise ValidationError('Send "job_ids" (a list) or "all_matching": true.')
+
+
+class DiscardRequest(_Strict):
+    job_ids = fields.List(fields.String(), required=True)
+    reason = fields.String()
+
+
+_REPLAY, _DISCARD = ReplayRequest(), DiscardRequest()
 
 
 @bp.errorhandler(BadFilter)
@@ -67,24 +103,20 @@ def api_failed() -> Response:
 @bp.post("/api/replay")
 def api_replay() -> Response | tuple[Response, int]:
     """`{"job_ids": [...]}` or `{"all_matching": true, "filter": {"type": ..., "since": "2h", ...}}`."""
-    body = _json_body()
-    if body.get("all_matching") is True:
-        results = failed_jobs().replay_matching(failure_filter(body.get("filter") or {}), operator())
-    elif _is_id_list(body.get("job_ids")):
-        results = failed_jobs().replay(body["job_ids"], operator())
+    body = _load(_REPLAY)
+    if body.get("all_matching"):
+        results = failed_jobs().replay_matching(failure_filter(body.get("filter", {})), operator())
     else:
-        return error_response(400, "invalid_request", 'Send "job_ids" (a list) or "all_matching": true.')
+        results = failed_jobs().replay(body["job_ids"], operator())
     return jsonify({"results": [asdict(result) for result in results]})
 
 
 @bp.post("/api/discard")
 def api_discard() -> Response | tuple[Response, int]:
     """`{"job_ids": [...], "reason": "..."}`."""
-    body = _json_body()
-    if not _is_id_list(body.get("job_ids")):
-        return error_response(400, "invalid_request", 'Send "job_ids" (a list) and a "reason".')
+    body = _load(_DISCARD)
     try:
-        results = failed_jobs().discard(body["job_ids"], str(body.get("reason") or ""), operator())
+        results = failed_jobs().discard(body["job_ids"], body.get("reason", ""), operator())
     except MissingReason as exc:
         return error_response(400, "reason_required", str(exc))
     return jsonify({"results": [asdict(result) for result in results]})
@@ -109,10 +141,26 @@ def api_erasures() -> Response:
     )
 
 
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else {}
+class InvalidRequest(Exception):
+    """A JSON API body that is not JSON or breaks its schema; `errors` are marshmallow's messages."""
+
+    def __init__(self, errors: Any) -> None:
+        super().__init__("The request body does not match the API.")
+        self.errors = errors
 
 
-def _is_id_list(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+@bp.errorhandler(InvalidRequest)
+def invalid_request(exc: InvalidRequest) -> tuple[Response, int]:
+    return error_response(400, "invalid_request", str(exc), errors=exc.errors)
+
+
+def _load(schema: Schema) -> dict[str, Any]:
+    """The request's JSON body loaded with `schema`, or InvalidRequest naming what is wrong."""
+    try:
+        body = decode_json(request.get_data())
+    except MalformedJSON as exc:
+        raise InvalidRequest({"_schema": [str(exc)]}) from None
+    try:
+        return dict(schema.load(body))
+    except ValidationError as exc:
+        raise InvalidRequest(exc.messages) from None
