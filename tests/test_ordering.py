@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis import Redis
 
 from crmsync.core.events import Event
@@ -24,6 +27,50 @@ def test_versions_order_by_time_then_webhook_id() -> None:
     # Offsets are normalised: the same instant written in two zones is the same version.
     other_zone = Event("w", "customer.updated", "2026-11-22T12:00:01+02:00", {}).version
     assert other_zone == version(1)
+
+
+# Instants across the whole range the schema accepts, in time order; the 1960s once sorted backwards.
+INSTANTS = [
+    "0001-01-01T00:00:00.000000+00:00",
+    "1000-06-15T12:00:00.000000+00:00",
+    "1960-01-01T00:00:00.000000+00:00",
+    "1960-01-01T00:00:00.000001+00:00",
+    "1960-01-02T00:00:00.000000+00:00",
+    "1969-12-31T23:59:59.999999+00:00",
+    "1970-01-01T00:00:00.000000+00:00",
+    "1970-01-01T00:00:00.000001+00:00",
+    "2026-11-22T10:00:00.000000+00:00",
+    "9999-12-31T23:59:59.999999+00:00",
+]
+
+
+def test_versions_order_as_time_over_the_whole_range_the_schema_accepts() -> None:
+    versions = [Event("w", "customer.updated", instant, {}).version for instant in INSTANTS]
+    assert versions == sorted(versions)
+    assert len(set(versions)) == len(versions)
+
+
+@pytest.mark.parametrize("instant", INSTANTS[:6])
+def test_before_1970_equal_times_are_still_decided_by_webhook_id(instant: str) -> None:
+    assert (
+        Event("a", "customer.updated", instant, {}).version
+        < Event("b", "customer.updated", instant, {}).version
+    )
+
+
+def test_an_update_the_day_after_a_1960_create_is_applied() -> None:
+    created = Event("w1", "customer.created", "1960-01-01T00:00:00.000000+00:00", {}).version
+    updated = Event("w2", "customer.updated", "1960-01-02T00:00:00.000000+00:00", {}).version
+    ledger = Ledger().after_write(created, {"name": "first"})
+    assert ledger.fields_to_write(updated, {"name": "second"}) == {"name": "second"}
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.datetimes(timezones=st.just(UTC)))
+def test_version_order_is_time_order_for_any_two_instants(first: datetime, second: datetime) -> None:
+    def version_at(moment: datetime) -> str:
+        return Event("w", "customer.updated", moment.isoformat(timespec="microseconds"), {}).version
+
+    assert (version_at(first) < version_at(second)) == (first < second)
 
 
 def test_older_update_of_a_field_is_stale() -> None:

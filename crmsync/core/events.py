@@ -66,14 +66,19 @@ class Event:
 
     @property
     def version(self) -> str:
-        """A totally ordered version: CRM time in microseconds, then the webhook id as tie-break.
+        """A totally ordered version: CRM time in microseconds, then the webhook id as tie-break,
+        as text whose order is time order from year 1 to 9999 (what the schema accepts).
 
         Two events stamped with the same microsecond are ordered by webhook id, so every worker
         reaches the same verdict whatever order they arrive in.
         """
         moment = datetime.fromisoformat(self.timestamp)
         micros = (moment - _EPOCH) // timedelta(microseconds=1)
-        return f"{micros:020d}|{self.webhook_id}"
+        if micros >= 0:
+            return f"{micros:020d}|{self.webhook_id}"
+        # Before 1970: "-" sorts before every digit, and 10**19 + micros (19 digits down to year 1)
+        # grows with the time, so text order stays time order and post-1970 versions keep their form.
+        return f"-{10**19 + micros:019d}|{self.webhook_id}"
 
     def customer_fields(self) -> dict[str, Any]:
         """The customer fields this event sets; a create sets all of them (absent ones to empty)."""
