@@ -27,6 +27,7 @@ from crmsync.sender import SAMPLE_TYPES
 from crmsync.web import create_app
 from sandbox.cli import sandbox_command
 
+from .customer_cli import customer_command
 from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
 
@@ -169,6 +170,7 @@ main.add_command(shell_command)
 main.add_command(run_command)
 main.add_command(sandbox_command)
 main.add_command(dev_command)
+main.add_command(customer_command)
 main.add_command(failed_command)
 main.add_command(replay_command)
 main.add_command(discard_command)

@@ -37,6 +37,7 @@ NAV: list[tuple[str, str]] = [
     ("dashboard.replays", "Replays"),
     ("dashboard.discarded", "Discarded"),
     ("dashboard.erasures", "Erasures"),
+    ("dashboard.customer", "Customer"),
 ]
 
 SECURITY_HEADERS = {

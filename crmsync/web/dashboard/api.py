@@ -14,7 +14,8 @@ from flask import Response, current_app, g, jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 
 from crmsync.operations import MissingReason
-from crmsync.operations.activity import read_snapshot
+from crmsync.operations.activity import read_activity, read_snapshot
+from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import erasure_counts, with_status
 from webhooks.decoding import MalformedJSON, decode_json
 from webhooks.errors import error_response
@@ -81,6 +82,24 @@ def api_csrf_token() -> Response:
 def api_overview() -> Response:
     settings = current_app.config["CRMSYNC_SETTINGS"]
     return jsonify(asdict(read_snapshot(current_app.extensions["crmsync_redis"], settings.queue_name)))
+
+
+@bp.get("/api/customer")
+def api_customer() -> Response | tuple[Response, int]:
+    """`?external_id=X`: the customer's ledger (versions, webhook ids) and jobs (statuses, outcomes)."""
+    external_id = (request.args.get("external_id") or "").strip()
+    if not external_id:
+        return error_response(400, "invalid_request", "Give the customer's external_id.")
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    view = read_customer(current_app.extensions["crmsync_redis"], settings.queue_name, external_id)
+    return jsonify({**view.to_json(), "known": view.known})
+
+
+@bp.get("/api/activity")
+def api_activity() -> Response:
+    """Events per minute over the last two hours: accepted webhooks, and job attempts by outcome."""
+    activity = read_activity(current_app.extensions["crmsync_redis"])
+    return jsonify({"first_minute": activity.first_minute, "series": activity.series})
 
 
 @bp.get("/api/failed")

@@ -12,10 +12,12 @@ from werkzeug.wrappers import Response
 
 from crmsync.core.events import EVENT_TYPES
 from crmsync.operations import MissingReason
-from crmsync.operations.activity import read_snapshot
+from crmsync.operations.activity import read_activity, read_snapshot
+from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import ERASURE_STATUSES, erasure_counts, with_status
 
 from . import NAV, bp
+from .chart import line_chart
 from .csrf import issue_token
 from .params import (
     BadFilter,
@@ -40,8 +42,14 @@ def page_context() -> dict[str, object]:
 @bp.get("/")
 def overview() -> str:
     settings = current_app.config["CRMSYNC_SETTINGS"]
-    snapshot = read_snapshot(current_app.extensions["crmsync_redis"], settings.queue_name)
-    return render_template("dashboard/overview.html", snapshot=snapshot)
+    redis = current_app.extensions["crmsync_redis"]
+    snapshot = read_snapshot(redis, settings.queue_name)
+    activity = read_activity(redis)
+    chart = line_chart(
+        {name: (activity.labels[name], counts) for name, counts in activity.series.items()},
+        activity.first_minute,
+    )
+    return render_template("dashboard/overview.html", snapshot=snapshot, chart=chart)
 
 
 @bp.get("/failed")
@@ -140,3 +148,14 @@ def erasures() -> str | tuple[str, int]:
         return render_template("dashboard/erasures.html", status="", error=str(exc), **context), 400
     shown = with_status(records, status, now)
     return render_template("dashboard/erasures.html", status=status or "", erasures=shown, **context)
+
+
+@bp.get("/customer")
+def customer() -> str:
+    """One customer's ordering ledger and jobs (`?external_id=`): versions and outcomes, no values."""
+    external_id = (request.args.get("external_id") or "").strip()
+    view = None
+    if external_id:
+        settings = current_app.config["CRMSYNC_SETTINGS"]
+        view = read_customer(current_app.extensions["crmsync_redis"], settings.queue_name, external_id)
+    return render_template("dashboard/customer.html", external_id=external_id, view=view)

@@ -1,0 +1,69 @@
+"""`crmsync customer EXTERNAL_ID`: why the platform shows what it shows for one customer.
+
+The same view as the dashboard's customer page (crmsync/operations/customer.py), straight from
+Redis, so it works on a one-off dyno with nothing but REDIS_URL. Identifiers, versions and
+outcomes only: never a name, a description or a label.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.operations.customer import CustomerView, Version, read_customer
+
+__all__ = ["customer_command"]
+
+
+@click.command("customer")
+@click.argument("external_id")
+@click.option("--json", "as_json", is_flag=True, help="The whole view as one JSON object.")
+def customer_command(external_id: str, as_json: bool) -> None:
+    """Show one customer's ordering ledger and its jobs: versions, webhook ids, outcomes, no values."""
+    try:
+        settings = Settings.from_env(role="cli")
+    except SettingsError as exc:
+        click.echo(f"crmsync: configuration error: {exc}", err=True)
+        sys.exit(2)
+    view = read_customer(connect(settings.redis_url), settings.queue_name, external_id)
+    if as_json:
+        click.echo(json.dumps(view.to_json()))
+    else:
+        _print(view)
+    if not view.known:
+        click.echo(f"crmsync: nothing is known about customer {external_id!r} (no ledger, no jobs)", err=True)
+        sys.exit(1)
+
+
+def _print(view: CustomerView) -> None:
+    click.echo(f"customer {view.external_id}")
+    click.echo("ledger (the version that last wrote each: CRM timestamp, webhook id)")
+    for name, version in view.fields.items():
+        click.echo(f"  {name:<12} {_version(version)}")
+    click.echo(f"  {'deleted':<12} {_version(view.deleted)}")
+    click.echo(f"  {'erased':<12} {_version(view.erased)}")
+    if view.hold_seconds is not None:
+        hold = f"held for {view.hold_seconds:.1f} s more after an unanswered request"
+    else:
+        hold = "locked by a worker applying an event" if view.locked else "none"
+    click.echo(f"  {'hold':<12} {hold}")
+    click.echo(f"jobs ({len(view.jobs)}{f', {view.more_jobs} older not shown' if view.more_jobs else ''}),"
+               " newest event first")  # fmt: skip
+    for job in view.jobs:
+        detail = job.outcome or job.failure_class or ""
+        if job.scheduled_for:
+            detail = f"{detail} retry at {job.scheduled_for}".strip()
+        if job.superseded_by_erasure:
+            detail = f"{detail} scrubbed by erasure {job.superseded_by_erasure}".strip()
+        click.echo(
+            f"  {job.job_id}  {job.type:<26} {job.event_timestamp}  {job.webhook_id}  {job.status:<9} "
+            f"attempts={job.attempts} replays={job.replays}  {detail}".rstrip()
+        )
+
+
+def _version(version: Version | None) -> str:
+    return f"{version.timestamp}  {version.webhook_id}" if version else "-"
