@@ -3,7 +3,8 @@ by workers and operators, and the webhooks accepted, duplicate or rejected per m
 
 Workers run in their own processes (on Heroku, their own dynos), which Prometheus cannot scrape.
 So each job adds to two Redis hashes in one pipelined call, and the web's collector reads them:
-counts per `type|outcome`, and a duration histogram per type (a count per bucket, plus sum and count).
+counts per `type|outcome`, and a duration histogram per type (a count per bucket, plus sum and count);
+the same call counts the outcome in the current minute, for the dashboard's chart.
 Labels are event types and fixed outcome names only: never customer data.
 """
 
@@ -22,6 +23,7 @@ from crmsync.core.keys import (
     JOB_OUTCOMES_KEY,
     MINUTE_COUNTER_TTL,
     OPERATOR_ACTIONS_KEY,
+    job_minute_counter_key,
     minute_counter_key,
 )
 
@@ -52,11 +54,15 @@ def outcome_of(result: str) -> str:
 
 
 def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> None:
-    """Count one finished attempt and its duration. A metrics write never fails the job itself."""
+    """Count one finished attempt, its duration, and its outcome in this minute (for the overview's
+    chart). A metrics write never fails the job itself."""
     index = bisect.bisect_left(DURATION_BUCKETS, seconds)
     bucket = str(DURATION_BUCKETS[index]) if index < len(DURATION_BUCKETS) else "+Inf"
+    this_minute = job_minute_counter_key(outcome, current_minute())
     try:
         with redis.pipeline(transaction=False) as pipe:
+            pipe.incr(this_minute)
+            pipe.expire(this_minute, MINUTE_COUNTER_TTL)
             pipe.hincrby(JOB_OUTCOMES_KEY, f"{event_type}|{outcome}", 1)
             pipe.hincrby(JOB_DURATIONS_KEY, f"{event_type}|{bucket}", 1)
             pipe.hincrby(JOB_DURATIONS_KEY, f"{event_type}|count", 1)

@@ -57,15 +57,20 @@ JOB_RESULT_TTL_SECONDS = 86_400
 JOB_FAILURE_TTL_SECONDS = 30 * 86_400
 
 
-# -- per-minute webhook counters (the dashboard's overview, /metrics) ---------------------------------
+# -- per-minute counters of webhooks and job outcomes (the dashboard's overview and chart, /metrics) --
 
-# Two hours: the last full hour is always there, whatever the clock skew between web processes.
-MINUTE_COUNTER_TTL = 7200
+# Three hours: the overview's two-hour chart is always whole, whatever the clock skew between processes.
+MINUTE_COUNTER_TTL = 3 * 3600
 
 
 def minute_counter_key(outcome: str, minute: int) -> str:
     """Deliveries with `outcome` in one minute (unix time // 60)."""
     return f"{PREFIX}:webhooks:{outcome}:{minute}"
+
+
+def job_minute_counter_key(outcome: str, minute: int) -> str:
+    """Job attempts that ended with `outcome` (succeeded, stale, retried, failed) in one minute."""
+    return f"{PREFIX}:jobs:{outcome}:{minute}"
 
 
 # -- job metrics, kept in Redis for the web's /metrics (crmsync.core.counters) -------------------------

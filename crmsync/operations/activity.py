@@ -13,10 +13,10 @@ from redis import Redis
 
 from crmsync.core import rq_internals
 from crmsync.core.counters import WEBHOOK_OUTCOMES, current_minute
-from crmsync.core.keys import minute_counter_key
+from crmsync.core.keys import job_minute_counter_key, minute_counter_key
 from crmsync.core.queue import app_queue
 
-__all__ = ["QueueSnapshot", "read_snapshot"]
+__all__ = ["QueueSnapshot", "read_snapshot", "Activity", "ACTIVITY_SERIES", "read_activity"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,37 @@ def read_snapshot(redis: Redis, queue_name: str) -> QueueSnapshot:
         oldest_queued_age_seconds=age,
         webhooks_last_hour=per_outcome,
     )
+
+
+# The overview's chart: (name, label, counter key of one minute) per series, in drawing order.
+# "applied" is the jobs' `succeeded` outcome: applied, or nothing left to change (no-op).
+ACTIVITY_SERIES = (
+    ("accepted", "accepted", lambda minute: minute_counter_key("accepted", minute)),
+    ("applied", "applied", lambda minute: job_minute_counter_key("succeeded", minute)),
+    ("stale", "stale", lambda minute: job_minute_counter_key("stale", minute)),
+    ("retried", "retried", lambda minute: job_minute_counter_key("retried", minute)),
+    ("failed", "failed", lambda minute: job_minute_counter_key("failed", minute)),
+)
+ACTIVITY_MINUTES = 120
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Events per minute over a window: accepted webhooks, and job attempts by outcome."""
+
+    first_minute: int  # unix time // 60 of the first count
+    series: dict[str, list[int]]
+    labels: dict[str, str]
+
+
+def read_activity(redis: Redis, minutes: int = ACTIVITY_MINUTES, now: float | None = None) -> Activity:
+    """The last `minutes` minutes (the current one last) of every series, in one MGET."""
+    last = current_minute(now)
+    window = range(last - minutes + 1, last + 1)
+    keys = [key_of(minute) for _, _, key_of in ACTIVITY_SERIES for minute in window]
+    counts = [int(value or 0) for value in redis.mget(keys)]
+    series = {
+        name: counts[index * minutes : (index + 1) * minutes]
+        for index, (name, _, _) in enumerate(ACTIVITY_SERIES)
+    }
+    return Activity(window.start, series, {name: label for name, label, _ in ACTIVITY_SERIES})
