@@ -3,7 +3,7 @@ and customer data crafted as markup never runs.
 
 Chromium and its driver come from Debian (`chromium`, `chromium-driver`); the fixture installs them
 with apt-get when they are missing and it runs as root, and fails (never skips) when it cannot.
-Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png.
+Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png (the overview) and docs/dashboard-failed.png.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
+from crmsync.core.counters import current_minute
+from crmsync.core.keys import job_minute_counter_key, minute_counter_key
 from crmsync.core.settings import Settings
 from tests.support import DASHBOARD_PASSWORD, DASHBOARD_USER, Deliver, event, fail, work
 
@@ -115,7 +117,9 @@ def test_an_operator_replays_a_failed_job_and_crafted_markup_never_runs(
     assert "alert(1)" not in browser.page_source
     assert_nothing_ran(browser)
     screenshot = (
-        ROOT / "docs" / "dashboard.png" if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "shot.png"
+        ROOT / "docs" / "dashboard-failed.png"
+        if os.environ.get("UPDATE_SCREENSHOT")
+        else tmp_path / "shot.png"
     )
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.read_bytes().startswith(b"\x89PNG")
@@ -131,4 +135,75 @@ def test_an_operator_replays_a_failed_job_and_crafted_markup_never_runs(
     assert EXTERNAL_ID in replayed.text
     assert replayed.find_element(By.CSS_SELECTOR, ".status").text == "finished"
     assert replayed.find_element(By.CSS_SELECTOR, ".outcome").text == "applied"
+    assert_nothing_ran(browser)
+
+
+def seed_two_hours_of_activity(redis: Redis) -> dict[str, int]:
+    """Per-minute counters as the intake and the workers would have left them over two hours (a busy
+    spell, a burst of retries while the API was down), written to the keys they write; their totals."""
+    now = current_minute()
+    totals = dict.fromkeys(("accepted", "applied", "stale", "retried", "failed"), 0)
+    with redis.pipeline(transaction=False) as pipe:
+        for ago in range(1, 120):
+            accepted = 20 + (ago * 7) % 13 + (25 if 40 <= ago <= 55 else 0)
+            retried = 9 if 70 <= ago <= 76 else ago % 11 == 0
+            counts = {"accepted": accepted, "applied": accepted * 6 // 10, "stale": accepted * 3 // 10,
+                      "retried": int(retried), "failed": int(ago == 73)}  # fmt: skip
+            for name, count in counts.items():
+                key = (
+                    minute_counter_key("accepted", now - ago)
+                    if name == "accepted"
+                    else job_minute_counter_key("succeeded" if name == "applied" else name, now - ago)
+                )
+                pipe.set(key, count, ex=3600 * 3)
+                totals[name] += count
+        pipe.execute()
+    return totals
+
+
+def test_the_overview_chart_and_a_customers_page_render_without_script(
+    browser: webdriver.Chrome,
+    dashboard: str,
+    deliver: Deliver,
+    settings: Settings,
+    redis: Redis,
+    tmp_path: Path,
+) -> None:
+    totals = seed_two_hours_of_activity(redis)
+    deliver(event("created", EXTERNAL_ID, name=NAME), webhook_id="msg_first")
+    deliver(event("updated", EXTERNAL_ID, at="2026-11-22T11:00:00Z", labels=[NAME]), webhook_id="msg_second")
+    work(settings, redis)
+    totals["accepted"] += 2
+    totals["applied"] += 2
+
+    parts = urlsplit(dashboard)
+    browser.get(f"http://{DASHBOARD_USER}:{DASHBOARD_PASSWORD}@{parts.netloc}/dashboard/")
+    chart = browser.find_element(By.ID, "activity-chart")
+    assert chart.tag_name == "svg" and chart.size["width"] > 600 and chart.size["height"] > 100
+    lines = chart.find_elements(By.CSS_SELECTOR, "polyline.series")
+    assert {
+        line.get_attribute("data-series"): int(line.get_attribute("data-total") or -1) for line in lines
+    } == totals
+    assert all(len((line.get_attribute("points") or "").split()) == 120 for line in lines)
+    # The stylesheet colours each series (an inline style would be refused by the CSP).
+    strokes = {line.value_of_css_property("stroke") for line in lines}
+    assert len(strokes) == 5 and "none" not in strokes
+    legend = browser.find_element(By.ID, "legend-failed").text
+    assert legend == f"failed {totals['failed']}"
+    assert browser.find_elements(By.CSS_SELECTOR, "script") == []
+    screenshot = (
+        ROOT / "docs" / "dashboard.png" if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "shot.png"
+    )
+    assert browser.save_screenshot(str(screenshot))
+
+    # One customer: found by its external id, ledger and jobs shown, values never.
+    navigate(browser, browser.find_element(By.LINK_TEXT, "Customer"))
+    browser.find_element(By.NAME, "external_id").send_keys(EXTERNAL_ID)
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button"))
+    assert browser.find_element(By.CSS_SELECTOR, ".summary .external-id").text == EXTERNAL_ID
+    assert "msg_second" in browser.find_element(By.ID, "ledger-labels").text
+    assert "msg_first" in browser.find_element(By.ID, "ledger-name").text
+    outcomes = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#customer-jobs .outcome")]
+    assert outcomes == ["applied", "applied"]
+    assert NAME not in browser.page_source and "alert(1)" not in browser.page_source
     assert_nothing_ran(browser)
