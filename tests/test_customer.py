@@ -10,11 +10,13 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+import pytest
 import requests
 from redis import Redis
 
+from crmsync.core.events import Event
 from crmsync.core.settings import Settings
-from crmsync.operations.customer import read_customer
+from crmsync.operations.customer import Version, read_customer
 from sandbox.server import RunningSandbox
 from tests.support import (
     AUTH,
@@ -163,3 +165,20 @@ def test_the_dashboard_shows_the_same_view_escaped_and_without_values(
 
     missing = requests.get(f"{dashboard}/api/customer", auth=AUTH, timeout=10)
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "timestamp, shown",
+    [
+        ("2026-11-22T10:00:00Z", "2026-11-22T10:00:00.000000Z"),
+        ("2026-11-22T11:00:00.000001+01:00", "2026-11-22T10:00:00.000001Z"),
+        ("1960-05-01T10:00:00.5Z", "1960-05-01T10:00:00.500000Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_a_ledger_version_reads_back_as_the_events_utc_time_and_webhook_id(
+    timestamp: str, shown: str
+) -> None:
+    version = Event("msg_1|x", "customer.updated", timestamp, {"external_id": "crm-1"}).version
+    assert Version.parse(version) == Version(shown, "msg_1|x")

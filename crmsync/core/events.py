@@ -17,6 +17,7 @@ __all__ = [
     "CUSTOMER_FIELDS",
     "PERSONAL_FIELDS",
     "normalize_labels",
+    "parse_version",
 ]
 
 # The event types of the webhook contract, defined here only.
@@ -105,3 +106,10 @@ class Event:
 def normalize_labels(labels: list[str]) -> list[str]:
     """Lower-case and de-duplicate, keeping first-seen order (the platform lower-cases labels too)."""
     return list(dict.fromkeys(label.lower() for label in labels))
+
+
+def parse_version(version: str) -> tuple[datetime, str]:
+    """The CRM time and webhook id of a version made by `Event.version` (for showing it to operators)."""
+    digits, _, webhook_id = version.partition("|")
+    micros = int(digits[1:]) - 10**19 if digits.startswith("-") else int(digits)
+    return _EPOCH + timedelta(microseconds=micros), webhook_id

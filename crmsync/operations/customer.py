@@ -17,6 +17,7 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from crmsync.core.events import parse_version
 from crmsync.core.keys import customer_jobs_key, customer_lock_key, customer_state_key
 from crmsync.core.queue import app_queue
 from crmsync.core.redis_conn import as_text
@@ -39,11 +40,10 @@ class Version:
 
     @classmethod
     def parse(cls, version: str) -> Version | None:
-        """`00001763805600000000|msg_1` (microseconds since the epoch, webhook id) or None when empty."""
+        """A ledger's version (see `Event.version`) as a UTC time and a webhook id; None when empty."""
         if not version:
             return None
-        micros, _, webhook_id = version.partition("|")
-        moment = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
+        moment, webhook_id = parse_version(version)
         return cls(moment.isoformat(timespec="microseconds").replace("+00:00", "Z"), webhook_id)
 
 
