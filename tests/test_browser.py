@@ -3,7 +3,8 @@ and customer data crafted as markup never runs.
 
 Chromium and its driver come from Debian (`chromium`, `chromium-driver`); the fixture installs them
 with apt-get when they are missing and it runs as root, and fails (never skips) when it cannot.
-Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png (the overview) and docs/dashboard-failed.png.
+Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png (the overview), docs/dashboard-failed.png and
+docs/dashboard-customer.png.
 """
 
 from __future__ import annotations
@@ -207,3 +208,5 @@ def test_the_overview_chart_and_a_customers_page_render_without_script(
     assert outcomes == ["applied", "applied"]
     assert NAME not in browser.page_source and "alert(1)" not in browser.page_source
     assert_nothing_ran(browser)
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        assert browser.save_screenshot(str(ROOT / "docs" / "dashboard-customer.png"))
