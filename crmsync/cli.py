@@ -30,6 +30,7 @@ from sandbox.cli import sandbox_command
 from .customer_cli import customer_command
 from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
+from .reconcile_cli import import_command, reconcile_command
 
 
 class Commands(click.Group):
@@ -174,3 +175,5 @@ main.add_command(customer_command)
 main.add_command(failed_command)
 main.add_command(replay_command)
 main.add_command(discard_command)
+main.add_command(import_command)
+main.add_command(reconcile_command)

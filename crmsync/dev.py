@@ -173,7 +173,13 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         "-H", "Content-Type: application/json", "-d", query, env["CUSTOMERS_API_URL"],
     ])  # fmt: skip
     exports = shlex.join(
-        ["export", f"REDIS_URL={env['REDIS_URL']}", f"WEBHOOK_SECRET={env['WEBHOOK_SECRET']}"]
+        [
+            "export",
+            f"REDIS_URL={env['REDIS_URL']}",
+            f"WEBHOOK_SECRET={env['WEBHOOK_SECRET']}",
+            f"CUSTOMERS_API_URL={env['CUSTOMERS_API_URL']}",
+            f"CUSTOMERS_API_TOKEN={env['CUSTOMERS_API_TOKEN']}",
+        ]
     )
     click.echo(
         "\ncrmsync is running (Ctrl-C stops everything):\n"
@@ -183,12 +189,15 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         f"  sandbox    {env['CUSTOMERS_API_URL']}\n"
         f"             {env['PERSONAL_DATA_API_URL']}\n"
         f"  redis      {'embedded, ' if redis else ''}{redact_url(env['REDIS_URL'])}\n\n"
-        "In another shell, point the crmsync commands (failed, erasures, customer, send-sample) here:\n"
+        "In another shell, point the crmsync commands (failed, erasures, customer, send-sample, import,\n"
+        "reconcile) here:\n"
         f"  {exports}\n\n"
         "Send a signed sample webhook:\n"
         f"  {command}\n\n"
         "Then see the customer in the sandbox:\n"
-        f"  {look}\n",
+        f"  {look}\n\n"
+        "Backfill from the sample CRM export (README: Backfill and reconcile):\n"
+        f"  {shlex.quote(str(crmsync))} import examples/export.csv\n",
     )
 
 

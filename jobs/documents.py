@@ -50,6 +50,7 @@ DOCUMENTS: dict[str, GraphQLRequest] = {
         "update_customer",
         "delete_customer",
         "delete_personal_customer_data",
+        "list_customers",
     )
 }
 FIND_CUSTOMER = DOCUMENTS["find_customer"]
@@ -57,3 +58,4 @@ CREATE_CUSTOMER = DOCUMENTS["create_customer"]
 UPDATE_CUSTOMER = DOCUMENTS["update_customer"]
 DELETE_CUSTOMER = DOCUMENTS["delete_customer"]
 DELETE_PERSONAL_CUSTOMER_DATA = DOCUMENTS["delete_personal_customer_data"]
+LIST_CUSTOMERS = DOCUMENTS["list_customers"]

@@ -21,6 +21,7 @@ API_OF = {
     "update_customer": "customers",
     "delete_customer": "customers",
     "delete_personal_customer_data": "personal_data",
+    "list_customers": "customers",
 }
 
 

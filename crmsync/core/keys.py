@@ -85,3 +85,14 @@ DISCARDED_KEY = f"{PREFIX}:discarded"
 REPLAYED_KEY = f"{PREFIX}:replayed"
 # How many replay and discard records are kept.
 KEEP_OPERATOR_RECORDS = 10_000
+
+# -- reconcile reports (crmsync.operations.reconcile_reports) -----------------------------------
+
+# One JSON string per run, kept for RECONCILE_REPORT_RETENTION_DAYS, and an index of the runs by
+# start time (a sorted set).
+RECONCILE_REPORTS_KEY = f"{PREFIX}:reconcile:reports"
+
+
+def reconcile_report_key(run_id: str) -> str:
+    """One reconcile run's report (counts and external ids, no customer data)."""
+    return f"{PREFIX}:reconcile:report:{run_id}"

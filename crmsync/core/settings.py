@@ -60,6 +60,7 @@ class Settings:
     worker_maintenance_interval: int = 30
     worker_shutdown_grace_seconds: int = 20
     in_flight_hold_seconds: int = 30
+    reconcile_report_retention_days: int = 30
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"
     dashboard_password: str = field(default="", repr=False)
@@ -94,6 +95,7 @@ class Settings:
             worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
             worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
             in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30),
+            reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
             dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),

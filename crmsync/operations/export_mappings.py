@@ -1,0 +1,127 @@
+"""Which mapping reads a source's export: `standard`, or a CRM's through the mapping engine.
+
+The CRM sources reuse the mappings their webhooks use (`webhooks/mappings.py`: per-source defaults,
+or the CRMSYNC_MAPPINGS file), so an export and a webhook of the same record map to the same
+customer — same external id (prefix included), same fields, same version field:
+
+- salesforce: `--object` is an sObject type of the mapping (default `Account`): its `external_id`
+  (`Id`), `version` (`LastModifiedDate`) and `fields`; a record whose `deleted` checkbox
+  (`IsDeleted`) is true is left out, as if it were not in the export;
+- pipedrive: an entity of the mapping (default `organization`): its `external_id` (`id`) and
+  `fields`; no version field (so `--as-of`);
+- hubspot: the mapping's object (`company`): the id in `hs_object_id`, else `id`, else `Record ID`;
+  the version in `hs_lastmodifieddate`; the `fields` are property names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhooks.mappings import SYNC, HubSpotMapping, MappingError, Mappings, RecordMapping, mappings_from_env
+
+from .records import (
+    CustomerRecord,
+    ExportMapping,
+    RecordSkipped,
+    StandardMapping,
+    customer_value,
+    external_id_of,
+    parse_time,
+)
+
+__all__ = ["SOURCES", "MappingUnavailable", "CrmExportMapping", "mapping_for"]
+
+SOURCES = ("standard", "hubspot", "salesforce", "pipedrive")
+DEFAULT_OBJECTS = {"salesforce": "Account", "pipedrive": "organization"}
+HUBSPOT_ID_KEYS = ("hs_object_id", "id", "Record ID")
+HUBSPOT_VERSION_KEY = "hs_lastmodifieddate"
+
+
+class MappingUnavailable(ValueError):
+    """No mapping reads this source's exports of this object type (or the mappings file is invalid)."""
+
+
+@dataclass(frozen=True)
+class CrmExportMapping:
+    """A CRM's export record → customer record, after that CRM's webhook mapping."""
+
+    source: str
+    external_id_keys: tuple[str, ...]
+    fields_of: Callable[[Mapping[str, Any]], dict[str, Any]]
+    external_id_prefix: str = ""
+    version_key: str = ""
+    deleted_key: str = ""
+
+    def customer_record(self, line: int, record: Mapping[str, Any]) -> CustomerRecord:
+        key = next(
+            (k for k in self.external_id_keys if record.get(k) not in (None, "")), self.external_id_keys[0]
+        )
+        if self.deleted_key and str(record.get(self.deleted_key) or "").strip().lower() == "true":
+            # Deleted in the CRM: no external id, so reconcile sees it as missing from the export.
+            raise RecordSkipped(f"deleted in the CRM ({self.deleted_key!r} is true)")
+        external_id = self.external_id_prefix + external_id_of(record.get(key), key)
+        fields = {
+            name: customer_value(name, value, name, external_id)
+            for name, value in self.fields_of(record).items()
+        }
+        version = None
+        if self.version_key and record.get(self.version_key) not in (None, ""):
+            version = parse_time(record[self.version_key], self.version_key, external_id)
+        return CustomerRecord(line, external_id, fields, version)
+
+
+def mapping_for(
+    source: str, object_type: str = "", environ: Mapping[str, str] | None = None
+) -> ExportMapping:
+    """The mapping of `source`'s exports (of `object_type` where the source has several)."""
+    if source == "standard":
+        if object_type:
+            raise MappingUnavailable("the standard source has no object types: leave --object out")
+        return StandardMapping()
+    try:
+        mappings = mappings_from_env(environ)
+    except MappingError as exc:
+        raise MappingUnavailable(str(exc)) from None
+    if source == "hubspot":
+        return _hubspot(mappings.hubspot, object_type)
+    if source in ("salesforce", "pipedrive"):
+        return _record_type(source, mappings, object_type or DEFAULT_OBJECTS[source])
+    raise MappingUnavailable(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+
+
+def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
+    if object_type and object_type != mapping.object:
+        raise MappingUnavailable(f"the HubSpot mapping syncs {mapping.object!r} records, not {object_type!r}")
+
+    def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for prop in dict.fromkeys(mapping.fields.values()):
+            if prop in record:
+                found.update(mapping.customer_data(prop, record[prop]))
+        return found
+
+    return CrmExportMapping(
+        "hubspot", HUBSPOT_ID_KEYS, fields_of, mapping.external_id_prefix, version_key=HUBSPOT_VERSION_KEY
+    )
+
+
+def _record_type(source: str, mappings: Mappings, object_type: str) -> CrmExportMapping:
+    table: Mapping[str, RecordMapping] = getattr(mappings, source)
+    mapping = table.get(object_type)
+    if mapping is None:
+        known = ", ".join(name for name, m in table.items() if m.action == SYNC) or "none"
+        raise MappingUnavailable(
+            f"no {source} mapping for {object_type!r} (mapped: {known}); see CRMSYNC_MAPPINGS"
+        )
+    if mapping.action != SYNC:
+        raise MappingUnavailable(f"{source} {object_type!r} records are erasure requests, not customers")
+    return CrmExportMapping(
+        source,
+        (mapping.external_id,),
+        mapping.customer_data,
+        mapping.external_id_prefix,
+        version_key=mapping.version,
+        deleted_key=mapping.deleted,
+    )

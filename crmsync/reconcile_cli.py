@@ -1,0 +1,273 @@
+"""`crmsync import` and `crmsync reconcile`: backfill the platform from a CRM export, and find and
+repair drift between them (crmsync/operations/importer.py and reconcile.py do the work)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from crmsync.core.queue import EventQueue
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.operations.export_events import utc_timestamp
+from crmsync.operations.export_mappings import SOURCES, MappingUnavailable, mapping_for
+from crmsync.operations.exports import ExportError, read_export
+from crmsync.operations.importer import ImportSummary, import_records
+from crmsync.operations.reconcile import ListingFailed, ReconcileRun, reconcile
+from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
+from crmsync.operations.records import map_records, parse_time
+from jobs.platform_api import PlatformApi
+
+__all__ = ["import_command", "reconcile_command", "EXIT_DRIFT", "EXIT_REFUSED", "EXIT_FAILED"]
+
+EXIT_DRIFT = 1  # --check, and the run found drift
+EXIT_REFUSED = 3  # the plan deletes too much (or with unreadable lines): nothing was applied
+EXIT_FAILED = 4  # the platform could not be listed
+SHOWN_PER_KIND = 20
+
+
+def _source_options(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--source",
+                type=click.Choice(SOURCES),
+                default="standard",
+                show_default=True,
+                help="Which CRM produced the export (its mapping says which keys mean what).",
+            ),
+            click.option(
+                "--object", "object_type", default="", help="The record type, where a source has several."
+            ),
+            click.option(
+                "--as-of",
+                default=None,
+                help="The export's time (RFC 3339) for records without a "
+                "version field [default: the file's modification time].",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object, for scripts."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command("import")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_source_options
+def import_command(export: Path, source: str, object_type: str, as_of: str | None, as_json: bool) -> None:
+    """Queue every record of a CRM export (CSV, JSON array or NDJSON) as an upsert event.
+
+    Records go through the normal pipeline (queue, worker, ordering, retries). Running the same
+    import again sends nothing to the platform.
+    """
+    settings = _settings()
+    mapping = _mapping(source, object_type)
+    version = _as_of(export, as_of)
+    redis = connect(settings.redis_url)
+    accept = EventQueue(redis, settings).accept
+    with _progress(export, "importing", quiet=as_json) as on_bytes:
+        lines = read_export(export, progress=on_bytes)
+        summary = _exported(lambda: import_records(map_records(lines, mapping), version, redis, accept))
+    if as_json:
+        click.echo(
+            json.dumps({"source": source, "object": object_type, "as_of": version, **summary.to_json()})
+        )
+        return
+    _print_import(summary)
+
+
+@click.command("reconcile")
+@click.argument("export", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_source_options
+@click.option(
+    "--apply", is_flag=True, help="Queue the plan's changes (without it: a dry run, nothing is sent)."
+)
+@click.option("--delete-missing", is_flag=True, help="Delete platform customers the export does not have.")
+@click.option(
+    "--max-deletes",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Refuse a plan deleting more [default: 10% of those with an external id].",
+)
+@click.option("--check", is_flag=True, help="Exit with status 1 when the run found drift (for cron alerts).")
+@click.option("--history", is_flag=True, help="List the kept reports of earlier runs instead.")
+def reconcile_command(
+    export: Path | None,
+    source: str,
+    object_type: str,
+    as_of: str | None,
+    as_json: bool,
+    apply: bool,
+    delete_missing: bool,
+    max_deletes: int | None,
+    check: bool,
+    history: bool,
+) -> None:
+    """Compare a CRM export with every platform customer; plan (and with --apply, queue) the
+    creates, updates and deletes that make the platform match it.
+
+    Exit status: 0 success (drift or not), 1 drift found with --check, 3 refused (too many
+    deletions: nothing applied), 4 the platform could not be listed.
+    """
+    settings = _settings()
+    reports = ReconcileReports(connect(settings.redis_url), settings.reconcile_report_retention_days)
+    if history:
+        _print_history(reports.recent(), as_json)
+        return
+    if export is None:
+        raise click.UsageError("give the export FILE to reconcile (or --history)")
+    if settings.customers_api is None:
+        click.echo(
+            "crmsync: configuration error: reconcile needs CUSTOMERS_API_URL and CUSTOMERS_API_TOKEN",
+            err=True,
+        )
+        sys.exit(2)
+    run = ReconcileRun(
+        export=export,
+        mapping=_mapping(source, object_type),
+        as_of=_as_of(export, as_of),
+        object=object_type,
+        apply=apply,
+        delete_missing=delete_missing,
+        max_deletes=max_deletes,
+    )
+    accept = EventQueue(connect(settings.redis_url), settings).accept
+    api = PlatformApi("customers", settings.customers_api, settings.api_timeout_seconds)
+    try:
+        with _listing_progress(quiet=as_json) as on_page:
+            report = _exported(lambda: reconcile(run, api, accept, reports, on_page))
+    except ListingFailed as exc:
+        click.echo(f"crmsync: {exc}; nothing was planned or applied", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        api.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        _print_report(report)
+    if report.refused:
+        sys.exit(EXIT_REFUSED)
+    if check and report.drift:
+        sys.exit(EXIT_DRIFT)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(role="cli")
+    except SettingsError as exc:
+        click.echo(f"crmsync: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _mapping(source: str, object_type: str) -> Any:
+    try:
+        return mapping_for(source, object_type)
+    except MappingUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _as_of(export: Path, given: str | None) -> str:
+    """The version of records without one: --as-of, else when the export file was last written."""
+    if given is None:
+        return utc_timestamp(datetime.fromtimestamp(export.stat().st_mtime, UTC))
+    try:
+        return parse_time(given, "--as-of")
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; e.g. 2026-11-20T09:30:00Z", param_hint="--as-of") from None
+
+
+def _exported(work: Any) -> Any:
+    """Run `work`, turning an export that cannot be read at all into a one-line error."""
+    try:
+        return work()
+    except ExportError as exc:
+        click.echo(f"crmsync: cannot read the export: {exc}", err=True)
+        sys.exit(2)
+
+
+@contextmanager
+def _progress(export: Path, label: str, quiet: bool) -> Iterator[Any]:
+    """A progress bar over the export's bytes on a terminal (stderr); nothing when not a terminal."""
+    with tqdm(
+        total=export.stat().st_size,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        leave=False,
+        disable=True if quiet else None,
+        file=sys.stderr,
+    ) as bar:
+        yield bar.update
+
+
+@contextmanager
+def _listing_progress(quiet: bool) -> Iterator[Any]:
+    with tqdm(
+        desc="listing the platform",
+        unit=" customers",
+        leave=False,
+        disable=True if quiet else None,
+        file=sys.stderr,
+    ) as bar:
+        yield bar.update
+
+
+def _print_import(summary: ImportSummary) -> None:
+    click.echo(
+        f"{summary.read} records read: {summary.queued} queued, {summary.up_to_date} already up to date, "
+        f"{summary.already_queued} already queued, {len(summary.skipped)} skipped"
+    )
+    for skipped in summary.skipped:
+        click.echo(f"  skipped line {skipped.line}: {skipped.reason}")
+
+
+def _print_report(report: ReconcileReport) -> None:
+    counts = report.counts
+    click.echo(
+        f"platform: {counts['platform_customers']} customers in {report.pages} page(s), "
+        f"{counts['without_external_id']} without an external id (never touched)"
+    )
+    plan = ", ".join(f"{kind} {counts[kind]}" for kind in (*KINDS, "unchanged", "skipped"))
+    click.echo(f"plan: {plan}")
+    for kind in KINDS:
+        ids = report.external_ids[kind]
+        shown = [f"{i} ({', '.join(report.updated_fields[i])})" if kind == "update" else i for i in ids]
+        more = (
+            f" ... and {len(ids) - SHOWN_PER_KIND} more (--json lists them all)"
+            if len(ids) > SHOWN_PER_KIND
+            else ""
+        )
+        if ids:
+            click.echo(f"  {kind}: {' '.join(shown[:SHOWN_PER_KIND])}{more}")
+    if counts["not_in_export"]:
+        click.echo(
+            f"  {counts['not_in_export']} platform customer(s) not in the export (--delete-missing: delete)"
+        )
+    for skipped in report.skipped_records[:SHOWN_PER_KIND]:
+        click.echo(f"  skipped line {skipped['line']}: {skipped['reason']}")
+    if report.refused:
+        click.echo(click.style(f"REFUSED: {report.refused}; nothing was applied", fg="red"), err=True)
+    elif report.outcome == "applied":
+        click.echo(f"applied: {report.queued} event(s) queued (crmsync failed lists any that fail)")
+    else:
+        click.echo("dry run: nothing was sent (--apply queues the plan)")
+    click.echo(f"report {report.run_id} kept (crmsync reconcile --history)")
+
+
+def _print_history(reports: list[ReconcileReport], as_json: bool) -> None:
+    for report in reports:
+        if as_json:
+            click.echo(json.dumps(report.to_json()))
+            continue
+        counts = " ".join(f"{kind}={report.counts.get(kind, 0)}" for kind in (*KINDS, "unchanged", "skipped"))
+        what = f"{report.outcome:<8} {report.source:<10} {counts}"
+        click.echo(f"{report.started_at}  {report.run_id}  {what}  {report.export}")
