@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -210,7 +210,8 @@ def _progress(export: Path, label: str, quiet: bool) -> Iterator[Any]:
 
 
 @contextmanager
-def _listing_progress(quiet: bool) -> Iterator[Any]:
+def _listing_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar over the platform's customers, its total set from the first page."""
     with tqdm(
         desc="listing the platform",
         unit=" customers",
@@ -218,7 +219,13 @@ def _listing_progress(quiet: bool) -> Iterator[Any]:
         disable=True if quiet else None,
         file=sys.stderr,
     ) as bar:
-        yield bar.update
+
+        def on_page(size: int, total: int) -> None:
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(size)
+
+        yield on_page
 
 
 def _print_import(summary: ImportSummary) -> None:

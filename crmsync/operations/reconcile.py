@@ -58,9 +58,10 @@ class ReconcileRun:
 
 
 def list_platform(
-    api: PlatformApi, on_page: Callable[[int], None] | None = None
+    api: PlatformApi, on_page: Callable[[int, int], None] | None = None
 ) -> tuple[PlatformIndex, int]:
-    """Index every non-system customer; return the index and the number of pages read."""
+    """Index every non-system customer; return the index and the number of pages read. `on_page` is
+    told each page's size and the listing's total (for a progress bar)."""
     index, after, pages = PlatformIndex(), None, 0
     while True:
         connection = _page(api, after)["customers"]
@@ -68,7 +69,7 @@ def list_platform(
             index.add(node)
         pages += 1
         if on_page is not None:
-            on_page(len(connection["nodes"]))
+            on_page(len(connection["nodes"]), int(connection.get("totalCount") or 0))
         if not connection["pageInfo"]["hasNextPage"]:
             return index, pages
         after = connection["pageInfo"]["endCursor"]
@@ -93,7 +94,7 @@ def reconcile(
     api: PlatformApi,
     accept: Accept,
     reports: ReconcileReports,
-    on_page: Callable[[int], None] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> ReconcileReport:
     """List, plan, check, (apply,) and keep the report; return it."""
     started = datetime.now(UTC)

@@ -5,7 +5,7 @@ whose workers are separate processes, they use its multiprocess mode (PROMETHEUS
 crmsync/gunicorn_conf.py), so every scrape sums all of them; elsewhere (tests, `flask run`) a plain
 registry. Workers run where nothing can scrape them, so their figures are kept in Redis
 (crmsync/core/counters.py) and read here, together with the queue's gauges and the erasure audit trail's
-counts, at scrape time.
+counts and the last reconcile run's drift, at scrape time.
 Labels are event types and fixed codes only, never customer data.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Iterator
+from datetime import datetime
 
 from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,6 +28,7 @@ from crmsync.core.keys import ERASURE_AUDIT_KEY
 from crmsync.core.settings import Settings
 from crmsync.erasure.audit import erasure_summary
 from crmsync.operations.activity import read_snapshot
+from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
 from webhooks.errors import error_response
 from webhooks.metrics import WEB_REGISTRY
 
@@ -117,6 +119,44 @@ def _erasure_metrics(audit_entries: int, counts: dict[str, int] | None) -> Itera
     yield erasures
 
 
+class ReconcileCollector:
+    """The last `crmsync reconcile` run's drift, from its report in Redis (nothing before the first)."""
+
+    def __init__(self, reports: ReconcileReports) -> None:
+        self._reports = reports
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            report = self._reports.latest()
+        except RedisError:
+            return  # crmsync_redis_up (QueueCollector) already says so.
+        if report is not None:
+            yield from _reconcile_metrics(report)
+
+
+def _reconcile_metrics(report: ReconcileReport) -> Iterator[Metric]:
+    drift = GaugeMetricFamily(
+        "crmsync_reconcile_last_run_drift",
+        "Changes the last reconcile run planned, by kind (create, update, delete).",
+        labels=["kind"],
+    )
+    for kind in KINDS:
+        drift.add_metric([kind], report.counts.get(kind, 0))
+    yield drift
+    yield GaugeMetricFamily(
+        "crmsync_reconcile_last_run_skipped", "Export records the last reconcile run skipped.",
+        value=report.counts.get("skipped", 0),
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "crmsync_reconcile_last_run_refused", "1 when the last reconcile run was refused (deletions).",
+        value=1 if report.refused else 0,
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "crmsync_reconcile_last_run_timestamp_seconds", "When the last reconcile run started (unix time).",
+        value=datetime.fromisoformat(report.started_at).timestamp(),
+    )  # fmt: skip
+
+
 def render_metrics(redis: Redis, settings: Settings) -> bytes:
     """Every metric, in Prometheus's text format."""
     registry = CollectorRegistry()
@@ -125,6 +165,7 @@ def render_metrics(redis: Redis, settings: Settings) -> bytes:
     else:
         registry.register(WEB_REGISTRY)
     registry.register(QueueCollector(redis, settings.queue_name, settings.erasure_deadline_days))
+    registry.register(ReconcileCollector(ReconcileReports(redis, settings.reconcile_report_retention_days)))
     return generate_latest(registry)
 
 

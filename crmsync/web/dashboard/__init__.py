@@ -38,6 +38,7 @@ NAV: list[tuple[str, str]] = [
     ("dashboard.discarded", "Discarded"),
     ("dashboard.erasures", "Erasures"),
     ("dashboard.customer", "Customer"),
+    ("dashboard.reconcile_runs", "Reconcile"),
 ]
 
 SECURITY_HEADERS = {

@@ -29,6 +29,7 @@ from .params import (
     failed_jobs,
     failure_filter,
     operator,
+    reconcile_reports,
 )
 
 MAX_PER_PAGE = 500
@@ -183,3 +184,9 @@ def _load(schema: Schema) -> dict[str, Any]:
         return dict(schema.load(body))
     except ValidationError as exc:
         raise InvalidRequest(exc.messages) from None
+
+
+@bp.get("/api/reconcile")
+def api_reconcile() -> Response:
+    """The kept reconcile reports, newest first (as `crmsync reconcile --history --json`)."""
+    return jsonify({"reports": [report.to_json() for report in reconcile_reports().recent()]})

@@ -27,6 +27,7 @@ from .params import (
     failure_filter,
     filter_args,
     operator,
+    reconcile_reports,
 )
 
 PER_PAGE = 50
@@ -159,3 +160,18 @@ def customer() -> str:
         settings = current_app.config["CRMSYNC_SETTINGS"]
         view = read_customer(current_app.extensions["crmsync_redis"], settings.queue_name, external_id)
     return render_template("dashboard/customer.html", external_id=external_id, view=view)
+
+
+@bp.get("/reconcile")
+def reconcile_runs() -> str:
+    """`crmsync reconcile` runs, newest first: what each found (and did), refused ones flagged."""
+    return render_template("dashboard/reconcile.html", reports=reconcile_reports().recent())
+
+
+@bp.get("/reconcile/<run_id>")
+def reconcile_run(run_id: str) -> str:
+    """One run's report: the external ids per kind, the fields an update changes, the skipped lines."""
+    report = reconcile_reports().get(run_id)
+    if report is None:
+        raise NotFound("No such reconcile run (its report may have expired).")
+    return render_template("dashboard/reconcile_run.html", report=report)

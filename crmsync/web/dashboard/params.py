@@ -10,6 +10,7 @@ from flask import current_app, g
 from crmsync.erasure.audit import ErasureRecord, list_erasures
 from crmsync.operations import FailedJobs, FailureFilter, parse_moment
 from crmsync.operations.erasures import ERASURE_STATUSES
+from crmsync.operations.reconcile_reports import ReconcileReports
 
 __all__ = [
     "BadFilter",
@@ -52,6 +53,11 @@ def filter_args(args: Mapping[str, str]) -> dict[str, str]:
 
 def failed_jobs() -> FailedJobs:
     return FailedJobs(current_app.extensions["crmsync_redis"], current_app.config["CRMSYNC_SETTINGS"])
+
+
+def reconcile_reports() -> ReconcileReports:
+    settings = current_app.config["CRMSYNC_SETTINGS"]
+    return ReconcileReports(current_app.extensions["crmsync_redis"], settings.reconcile_report_retention_days)
 
 
 def operator() -> str:
