@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from gunicorn.glogging import Logger
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from crmsync.core.logs import configure
 from crmsync.core.settings import Settings, SettingsError
@@ -29,17 +32,15 @@ os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads (gthread, see HeaderDeadlineWorker) let a worker process take the next request while one
+# Threads (gthread, see BufferingThreadWorker) let a worker process take the next request while one
 # waits for its Redis round trip, and keep connections alive (sync workers close every one); see
 # docs/benchmarks.md.
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # With gthread, `timeout` restarts a worker process whose main loop stopped answering; it does not
-# end a slow request in a thread. gunicorn hands a new connection to a thread only once it has sent
-# something (else it waits in the poller, `keepalive` seconds at most); from then on a client has
-# BODY_TIMEOUT_SECONDS to send its headers (HeaderDeadlineWorker below: the connection is closed),
-# then as long again for its body (webhooks/body.py: answered 408). A restart lets in-flight
-# requests finish within Heroku's 30 s window.
-worker_class = "crmsync.gunicorn_conf.HeaderDeadlineWorker"
+# end a slow request in a thread. BufferingThreadWorker gives a request to a thread only once it has
+# arrived whole, and answers 408 to one still incomplete BODY_TIMEOUT_SECONDS after its first byte.
+# A restart lets in-flight requests finish within Heroku's 30 s window.
+worker_class = "crmsync.gunicorn_conf.BufferingThreadWorker"
 timeout = 20
 graceful_timeout = 25
 keepalive = 5
@@ -105,13 +106,28 @@ def child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-class HeaderDeadlineWorker(ThreadWorker):
-    """gunicorn's gthread worker, with a bound on how long a client may take to send its headers.
+# A request's head ends at the first empty line; gunicorn refuses heads over its limits (4 KiB request
+# line, 100 fields of 8 KiB), so one past 64 KiB is handed on for gunicorn to refuse.
+_HEAD_END, _HEAD_LIMIT = b"\r\n\r\n", 65_536
+_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r?$", re.I | re.M)
+_CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:[^\r\n]*chunked", re.I | re.M)
+_EXPECT = re.compile(rb"^expect[ \t]*:", re.I | re.M)
 
-    gunicorn reads a request's headers in a worker thread with no time limit, so a client that sends
-    half its headers and stalls would hold that thread for good: 8 of them stop the web process.
-    Each connection's turn in a thread starts a deadline that `pre_request` (headers complete)
-    cancels; if it passes first, the socket's read side is shut and gunicorn closes the connection.
+
+class BufferingThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker, holding each request until it has arrived whole, as a proxy would.
+
+    gthread hands a connection to a thread as soon as it has sent anything, and the thread then
+    waits, with no time limit, for the headers and the body: N clients that stall hold N threads (8
+    stop the web process). Here a thread takes only what has arrived, without waiting; while the
+    request is incomplete it hands the connection back to gthread's poller (its own "defer", which
+    closes one that sends nothing for `keepalive` seconds), so a stalled client holds a socket, not a
+    thread. A request still incomplete BODY_TIMEOUT_SECONDS after its first byte (a trickle) is
+    answered 408 and closed.
+
+    What it cannot judge goes through as gthread would (TLS, HTTP/2, `Expect: 100-continue`, chunked
+    bodies it cannot see the end of): there, a deadline that `pre_request` cancels bounds the wait for
+    the headers, and the app bounds the body's (webhooks/body.py).
     """
 
     def init_process(self) -> None:
@@ -119,16 +135,78 @@ class HeaderDeadlineWorker(ThreadWorker):
         # before PROMETHEUS_MULTIPROC_DIR is set above.
         from webhooks.body import cut_off_after
 
+        settings = Settings.from_env(role="web")
         self.cut_off_after = cut_off_after
-        self.header_timeout = Settings.from_env(role="web").body_timeout_seconds
+        self.request_timeout = settings.body_timeout_seconds
+        self.max_body_bytes = settings.max_body_bytes
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        _headers.deadline = self.cut_off_after(conn.sock, self.header_timeout)
+        if not self.cfg.is_ssl and self.cfg.http2_cleartext == "off":
+            verdict = self._hold_until_whole(conn)
+            return super().handle(conn) if verdict is None else verdict
+        _headers.deadline = self.cut_off_after(conn.sock, self.request_timeout)
         try:
             return super().handle(conn)
         finally:
             _headers.deadline.cancel()
+
+    def _hold_until_whole(self, conn: Any) -> Any:
+        """None to handle the request now; gthread's defer marker to wait in the poller; False to drop."""
+        arrived: bytes | None = getattr(conn, "crmsync_arrived", None)
+        if arrived is None:  # a new request: start from what gunicorn read ahead of the last one
+            arrived = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+            conn.crmsync_started = time.monotonic()
+        closed = False
+        try:
+            while len(arrived) <= self.max_body_bytes + _HEAD_LIMIT:
+                received = conn.sock.recv(65_536, socket.MSG_DONTWAIT)
+                if not received:
+                    closed = True
+                    break
+                arrived += received
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return False
+        if not (closed or self._whole(arrived)):
+            if time.monotonic() - conn.crmsync_started > self.request_timeout:
+                self._answer_timeout(conn)
+                return False
+            conn.crmsync_arrived = arrived
+            return _DEFER
+        if closed and not arrived:
+            return False
+        conn.crmsync_arrived = None  # the next request on this connection starts afresh
+        conn.init()
+        conn.parser.unreader.unread(arrived)
+        conn.data_ready = True  # gthread must not wait for data already taken off the socket
+        return None
+
+    def _answer_timeout(self, conn: Any) -> None:
+        """408 in the app's one JSON error shape (webhooks/errors.py); gthread then closes."""
+        message = f"The request did not arrive within {self.request_timeout:g} s."
+        body = json.dumps({"error": "request_timeout", "message": message}, separators=(",", ":")).encode()
+        head = "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        try:
+            conn.sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        except OSError:
+            pass  # the client is gone
+
+    def _whole(self, arrived: bytes) -> bool:
+        """Whether `arrived` holds a whole request, or one to hand on at once (to refuse or to answer)."""
+        end = arrived.find(_HEAD_END)
+        if end < 0:
+            return len(arrived) > _HEAD_LIMIT
+        head, body = arrived[:end], arrived[end + len(_HEAD_END) :]
+        if _EXPECT.search(head):
+            return True  # the client sends its body only after gunicorn's "100 Continue"
+        if _CHUNKED.search(head):
+            return b"0\r\n\r\n" in body or len(body) > self.max_body_bytes
+        length = _CONTENT_LENGTH.search(head)
+        return (
+            length is None or len(body) >= int(length.group(1)) or int(length.group(1)) > self.max_body_bytes
+        )
 
 
 _headers = threading.local()

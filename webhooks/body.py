@@ -136,7 +136,8 @@ class _Deadlines:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="read-deadlines", daemon=True)
                 self._thread.start()
-            self.lock.notify()
+            if self._heap[0][2] is watch:
+                self.lock.notify()  # the earliest deadline now: the thread must wake up sooner
         return watch
 
     def _run(self) -> None:

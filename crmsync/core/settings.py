@@ -45,7 +45,7 @@ class Settings:
     webhook_secrets: tuple[bytes, ...] = ()
     tolerance_seconds: int = 300
     max_body_bytes: int = 262_144
-    # How long a client may take to send a webhook body (after its headers) before it is answered 408.
+    # How long a client may take to send a whole request (from its first byte) before it is answered 408.
     body_timeout_seconds: int = 10
     dedup_ttl_seconds: int = 72 * 3600
     customers_api: ApiSettings | None = None
