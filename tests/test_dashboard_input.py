@@ -117,7 +117,18 @@ replay_bodies = st.fixed_dictionaries(
 @given(
     query=queries,
     body=replay_bodies,
-    get_path=st.sampled_from(["/api/failed", "/api/erasures", "/api/replays", "/api/overview", "/failed"]),
+    get_path=st.sampled_from(
+        [
+            "/api/failed",
+            "/api/erasures",
+            "/api/replays",
+            "/api/overview",
+            "/api/customer",
+            "/api/activity",
+            "/api/reconcile",
+            "/failed",
+        ]
+    ),
     post_path=st.sampled_from(["/api/replay", "/api/discard"]),
 )
 def test_no_dashboard_api_input_gets_a_5xx(
