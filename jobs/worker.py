@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 
 from crmsync.core.counters import record_job
 from crmsync.core.errors import SyncError
@@ -29,6 +32,13 @@ from crmsync.core.settings import Settings
 from crmsync.erasure.audit import ErasureAudit
 
 from .attempts import add_attempt
+from .redis_outage import (
+    REDIS_UNAVAILABLE,
+    Backoff,
+    OutageTolerantScheduler,
+    settle_interrupted_job,
+    wait_for_redis,
+)
 from .runtime import Runtime, performing
 
 __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
@@ -39,10 +49,14 @@ SHUTDOWN_GRACE_SECONDS = 20
 # A running job's registry entry expires this long after its timeout: then it counts as abandoned.
 ABANDONED_AFTER_TIMEOUT_SECONDS = 5
 
+log = logging.getLogger("crmsync.worker")
+T = TypeVar("T")
+
 
 class SyncWorker(SimpleWorker):
-    """An in-process RQ worker that stops a running job within Heroku's shutdown window, and hands
-    its runtime (settings and clients) to each job it performs."""
+    """An in-process RQ worker that stops a running job within Heroku's shutdown window, rides out
+    Redis outages (jobs/redis_outage.py), and hands its runtime (settings and clients) to each job
+    it performs."""
 
     runtime: Runtime
 
@@ -54,6 +68,9 @@ class SyncWorker(SimpleWorker):
     suspension_check_every_seconds = 1.0
     _suspension_checked_at = 0.0
 
+    # Between attempts to reach Redis while it is away (REDIS_RECONNECT_MAX_SECONDS caps it).
+    reconnect_backoff = Backoff()
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
@@ -63,19 +80,127 @@ class SyncWorker(SimpleWorker):
         )
         if timeout is None and recent:
             return
-        with self.connection.pipeline(transaction=False) as batched:
-            super().heartbeat(timeout, batched)
-            batched.execute()
+        try:
+            with self.connection.pipeline(transaction=False) as batched:
+                super().heartbeat(timeout, batched)
+                batched.execute()
+        except REDIS_UNAVAILABLE:
+            # The worker key outlives several missed heartbeats; the step that needs Redis next waits.
+            log.debug("heartbeat skipped: redis unavailable")
 
     def check_for_suspension(self, burst: bool) -> None:
         if time.monotonic() - self._suspension_checked_at < self.suspension_check_every_seconds:
             return
         self._suspension_checked_at = time.monotonic()
-        super().check_for_suspension(burst)
+        self._riding_out(super().check_for_suspension, burst)
+
+    # Redis outages. RQ's work loop ends the process on a connection error anywhere but in its wait
+    # for a job; every step of it that talks to Redis waits for Redis to come back instead.
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        # Started while Redis is away (a dyno restarted during an outage): wait for it first.
+        self._riding_out(self.connection.ping)
+        super().bootstrap(*args, **kwargs)
+
+    def register_birth(self) -> None:
+        self._riding_out(super().register_birth)
+
+    def run_maintenance_tasks(self) -> None:
+        self._riding_out(super().run_maintenance_tasks)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        return self._riding_out(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except REDIS_UNAVAILABLE as exc:
+            # The outage cut the job off somewhere between being dequeued and its outcome being
+            # written. Once Redis is back the outcome stands if RQ wrote it, else the job runs again.
+            execution = next(iter(self.executions.values()), None)
+            self.executions.clear()  # idle for the shutdown handler while we wait
+            log.warning("redis went away during a job", extra={"event": "job_interrupted", "job_id": job.id})
+            if not self._wait_for_redis(exc):
+                return  # stopping: the job's registry entry expires, and maintenance retries it
+            settled = self._riding_out(settle_interrupted_job, job, queue, execution)
+            log.warning(f"interrupted job {settled}", extra={"event": "job_settled", "job_id": job.id,
+                                                             "outcome": settled})  # fmt: skip
+            self._riding_out(self.set_state, WorkerStatus.IDLE)
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()
+        except REDIS_UNAVAILABLE:
+            pass  # informational only; the shutdown goes ahead
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_UNAVAILABLE:
+            # The worker key expires on its own; what matters is that the process ends.
+            log.warning("worker stopped without registering its death: redis unavailable")
+            self.unsubscribe()
+
+    def unsubscribe(self) -> None:
+        try:
+            super().unsubscribe()
+        except REDIS_UNAVAILABLE:
+            # Stop listening for `rq` commands without telling Redis, which is away.
+            if self.pubsub_thread:
+                self.pubsub_thread.stop()
+                self.pubsub_thread.join(timeout=1)
+            if self.pubsub is not None:
+                self.pubsub.close()
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        # RQ's own, with a scheduler that rides out outages too (RQ builds its class in this method).
+        self.scheduler = OutageTolerantScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.reconnect_backoff = self.reconnect_backoff
+        self._riding_out(self.scheduler.acquire_locks)
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
+
+    def _riding_out(self, step: Callable[..., T], *args: Any) -> T:
+        """Run `step`; while Redis is unavailable, wait for it and run the step again."""
+        while True:
+            try:
+                return step(*args)
+            except REDIS_UNAVAILABLE as exc:
+                if not self._wait_for_redis(exc):
+                    raise StopRequested() from None
+
+    def _wait_for_redis(self, cause: BaseException) -> bool:
+        return wait_for_redis(self.connection, self.reconnect_backoff, self._stopping, cause, "worker")
+
+    def _stopping(self) -> bool:
+        return bool(self._stop_requested)
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
-        if self.get_current_job_id():
+        # The executions in memory, not in Redis: a shutdown during an outage must not need Redis.
+        if self.executions:
             # Re-arm the job's timeout alarm (RQ's death penalty uses SIGALRM) to fire sooner.
             grace = self.shutdown_grace_seconds
             remaining = signal.alarm(0)
@@ -99,7 +224,10 @@ class SyncWorker(SimpleWorker):
         on the job and in the job metrics, like apply_event does for its own failures."""
         if isinstance(exc_value, SyncError):
             return True  # apply_event recorded it already
-        failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
+        if isinstance(exc_value, REDIS_UNAVAILABLE):
+            failure_class = "redis_unavailable"  # Redis went away inside the job and was back at once
+        else:
+            failure_class = _UNHANDLED_CLASSES.get(exc_type.__name__, "unexpected")
         # The exception's type only: the message of an unforeseen error may echo event data.
         add_attempt(job, failure_class, exc_type.__name__)
         job.save_meta()
@@ -134,6 +262,9 @@ def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> S
     worker.runtime = Runtime.build(settings, redis)
     worker.push_exc_handler(worker.record_unhandled_failure)
     worker.shutdown_grace_seconds = settings.worker_shutdown_grace_seconds
+    worker.reconnect_backoff = Backoff(cap=settings.redis_reconnect_max_seconds)
+    # RQ's own backoff while waiting for a job, which it keeps apart from the rest of the loop.
+    worker.max_connection_wait_time = settings.redis_reconnect_max_seconds
     return worker
 
 

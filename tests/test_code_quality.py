@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
     name
-    for name in ("crmsync", "webhooks", "jobs", "sandbox", "tests", "bench")
+    for name in ("crmsync", "webhooks", "jobs", "sandbox", "tests", "bench", "tools")
     if any((ROOT / name).glob("*.py"))
 ]
 

@@ -44,6 +44,8 @@ def test_worker_role_names_each_missing_api_setting(missing: str) -> None:
     [
         ({"WEBHOOK_TOLERANCE_SECONDS": "five"}, "WEBHOOK_TOLERANCE_SECONDS must be a whole number"),
         ({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES must be positive"),
+        ({"IN_FLIGHT_HOLD_SECONDS": "-1"}, "IN_FLIGHT_HOLD_SECONDS must be 0 or more"),
+        ({"REDIS_RECONNECT_MAX_SECONDS": "0"}, "REDIS_RECONNECT_MAX_SECONDS must be positive"),
         ({"CUSTOMERS_API_URL": "ftp://x", "CUSTOMERS_API_TOKEN": "t"}, "CUSTOMERS_API_URL must be an http"),
         ({"RETRY_SCHEDULE": "5,soon"}, "RETRY_SCHEDULE"),
         ({"QUEUE_NAME": "a:b"}, "QUEUE_NAME"),
@@ -52,6 +54,16 @@ def test_worker_role_names_each_missing_api_setting(missing: str) -> None:
 def test_malformed_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({"WEBHOOK_SECRET": SECRET, **env}, role="web")
+
+
+def test_the_in_flight_hold_can_be_turned_off_with_0() -> None:
+    assert Settings.from_env({"IN_FLIGHT_HOLD_SECONDS": "0"}).in_flight_hold_seconds == 0
+    assert Settings.from_env({}).in_flight_hold_seconds == 30
+
+
+def test_the_redis_reconnect_backoff_is_capped_at_10_s_unless_set() -> None:
+    assert Settings.from_env({}).redis_reconnect_max_seconds == 10
+    assert Settings.from_env({"REDIS_RECONNECT_MAX_SECONDS": "30"}).redis_reconnect_max_seconds == 30
 
 
 def test_several_secrets_separated_by_spaces_or_commas() -> None:

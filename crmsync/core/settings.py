@@ -61,6 +61,7 @@ class Settings:
     worker_shutdown_grace_seconds: int = 20
     in_flight_hold_seconds: int = 30
     reconcile_report_retention_days: int = 30
+    redis_reconnect_max_seconds: int = 10
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"
     dashboard_password: str = field(default="", repr=False)
@@ -94,7 +95,9 @@ class Settings:
             erasure_audit_retention_days=_retention_days(env),
             worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
             worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
-            in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30),
+            # 0 turns the hold off: a deployment whose API never applies a request late may want that.
+            in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30, allow_zero=True),
+            redis_reconnect_max_seconds=_positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
             reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
@@ -133,7 +136,7 @@ def parse_secrets(value: str) -> tuple[bytes, ...]:
     return tuple(secrets)
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -141,8 +144,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SettingsError(f"{name} must be {'0 or more' if allow_zero else 'positive'}, got {value}")
     return value
 
 
