@@ -10,8 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
 
+from crmsync.core.errors import ApiUnavailable, CustomerLocked
 from crmsync.core.events import Event
+from crmsync.core.keys import customer_lock_key
 from jobs.ordering import CustomerLedgers, Ledger
 from jobs.worker import SyncWorker
 from tests.support import Deliver, Platform
@@ -125,23 +129,21 @@ def test_ledger_round_trips_through_redis(redis: Redis) -> None:
 
 
 def test_second_locker_waits_then_reports_contention(redis: Redis) -> None:
-    from crmsync.core.errors import CustomerLocked
-
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1"):
-        with pytest.raises(CustomerLocked), ledgers.locked("crm-1"):
-            pass
+        with pytest.raises(CustomerLocked, match="another worker is applying an event") as busy:
+            with ledgers.locked("crm-1"):
+                pass
+        assert busy.value.retry_after == 1
     with ledgers.locked("crm-1"):  # released after the block
         pass
 
 
 def test_commit_after_losing_the_lock_is_refused(redis: Redis) -> None:
-    from crmsync.core.errors import CustomerLocked
-
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1") as customer:
         redis.delete(*redis.keys("crmsync:lock:*"))  # as if the lock had expired
-        with pytest.raises(CustomerLocked):
+        with pytest.raises(CustomerLocked, match="lock expired before the ledger was written"):
             ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
     assert ledgers.read("crm-1") == Ledger()
 
@@ -177,7 +179,7 @@ def test_any_delivery_order_ends_in_the_state_of_the_latest_events(
 
 
 def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(redis: Redis) -> None:
-    from crmsync.core.errors import ApiUnavailable, CustomerLocked, PayloadErrors
+    from crmsync.core.errors import PayloadErrors
 
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05,
                               in_flight_hold_seconds=30)  # fmt: skip
@@ -186,7 +188,7 @@ def test_failure_with_unknown_outcome_holds_the_customer_against_newer_writes(re
     with pytest.raises(CustomerLocked) as held:
         with ledgers.locked("crm-1"):
             pass
-    assert held.value.retry_after is not None and held.value.retry_after > 25
+    assert held.value.retry_after is not None and 25 < held.value.retry_after <= 30
     # A failure whose outcome is known (the API refused) frees the customer at once.
     with pytest.raises(PayloadErrors), ledgers.locked("crm-2"):
         raise PayloadErrors("createCustomer failed")
@@ -205,3 +207,129 @@ def test_an_erasure_mark_outlives_the_ordinary_ledger(redis: Redis) -> None:
     with ledgers.locked("crm-1") as customer:
         ledgers.commit(customer, customer.ledger.after_erasure(version(2)))
     assert redis.ttl(customer_state_key("crm-1")) > 399 * 86_400
+
+
+def test_a_tombstone_read_back_from_redis_stops_a_late_older_update(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.1)
+    with ledgers.locked("crm-1") as customer:
+        ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
+    with ledgers.locked("crm-1") as customer:
+        ledgers.commit(customer, customer.ledger.after_delete(version(5)))
+    # The next event for the customer sees the delete as stored in Redis, not as kept in memory.
+    with ledgers.locked("crm-1") as customer:
+        assert customer.ledger == Ledger(deleted=version(5), latest=version(5))
+        assert customer.ledger.fields_to_write(version(4), {"name": "late"}) == {}
+    assert ledgers.read("crm-1") == Ledger(deleted=version(5), latest=version(5))
+
+
+def test_every_part_of_the_ledger_round_trips_through_the_lock(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.1)
+    written = Ledger(fields={"name": version(3)}, deleted=version(2), erased=version(1), latest=version(3))
+    with ledgers.locked("crm-1") as customer:
+        ledgers.commit(customer, written)
+    with ledgers.locked("crm-1") as customer:
+        assert customer.ledger == written
+
+
+def test_a_hold_shorter_than_the_lock_wait_is_waited_out(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=5,
+                              in_flight_hold_seconds=0.2)  # fmt: skip
+    with pytest.raises(ApiUnavailable), ledgers.locked("crm-1"):
+        raise ApiUnavailable("customers API unreachable: ReadTimeout")
+    assert redis.get(customer_lock_key("crm-1")) == b"hold"
+    with ledgers.locked("crm-1") as customer:  # waits the 0.2 s out instead of giving up
+        assert redis.get(customer_lock_key("crm-1")) == customer.token.encode()
+
+
+@pytest.mark.parametrize(
+    "hold", [{"in_flight_hold_seconds": 0}, {}], ids=["IN_FLIGHT_HOLD_SECONDS=0", "default"]
+)
+def test_with_the_hold_disabled_an_unanswered_request_frees_the_customer_at_once(
+    redis: Redis, hold: dict[str, Any]
+) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0, **hold)
+    with pytest.raises(ApiUnavailable), ledgers.locked("crm-1"):
+        raise ApiUnavailable("customers API unreachable: ReadTimeout")
+    assert redis.get(customer_lock_key("crm-1")) is None
+    with ledgers.locked("crm-1"):
+        pass
+
+
+def test_an_event_at_exactly_the_tombstones_version_is_stale() -> None:
+    ledger = Ledger().after_delete(version(5))
+    assert ledger.fields_to_write(version(5), {"name": "n"}) == {}
+    assert not ledger.may_delete(version(5))  # the same delete, redelivered
+
+
+def test_a_ledger_is_a_value_that_cannot_change_in_place() -> None:
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        Ledger().deleted = version(1)  # type: ignore[misc]
+
+
+def test_commit_hands_the_committed_ledger_back_and_frees_the_customer(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
+    written = Ledger().after_write(version(1), {"name": "n"})
+    with ledgers.locked("crm-1") as customer:
+        assert 4000 < redis.pttl(customer_lock_key("crm-1")) <= 5000  # lock_ttl_seconds, outside a job
+        ledgers.commit(customer, written)
+        assert customer.ledger == written
+        assert redis.get(customer_lock_key("crm-1")) is None
+
+
+def test_a_job_stopped_mid_request_holds_the_customer(redis: Redis) -> None:
+    from rq.timeouts import JobTimeoutException
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0,
+                              in_flight_hold_seconds=30)  # fmt: skip
+    with pytest.raises(JobTimeoutException), ledgers.locked("crm-1"):
+        raise JobTimeoutException("stopped while the API call was in flight")
+    assert redis.get(customer_lock_key("crm-1")) == b"hold"
+
+
+def test_a_hold_longer_than_the_lock_wait_is_reported_at_once_with_its_end(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.1,
+                              in_flight_hold_seconds=0.5)  # fmt: skip
+    with pytest.raises(ApiUnavailable), ledgers.locked("crm-1"):
+        raise ApiUnavailable("customers API unreachable: ReadTimeout")
+    with pytest.raises(CustomerLocked, match="held after an unanswered request") as held:
+        with ledgers.locked("crm-1"):
+            pass
+    assert held.value.retry_after is not None and 0 < held.value.retry_after <= 0.5
+
+
+def lock_ttl_inside_a_job(lock_ttl_seconds: int) -> int:
+    """Run by an RQ worker: how long a customer lock taken inside this job lasts (ms)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    assert job is not None
+    ledgers = CustomerLedgers(job.connection, lock_ttl_seconds, ledger_ttl_seconds=60, wait_seconds=0)
+    with ledgers.locked("crm-1"):
+        return int(job.connection.pttl(customer_lock_key("crm-1")))
+
+
+@pytest.mark.parametrize("job_timeout", [1, 30])
+def test_a_lock_taken_inside_a_job_lasts_the_jobs_timeout_plus_five_seconds(
+    redis: Redis, job_timeout: int
+) -> None:
+    queue = Queue("ordering-test", connection=redis, serializer=JSONSerializer)
+    job = queue.enqueue(lock_ttl_inside_a_job, 120, job_timeout=job_timeout)
+    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
+    result = job.latest_result()
+    assert result is not None
+    assert (job_timeout + 4) * 1000 < int(result.return_value or 0) <= (job_timeout + 5) * 1000
+
+
+def test_a_busy_customer_is_polled_with_backoff_not_in_a_busy_loop(redis: Redis) -> None:
+    def lock_attempts() -> int:
+        return int(redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.3)
+    with ledgers.locked("crm-1"):
+        before = lock_attempts()
+        with pytest.raises(CustomerLocked), ledgers.locked("crm-1"):
+            pass
+        # 5 ms, 10 ms, 20 ms, ... 100 ms apart: about 8 attempts in 0.3 s, not thousands.
+        assert lock_attempts() - before <= 15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import FrozenInstanceError
 
 import pytest
 
@@ -10,6 +11,7 @@ from webhooks.signature import (
     InvalidSignature,
     MalformedTimestamp,
     MissingHeader,
+    SignatureError,
     TimestampOutOfTolerance,
     sign,
     verify_signature,
@@ -112,3 +114,29 @@ def test_timestamp_other_than_plain_digits_is_malformed(spelling: str) -> None:
     given = {**headers(), "webhook-timestamp": spelling}
     with pytest.raises(MalformedTimestamp):
         verify_signature(given, BODY, [SECRET], 300, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "message"),
+    [
+        (MissingHeader("webhook-id"), "missing_header", "missing required header webhook-id"),
+        (MalformedTimestamp(), "malformed_timestamp",
+         "webhook-timestamp must be unix seconds in plain digits"),
+        (TimestampOutOfTolerance(300), "timestamp_out_of_tolerance",
+         "webhook-timestamp is more than 300 s away from the server's clock"),
+        (InvalidSignature(), "invalid_signature",
+         "no webhook-signature entry matches the body with a configured secret"),
+        (SignatureError("any other"), "invalid_signature", "any other"),
+    ],
+    ids=["missing", "malformed", "out-of-tolerance", "invalid", "base"],
+)  # fmt: skip
+def test_each_failure_has_its_reason_and_the_message_the_401_carries(
+    error: SignatureError, reason: str, message: str
+) -> None:
+    assert (error.reason, str(error)) == (reason, message)
+
+
+def test_a_verified_delivery_cannot_be_altered() -> None:
+    delivery = verify_signature(headers(), BODY, [SECRET], 300, now=NOW)
+    with pytest.raises(FrozenInstanceError):
+        delivery.webhook_id = "msg_forged"  # type: ignore[misc]
