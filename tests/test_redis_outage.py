@@ -180,7 +180,12 @@ def test_sigterm_during_an_outage_stops_the_worker_at_once(
     aof_redis: EmbeddedRedis, worker_process: subprocess.Popen[bytes]
 ) -> None:
     redis = Redis.from_url(aof_redis.url)
-    wait_until(lambda: bool(worker_pids(redis)), "the worker is registered")
+
+    # Idle, waiting for jobs: past its start-up, its SIGTERM handler installed.
+    def idle() -> bool:
+        return [worker.get_state() for worker in Worker.all(connection=redis)] == ["idle"]
+
+    wait_until(idle, "the worker waits for jobs")
     aof_redis.process.send_signal(signal.SIGKILL)
     aof_redis.process.wait()
     worker_process.send_signal(signal.SIGTERM)
