@@ -3,15 +3,19 @@ start it at once (audit its receipt, scrub the customer's queued data: crmsync.e
 
 from __future__ import annotations
 
+import json
 import logging
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from crmsync.core.counters import source_item_field
 from crmsync.core.events import ERASURE_REQUESTED, Event
 from crmsync.core.queue import Accepted, EventQueue
 from crmsync.core.settings import Settings
 from crmsync.erasure import erasure_accepted
+
+from .sources.items import SourceBatch
 
 __all__ = ["Intake", "Accepted"]
 
@@ -31,6 +35,30 @@ class Intake:
         accepted = self._queue.accept(event)
         if accepted.is_new and event.type == ERASURE_REQUESTED:
             self._erasure_accepted(event)
+        return accepted
+
+    def accept_batch(self, batch: SourceBatch) -> list[Accepted]:
+        """Accept every event of a CRM request, count its ignored items by type, keep its rejected
+        items (reason and identifiers): one Redis round trip, all or nothing (RedisError: none)."""
+        events = [Event(webhook_id=mapped.delivery_id, **mapped.event) for mapped in batch.events]
+        counts = {
+            source_item_field(batch.source, "ignored", item_type): count
+            for item_type, count in batch.ignored_by_type().items()
+        }
+        if batch.rejected:
+            counts[source_item_field(batch.source, "rejected")] = len(batch.rejected)
+        records = [
+            {
+                "source": batch.source,
+                "reason": item.reason,
+                "ids": json.dumps(item.identifiers, sort_keys=True),
+            }
+            for item in batch.rejected
+        ]
+        accepted = self._queue.accept_batch(events, counts, records)
+        for event, outcome in zip(events, accepted, strict=True):
+            if outcome.is_new and event.type == ERASURE_REQUESTED:
+                self._erasure_accepted(event)
         return accepted
 
     def _erasure_accepted(self, event: Event) -> None:

@@ -23,9 +23,11 @@ from crmsync.core.keys import (
     JOB_OUTCOMES_KEY,
     MINUTE_COUNTER_TTL,
     OPERATOR_ACTIONS_KEY,
+    SOURCE_ITEMS_KEY,
     job_minute_counter_key,
     minute_counter_key,
 )
+from crmsync.core.redis_conn import as_text
 
 __all__ = [
     "JOB_OUTCOMES",
@@ -38,6 +40,8 @@ __all__ = [
     "WEBHOOK_OUTCOMES",
     "current_minute",
     "count_rejection",
+    "source_item_field",
+    "read_source_items",
 ]
 
 log = logging.getLogger("crmsync.jobs")
@@ -134,3 +138,21 @@ def count_rejection(redis: Redis) -> None:
         pipe.incr(key)
         pipe.expire(key, MINUTE_COUNTER_TTL)
         pipe.execute()
+
+
+# Native CRM sources count the items of a batch they ignore (by type) and reject, in the same round
+# trip that accepts its events (crmsync.core.queue); /metrics and the dashboard read the totals.
+
+
+def source_item_field(source: str, outcome: str, item_type: str = "") -> str:
+    """The SOURCE_ITEMS_KEY hash field counting `outcome` ("ignored", "rejected") items of `source`."""
+    return f"{source}|{outcome}|{item_type}"
+
+
+def read_source_items(redis: Redis) -> dict[tuple[str, str, str], int]:
+    """(source, outcome, type) → count, for every item a source ignored or rejected."""
+    counts = {}
+    for field_name, count in redis.hgetall(SOURCE_ITEMS_KEY).items():
+        source, outcome, item_type = as_text(field_name).split("|", 2)
+        counts[(source, outcome, item_type)] = int(count)
+    return counts

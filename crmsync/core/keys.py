@@ -73,6 +73,18 @@ def job_minute_counter_key(outcome: str, minute: int) -> str:
     return f"{PREFIX}:jobs:{outcome}:{minute}"
 
 
+# -- native CRM sources' items (webhooks/sources): ignored ones counted, rejected ones kept -----------
+
+# Counters of ignored and rejected items per source (hash field "source|outcome|type"), for /metrics and
+# the dashboard; refreshed on every write, so only a source silent for a year loses its totals.
+SOURCE_ITEMS_KEY = f"{PREFIX}:metrics:source_items"
+SOURCE_ITEMS_TTL_SECONDS = 365 * 86_400
+# The last rejected items (reason and identifiers, never values), for the dashboard and the CLI.
+REJECTED_ITEMS_KEY = f"{PREFIX}:sources:rejected"
+REJECTED_ITEMS_KEPT = 1_000
+REJECTED_ITEMS_TTL_SECONDS = 30 * 86_400
+
+
 # -- job metrics, kept in Redis for the web's /metrics (crmsync.core.counters) -------------------------
 
 JOB_OUTCOMES_KEY = f"{PREFIX}:metrics:jobs"

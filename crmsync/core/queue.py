@@ -11,6 +11,7 @@ RQ job.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,11 @@ from .keys import (
     JOB_FAILURE_TTL_SECONDS,
     JOB_RESULT_TTL_SECONDS,
     MINUTE_COUNTER_TTL,
+    REJECTED_ITEMS_KEPT,
+    REJECTED_ITEMS_KEY,
+    REJECTED_ITEMS_TTL_SECONDS,
+    SOURCE_ITEMS_KEY,
+    SOURCE_ITEMS_TTL_SECONDS,
     customer_jobs_key,
     delivery_key,
     job_id_for,
@@ -78,21 +84,41 @@ class EventQueue:
 
     def accept(self, event: Event) -> Accepted:
         """Enqueue `event` unless a delivery with its webhook id was already accepted."""
-        job = self.build_job(event)
-        args: list[Any] = [
-            job.id,
-            self._settings.dedup_ttl_seconds,
-            MINUTE_COUNTER_TTL,
-            CUSTOMER_JOBS_TTL_SECONDS,
-            *rq_internals.accept_script_args(job),
-        ]
+        return self.accept_batch([event])[0]
+
+    def accept_batch(
+        self,
+        events: Sequence[Event],
+        item_counts: Mapping[str, int] | None = None,
+        rejected: Sequence[Mapping[str, str]] = (),
+    ) -> list[Accepted]:
+        """Enqueue every event whose webhook id was not accepted before, count `item_counts` (source
+        items hash fields) and keep the `rejected` items' records: one round trip, all or nothing."""
+        counts = {name: count for name, count in (item_counts or {}).items() if count}
+        if not events and not counts and not rejected:
+            return []
         minute = current_minute()
-        keys = [delivery_key(event.webhook_id), job.key, self._queue.key, self._queue.redis_queues_keys,
-                minute_counter_key("accepted", minute), minute_counter_key("duplicate", minute)]  # fmt: skip
-        index = customer_jobs_key(event.external_id)
-        created, job_id = self._accept(keys=[*keys, index], args=args)
-        job_id = as_text(job_id)
-        return Accepted(job_id=job_id, is_new=bool(created))
+        keys = [self._queue.key, self._queue.redis_queues_keys, minute_counter_key("accepted", minute),
+                minute_counter_key("duplicate", minute), minute_counter_key("rejected", minute),
+                SOURCE_ITEMS_KEY, REJECTED_ITEMS_KEY]  # fmt: skip
+        args: list[Any] = [self._settings.dedup_ttl_seconds, MINUTE_COUNTER_TTL, CUSTOMER_JOBS_TTL_SECONDS,
+                           REJECTED_ITEMS_TTL_SECONDS, REJECTED_ITEMS_KEPT, SOURCE_ITEMS_TTL_SECONDS,
+                           len(events), len(counts), len(rejected)]  # fmt: skip
+        for event in events:
+            job = self.build_job(event)
+            fields = rq_internals.accept_script_args(job)
+            keys += [delivery_key(event.webhook_id), job.key, customer_jobs_key(event.external_id)]
+            args += [job.id, len(fields), *fields]
+        for name, count in counts.items():
+            args += [name, count]
+        for record in rejected:
+            pairs = [item for pair in record.items() for item in pair]
+            args += [len(pairs), *pairs]
+        results = self._accept(keys=keys, args=args)
+        return [
+            Accepted(job_id=as_text(results[i + 1]), is_new=bool(results[i]))
+            for i in range(0, len(results), 2)
+        ]
 
     def build_job(self, event: Event) -> Job:
         """Build (without saving) the RQ job that applies `event`; no personal data in its description."""

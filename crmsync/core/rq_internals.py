@@ -51,26 +51,64 @@ __all__ = [
     "read_meta_and_end",
 ]
 
-# KEYS: delivery key, job key, queue key, set of queues, this minute's accepted and duplicate
-#       counters, the customer's job index (always the last key)
-# ARGV: job id, delivery ttl, minute counter ttl, customer job index ttl, job field/value pairs...
+# Accepts the events of one request (one or many) in one round trip, all or nothing: for each event,
+# a delivery id seen before is a duplicate; a new one is remembered and its job written and queued.
+# The request's ignored and rejected items are counted (and the rejected ones kept) in the same call.
+# KEYS: queue key, set of queues, this minute's accepted, duplicate and rejected counters, the source
+#       items counters (hash), the rejected items (stream); then for each event: its delivery key,
+#       job key and the customer's job index.
+# ARGV: delivery ttl, minute counter ttl, customer job index ttl, rejected items ttl, rejected items
+#       kept, source items ttl, number of events, of counter increments, of rejected items; then for
+#       each event: job id, number of job field/value args, those args; then (hash field, increment)
+#       pairs; then for each rejected item: number of field/value args, those args.
 ACCEPT_SCRIPT = """
-local known = redis.call('GET', KEYS[1])
-if known then
-  redis.call('INCR', KEYS[6])
-  redis.call('EXPIRE', KEYS[6], ARGV[3])
-  return {0, known}
+local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local at = 10
+local results = {}
+for i = 0, events - 1 do
+  local delivery, job, index = KEYS[8 + 3 * i], KEYS[9 + 3 * i], KEYS[10 + 3 * i]
+  local job_id, fields = ARGV[at], tonumber(ARGV[at + 1])
+  local known = redis.call('GET', delivery)
+  if known then
+    redis.call('INCR', KEYS[4])
+    redis.call('EXPIRE', KEYS[4], ARGV[2])
+    results[#results + 1] = 0
+    results[#results + 1] = known
+  else
+    redis.call('INCR', KEYS[3])
+    redis.call('EXPIRE', KEYS[3], ARGV[2])
+    redis.call('SET', delivery, job_id, 'EX', ARGV[1])
+    redis.call('HSET', job, unpack(ARGV, at + 2, at + 1 + fields))
+    redis.call('SADD', KEYS[2], KEYS[1])
+    redis.call('RPUSH', KEYS[1], job_id)
+    -- The customer's job index, so an erasure finds their jobs without a scan.
+    redis.call('SADD', index, job_id)
+    redis.call('EXPIRE', index, ARGV[3])
+    results[#results + 1] = 1
+    results[#results + 1] = job_id
+  end
+  at = at + 2 + fields
 end
-redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('RPUSH', KEYS[3], ARGV[1])
--- The customer's job index, so an erasure finds their jobs without a scan.
-redis.call('SADD', KEYS[#KEYS], ARGV[1])
-redis.call('EXPIRE', KEYS[#KEYS], ARGV[4])
-return {1, ARGV[1]}
+for _ = 1, increments do
+  redis.call('HINCRBY', KEYS[6], ARGV[at], ARGV[at + 1])
+  at = at + 2
+end
+if increments > 0 then
+  redis.call('EXPIRE', KEYS[6], ARGV[6])
+end
+if rejected > 0 then
+  redis.call('INCRBY', KEYS[5], rejected)
+  redis.call('EXPIRE', KEYS[5], ARGV[2])
+end
+for _ = 1, rejected do
+  local fields = tonumber(ARGV[at])
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, at + 1, at + fields))
+  at = at + 1 + fields
+end
+if rejected > 0 then
+  redis.call('EXPIRE', KEYS[7], ARGV[4])
+end
+return results
 """
 
 
