@@ -22,6 +22,7 @@ from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from crmsync.core.logs import configure
 from crmsync.core.settings import Settings, SettingsError
+from webhooks.mappings import MappingError, load_mappings
 
 # prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
 # environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
@@ -83,8 +84,10 @@ logger_class = JsonAccessLogger
 def on_starting(server: Any) -> None:
     """Refuse to start, with one clear line, when a setting is missing or malformed."""
     try:
-        Settings.from_env(role="web")
-    except SettingsError as exc:
+        settings = Settings.from_env(role="web")
+        if settings.mappings_file:
+            load_mappings(settings.mappings_file)
+    except (SettingsError, MappingError) as exc:
         sys.exit(f"crmsync: configuration error: {exc}")
     # Counters left by a previous run of this master would be summed into this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -24,6 +24,10 @@ DEFAULT_RETRY_SCHEDULE = (5, 60, 300, 1800, 7200, 18000, 36000, 36000)
 ERASURE_CUSTOMER_ACTIONS = ("none", "anonymize", "delete")
 
 
+# The webhook sources the web process can serve, each enabled by its own settings (see `sources`).
+SOURCES = ("crm", "hubspot", "salesforce", "pipedrive")
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -67,6 +71,26 @@ class Settings:
     dashboard_password: str = field(default="", repr=False)
     dashboard_secret_key: str = field(default="", repr=False)
     metrics_token: str = field(default="", repr=False)
+    # Native CRM sources (docs/crm-sources.md); each is off unless its credentials are set.
+    hubspot_client_secret: str = field(default="", repr=False)
+    hubspot_webhook_url: str = ""
+    hubspot_allow_legacy_signatures: bool = False
+    salesforce_organization_ids: tuple[str, ...] = ()
+    salesforce_webhook_token: str = field(default="", repr=False)
+    pipedrive_webhook_user: str = ""
+    pipedrive_webhook_password: str = field(default="", repr=False)
+    mappings_file: str = ""
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The webhook sources enabled by these settings, in the order of SOURCES."""
+        enabled = {
+            "crm": bool(self.webhook_secrets),
+            "hubspot": bool(self.hubspot_client_secret),
+            "salesforce": bool(self.salesforce_organization_ids and self.salesforce_webhook_token),
+            "pipedrive": bool(self.pipedrive_webhook_user and self.pipedrive_webhook_password),
+        }
+        return tuple(name for name in SOURCES if enabled[name])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, role: Role = "cli") -> Settings:
@@ -76,7 +100,7 @@ class Settings:
         missing = [name for name in required if not env.get(name, "").strip()]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
-        return cls(
+        settings = cls(
             redis_url=_redis_url(env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
             queue_name=_queue_name(env.get("QUEUE_NAME", "crmsync")),
             webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
@@ -103,11 +127,28 @@ class Settings:
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
             dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
             metrics_token=_secret(env, "METRICS_TOKEN"),
+            hubspot_client_secret=_secret(env, "HUBSPOT_CLIENT_SECRET"),
+            hubspot_webhook_url=_optional_url(env, "HUBSPOT_WEBHOOK_URL"),
+            hubspot_allow_legacy_signatures=_flag(env, "HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
+            salesforce_organization_ids=_organization_ids(env),
+            salesforce_webhook_token=_secret(env, "SALESFORCE_WEBHOOK_TOKEN", min_length=24),
+            pipedrive_webhook_user=env.get("PIPEDRIVE_WEBHOOK_USER", "").strip(),
+            pipedrive_webhook_password=_secret(env, "PIPEDRIVE_WEBHOOK_PASSWORD"),
+            mappings_file=env.get("CRMSYNC_MAPPINGS", "").strip(),
         )
+        _check_pairs(env)
+        if role == "web" and not settings.sources:
+            raise SettingsError(
+                "no webhook source is enabled: set WEBHOOK_SECRET, HUBSPOT_CLIENT_SECRET, "
+                "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN, "
+                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD"
+            )
+        return settings
 
 
 _REQUIRED: dict[Role, tuple[str, ...]] = {
-    "web": ("WEBHOOK_SECRET",),
+    # The web needs at least one webhook source, whichever (checked in `from_env`).
+    "web": (),
     "worker": (
         "CUSTOMERS_API_URL",
         "CUSTOMERS_API_TOKEN",
@@ -159,6 +200,45 @@ def _api(env: Mapping[str, str], prefix: str) -> ApiSettings | None:
     if not token:
         raise SettingsError(f"{prefix}_TOKEN is required when {prefix}_URL is set")
     return ApiSettings(url=url, token=token)
+
+
+# Settings that enable a source only together: one without the other is a mistake, not "off".
+_PAIRS = (
+    ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
+    ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
+)
+
+
+def _check_pairs(env: Mapping[str, str]) -> None:
+    for first, second in _PAIRS:
+        given = [name for name in (first, second) if env.get(name, "").strip()]
+        if len(given) == 1:
+            other = second if given[0] == first else first
+            raise SettingsError(f"{other} is required when {given[0]} is set")
+
+
+def _organization_ids(env: Mapping[str, str]) -> tuple[str, ...]:
+    ids = tuple(part for part in re.split(r"[\s,]+", env.get("SALESFORCE_ORGANIZATION_IDS", "")) if part)
+    for org_id in ids:
+        if not re.fullmatch(r"00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?", org_id):
+            raise SettingsError(
+                "SALESFORCE_ORGANIZATION_IDS: each id must be a 15- or 18-character organization id (00D...)"
+            )
+    return ids
+
+
+def _optional_url(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise SettingsError(f"{name} must be an http(s) URL")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name} must be true or false")
+    return value in ("true", "1", "yes")
 
 
 def _redis_url(value: str) -> str:
