@@ -23,14 +23,16 @@ from crmsync import __version__
 from crmsync.core.logs import configure as configure_logs
 from crmsync.core.redis_conn import connect, redact_url
 from crmsync.core.settings import DEFAULT_REDIS_URL, Settings, SettingsError, parse_secrets
-from crmsync.sender import SAMPLE_TYPES
+from crmsync.sender import SAMPLE_SOURCES, SAMPLE_TYPES
 from crmsync.web import create_app
 from sandbox.cli import sandbox_command
+from webhooks.mappings import MappingError
 
 from .customer_cli import customer_command
 from .dev import dev_command
 from .failures_cli import discard_command, failed_command, replay_command
 from .reconcile_cli import import_command, reconcile_command
+from .sources_cli import mappings_command, sources_command
 
 
 class Commands(click.Group):
@@ -55,7 +57,7 @@ def _create_app() -> Flask:
     serves = click.get_current_context().command.name == "run"
     try:
         return create_app(Settings.from_env(role="web" if serves else "cli"))
-    except SettingsError as exc:
+    except (SettingsError, MappingError) as exc:
         raise NoAppException(f"the web app needs its settings: {exc}") from None
 
 
@@ -81,34 +83,53 @@ def worker_command(burst: bool, scheduler: bool) -> None:
 
 
 @main.command("send-sample")
-@click.argument("url", default="http://127.0.0.1:8000/webhooks/crm")
+@click.argument("url", required=False)
 @click.option(
-    "--type", "event_type", type=click.Choice(SAMPLE_TYPES), default=SAMPLE_TYPES[0], show_default=True
-)
-@click.option("--external-id", default="crm-0001", show_default=True)
-@click.option("--name", default="Mars Missions", show_default=True, help="The name a created customer gets.")
+    "--source", type=click.Choice(SAMPLE_SOURCES), default="crm", show_default=True,
+    help="The format: crmsync's own contract (signed with WEBHOOK_SECRET), or a CRM's own.",
+)  # fmt: skip
+@click.option(
+    "--type", "event_type", type=click.Choice(SAMPLE_TYPES), default=SAMPLE_TYPES[0], show_default=True,
+    help="The event type (crmsync's own contract only).",
+)  # fmt: skip
+@click.option("--external-id", help="The record's id [default: crm-0001; a CRM's sample has its own].")
+@click.option("--name", help="The name a created customer gets [default: each source's sample has its own].")
 @click.option(
     "--purchase-id", "purchase_ids", type=click.IntRange(min=1), multiple=True,
     help="A purchase to erase (repeatable) [default: the sandbox fixture's purchases].",
 )  # fmt: skip
 def send_sample_command(
-    url: str, event_type: str, external_id: str, name: str, purchase_ids: tuple[int, ...]
+    url: str | None,
+    source: str,
+    event_type: str,
+    external_id: str | None,
+    name: str | None,
+    purchase_ids: tuple[int, ...],
 ) -> None:
-    """Send a signed sample webhook (signed with WEBHOOK_SECRET) to URL; exit 1 unless it is accepted."""
-    from crmsync.sender import sample_event, send_event
+    """Send a signed sample webhook to URL (default http://127.0.0.1:8000/webhooks/SOURCE); exit 1
+    unless it is accepted. Signed with the service's own settings: WEBHOOK_SECRET, or for a CRM
+    HUBSPOT_CLIENT_SECRET, SALESFORCE_ORGANIZATION_IDS + SALESFORCE_WEBHOOK_TOKEN,
+    PIPEDRIVE_WEBHOOK_USER + PIPEDRIVE_WEBHOOK_PASSWORD."""
+    from crmsync.sender import SAMPLE_IDS, SAMPLE_NAMES, sample_event, send_event, send_sample
 
+    url = url or f"http://127.0.0.1:8000/webhooks/{source}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         _fail(f"send-sample needs an http:// or https:// URL, got {url!r}", 2)
+    external_id = external_id or SAMPLE_IDS[source]
+    name = name or SAMPLE_NAMES[source]
     try:
-        secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
+        if source == "crm":
+            secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
+            if not secrets:
+                _fail("set WEBHOOK_SECRET to the secret the service verifies with", 2)
+            response = send_event(url, secrets[0], sample_event(event_type, external_id, name, purchase_ids))
+        else:
+            response = send_sample(source, url, os.environ, external_id, name)
     except SettingsError as exc:
         _fail(f"configuration error: {exc}", 2)
-    if not secrets:
-        _fail("set WEBHOOK_SECRET to the secret the service verifies with", 2)
-    event = sample_event(event_type, external_id, name, purchase_ids)
-    try:
-        response = send_event(url, secrets[0], event)
+    except ValueError as exc:
+        _fail(str(exc), 2)
     except requests.ConnectionError:
         _fail(f"nothing answers at {url} (is crmsync running? `crmsync dev` starts it)")
     except requests.Timeout:
@@ -177,3 +198,5 @@ main.add_command(replay_command)
 main.add_command(discard_command)
 main.add_command(import_command)
 main.add_command(reconcile_command)
+main.add_command(mappings_command)
+main.add_command(sources_command)

@@ -22,7 +22,12 @@ from tests.support import (
     CUSTOMERS_TOKEN,
     DASHBOARD_PASSWORD,
     DASHBOARD_USER,
+    HUBSPOT_SECRET,
     PERSONAL_DATA_TOKEN,
+    PIPEDRIVE_PASSWORD,
+    PIPEDRIVE_USER,
+    SALESFORCE_ORG,
+    SALESFORCE_TOKEN,
     SECRET,
     WEBHOOK_SECRET,
     Deliver,
@@ -106,6 +111,58 @@ def dashboard_server(settings: Settings) -> Iterator[str]:
     app = create_app(replace(settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD))
     with served(app) as base_url:
         yield base_url
+
+
+# The mappings the CRM sources' end-to-end tests run with: labels from several fields, and a
+# Salesforce erasure object (Pipedrive keeps its defaults).
+SOURCE_MAPPINGS = """
+[hubspot.fields]
+name = "name"
+description = "description"
+labels = "industry"
+
+[salesforce.Account]
+external_id = "Id"
+[salesforce.Account.fields]
+name = "Name"
+description = "Description"
+labels = ["Industry", "Type"]
+
+[salesforce.Privacy_Request__c]
+action = "erasure"
+external_id = "Account_External_Id__c"
+purchase_ids = "Purchase_Ids__c"
+version = "CreatedDate"
+"""
+
+
+@pytest.fixture(scope="session")
+def sources_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's settings with every CRM source enabled (test credentials) and SOURCE_MAPPINGS."""
+    mappings = tmp_path_factory.mktemp("mappings") / "mappings.toml"
+    mappings.write_text(SOURCE_MAPPINGS)
+    return replace(
+        settings,
+        hubspot_client_secret=HUBSPOT_SECRET,
+        salesforce_organization_ids=(SALESFORCE_ORG[:15],),
+        salesforce_webhook_token=SALESFORCE_TOKEN,
+        pipedrive_webhook_user=PIPEDRIVE_USER,
+        pipedrive_webhook_password=PIPEDRIVE_PASSWORD,
+        mappings_file=str(mappings),
+    )
+
+
+@pytest.fixture(scope="session")
+def sources_server(sources_settings: Settings) -> Iterator[str]:
+    """The web app with every CRM source enabled, served over real HTTP for the session."""
+    with served(create_app(sources_settings)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def crm(sources_server: str, redis: Redis, sandbox: RunningSandbox) -> str:
+    """The base URL of the app with every CRM source, with Redis emptied and the sandbox reset."""
+    return sources_server
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -269,3 +271,139 @@ def _unbase64(value: bytes) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return b""
+
+
+# -- the CRMs' own formats, shaped as each vendor documents them (webhooks/sources) ------------
+
+HUBSPOT_SECRET = "hubspot-client-secret-0123456789"
+
+SALESFORCE_ORG = "00D5g000004ABCDEAU"
+
+SALESFORCE_TOKEN = "salesforce-token-0123456789abcdef"
+
+PIPEDRIVE_USER, PIPEDRIVE_PASSWORD = "crmsync", "pipedrive-password-0123456789"
+
+
+def hubspot_event(**overrides: Any) -> dict[str, Any]:
+    """A `company.propertyChange` event exactly as HubSpot documents it."""
+    base = {
+        "eventId": 4417, "subscriptionId": 88, "portalId": 7001, "appId": 9002, "occurredAt": 1763630400000,
+        "subscriptionType": "company.propertyChange", "attemptNumber": 0, "objectId": 5150,
+        "changeSource": "CRM", "propertyName": "name", "propertyValue": "Orbital Freight",
+    }  # fmt: skip
+    return {**base, **overrides}
+
+
+def hubspot_object_event(subscription: str = "company.creation", **overrides: Any) -> dict[str, Any]:
+    """An event without a property (creation, deletion, merge, ...); a creation has `changeFlag`."""
+    base = hubspot_event(subscriptionType=subscription, **overrides)
+    del base["propertyName"], base["propertyValue"]
+    if subscription.endswith(".creation"):
+        base["changeFlag"] = "NEW"
+    return base
+
+
+def hubspot_signed_headers(
+    url: str, body: bytes, version: str = "v3", timestamp_ms: int | None = None, secret: str = HUBSPOT_SECRET
+) -> dict[str, str]:
+    """Headers signed by HubSpot's own SDK (an independent signer) for a POST of `body` to `url`."""
+    from hubspot.utils.signature import Signature
+
+    timestamp = str(int(time.time() * 1000) if timestamp_ms is None else timestamp_ms)
+    signature = Signature.get_signature(secret, body.decode(), version, http_uri=url, timestamp=timestamp)
+    if version == "v3":
+        return {"x-hubspot-signature-v3": signature, "x-hubspot-request-timestamp": timestamp,
+                "content-type": "application/json"}  # fmt: skip
+    return {"x-hubspot-signature": signature, "x-hubspot-signature-version": version,
+            "content-type": "application/json"}  # fmt: skip
+
+
+def salesforce_sobject(sobject_type: str, values: dict[str, str]) -> str:
+    """An `sObject` element; a value "nil" is sent as `xsi:nil`."""
+    elements = "".join(
+        f'<sf:{name} xsi:nil="true"/>' if value == "nil" else f"<sf:{name}>{value}</sf:{name}>"
+        for name, value in values.items()
+    )
+    namespace = 'xmlns:sf="urn:sobject.enterprise.soap.sforce.com"'
+    return f'<sObject xsi:type="sf:{sobject_type}" {namespace}>{elements}</sObject>'
+
+
+def salesforce_account(
+    record_id: str = "0015g00000QmNoPAAV", modified: str = "2026-11-20T09:30:00.000Z", **fields: str
+) -> str:
+    values = {"Id": record_id, "LastModifiedDate": modified, "Name": "Orbital Freight Ltd", **fields}
+    return salesforce_sobject("Account", values)
+
+
+def salesforce_message(*notifications: tuple[str, str], organization: str = SALESFORCE_ORG) -> bytes:
+    """An Outbound Message with (notification id, sObject XML) pairs, as in Salesforce's WSDL."""
+    items = "".join(f"<Notification><Id>{nid}</Id>{body}</Notification>" for nid, body in notifications)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <soapenv:Body>
+    <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+      <OrganizationId>{organization}</OrganizationId>
+      <ActionId>04k5g0000008XYZAA2</ActionId>
+      <SessionId xsi:nil="true"/>
+      <EnterpriseUrl>https://example.my.salesforce.com/services/Soap/c/60.0/00D5g000004ABCD</EnterpriseUrl>
+      <PartnerUrl>https://example.my.salesforce.com/services/Soap/u/60.0/00D5g000004ABCD</PartnerUrl>
+      {items}
+    </notifications>
+  </soapenv:Body>
+</soapenv:Envelope>""".encode()
+
+
+def pipedrive_body(
+    action: str = "change", entity: str = "organization", data: Any = None, previous: Any = None, **meta: Any
+) -> bytes:
+    """A webhooks v2 body: `meta`, `data` (the record now), `previous` (changed fields; all on delete)."""
+    if data is None and action != "delete":
+        data = {"id": 42, "name": "Orbital Freight", "owner_id": 7, "label_ids": [3], "custom_fields": {}}
+    return json.dumps({
+        "meta": {
+            "action": action, "entity": entity, "entity_id": "42",
+            "id": "8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1", "company_id": "9001",
+            "correlation_id": "1bc0a8c4-6f8c-4b7b-9b4e-0f7c1a7b4e11", "is_bulk_edit": False,
+            "timestamp": "2026-11-20T09:30:00.123Z", "type": "general", "user_id": "123", "version": "2.0",
+            "webhook_id": "77", "webhook_owner_id": "123", "change_source": "app",
+            "permitted_user_ids": ["123"], "attempt": 1, "host": "example.pipedrive.com", **meta,
+        },
+        "data": data,
+        "previous": previous,
+    }).encode()  # fmt: skip
+
+
+def basic_auth(user: str = PIPEDRIVE_USER, password: str = PIPEDRIVE_PASSWORD) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+_END_OF_WATCH = "crmsync-tests-end-of-watch"
+
+
+@contextmanager
+def redis_round_trips(redis: Redis) -> Iterator[list[str]]:
+    """The commands clients send to Redis during the block, as MONITOR sees them: each is one round
+    trip (the commands a Lua script runs are left out: they run inside the script's round trip)."""
+    commands: list[str] = []
+    seen: list[tuple[str, str]] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        with redis.monitor() as monitor:
+            watching.set()
+            for entry in monitor.listen():
+                if _END_OF_WATCH in entry["command"]:
+                    # The test's own connection (its echo below) is not the app's.
+                    ours = entry["client_port"]
+                    commands.extend(command for port, command in seen if port != ours)
+                    return
+                if entry["client_type"] != "lua":
+                    seen.append((entry["client_port"], entry["command"]))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    watching.wait(timeout=10)
+    yield commands
+    redis.echo(_END_OF_WATCH)  # MONITOR reports in order: once this is seen, the block's are too
+    watcher.join(timeout=10)

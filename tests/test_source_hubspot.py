@@ -8,41 +8,15 @@ from typing import Any
 import pytest
 from hubspot.utils.signature import Signature
 
+from tests.support import HUBSPOT_SECRET, hubspot_event, hubspot_object_event
 from webhooks.mappings import DEFAULT_MAPPINGS, HubSpotMapping
 from webhooks.sources.hubspot import HubSpotSource, read_events, request_uri, sign_v3, verify_signature
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 
-SECRET = "hubspot-client-secret-0123456789"
+SECRET = HUBSPOT_SECRET
 URL = "https://crmsync.example.com/webhooks/hubspot"
 NOW_MS = 1_763_630_460_000
 NOW = NOW_MS / 1000
-
-
-def event(**overrides: Any) -> dict[str, Any]:
-    """A `company.propertyChange` event exactly as HubSpot documents it."""
-    base = {
-        "eventId": 4417,
-        "subscriptionId": 88,
-        "portalId": 7001,
-        "appId": 9002,
-        "occurredAt": 1763630400000,
-        "subscriptionType": "company.propertyChange",
-        "attemptNumber": 0,
-        "objectId": 5150,
-        "changeSource": "CRM",
-        "propertyName": "name",
-        "propertyValue": "Orbital Freight",
-    }
-    return {**base, **overrides}
-
-
-def object_event(subscription: str = "company.creation", **overrides: Any) -> dict[str, Any]:
-    """An event without a property (creation, deletion, merge, ...); a creation has `changeFlag`."""
-    base = event(subscriptionType=subscription, **overrides)
-    del base["propertyName"], base["propertyValue"]
-    if subscription.endswith(".creation"):
-        base["changeFlag"] = "NEW"
-    return base
 
 
 def body_of(*events: dict[str, Any]) -> bytes:
@@ -64,25 +38,25 @@ def signed(
 
 
 def test_the_sdk_and_our_signer_agree_on_the_sdk_test_vector_timestamp() -> None:
-    body = body_of(event())
+    body = body_of(hubspot_event())
     expected = Signature.get_signature(SECRET, body.decode(), "v3", http_uri=URL, timestamp="1693657560000")
     assert sign_v3(SECRET, "POST", URL, body, 1693657560000) == expected
 
 
 def test_a_v3_signature_by_the_sdk_is_accepted() -> None:
-    request = signed(body_of(event()))
+    request = signed(body_of(hubspot_event()))
     verify_signature(request, SECRET, request_uri(request), now=NOW)
 
 
 def test_a_v3_signature_over_another_body_is_refused() -> None:
-    request = signed(body_of(event()))
+    request = signed(body_of(hubspot_event()))
     tampered = InboundRequest(
         request.method,
         request.scheme,
         request.host,
         request.target,
         request.headers,
-        body_of(event(objectId=1)),
+        body_of(hubspot_event(objectId=1)),
     )
     with pytest.raises(AuthenticationFailed) as caught:
         verify_signature(tampered, SECRET, URL, now=NOW)
@@ -90,27 +64,27 @@ def test_a_v3_signature_over_another_body_is_refused() -> None:
 
 
 def test_a_v3_signature_with_another_secret_is_refused() -> None:
-    request = signed(body_of(event()), secret="another-secret")
+    request = signed(body_of(hubspot_event()), secret="another-secret")
     with pytest.raises(AuthenticationFailed, match="does not match"):
         verify_signature(request, SECRET, URL, now=NOW)
 
 
 def test_a_v3_signature_for_another_url_is_refused() -> None:
-    request = signed(body_of(event()), uri="https://attacker.example.com/webhooks/hubspot")
+    request = signed(body_of(hubspot_event()), uri="https://attacker.example.com/webhooks/hubspot")
     with pytest.raises(AuthenticationFailed):
         verify_signature(request, SECRET, URL, now=NOW)
 
 
 @pytest.mark.parametrize("age_seconds", [301, -301])
 def test_a_v3_timestamp_more_than_five_minutes_away_is_refused(age_seconds: int) -> None:
-    request = signed(body_of(event()), timestamp_ms=NOW_MS - age_seconds * 1000)
+    request = signed(body_of(hubspot_event()), timestamp_ms=NOW_MS - age_seconds * 1000)
     with pytest.raises(AuthenticationFailed) as caught:
         verify_signature(request, SECRET, URL, now=NOW)
     assert caught.value.reason == "timestamp_out_of_tolerance"
 
 
 def test_a_v3_timestamp_within_five_minutes_is_accepted() -> None:
-    request = signed(body_of(event()), timestamp_ms=NOW_MS - 299_000)
+    request = signed(body_of(hubspot_event()), timestamp_ms=NOW_MS - 299_000)
     verify_signature(request, SECRET, URL, now=NOW)
 
 
@@ -132,7 +106,7 @@ def test_missing_or_malformed_headers_are_refused(headers: dict[str, str], reaso
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_legacy_signatures_are_refused_unless_allowed(version: str) -> None:
-    request = signed(body_of(event()), version=version)
+    request = signed(body_of(hubspot_event()), version=version)
     with pytest.raises(AuthenticationFailed) as caught:
         verify_signature(request, SECRET, URL, now=NOW)
     assert caught.value.reason == "legacy_signature_refused"
@@ -141,13 +115,13 @@ def test_legacy_signatures_are_refused_unless_allowed(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_a_wrong_legacy_signature_is_refused_when_allowed(version: str) -> None:
-    request = signed(body_of(event()), version=version, secret="another-secret")
+    request = signed(body_of(hubspot_event()), version=version, secret="another-secret")
     with pytest.raises(AuthenticationFailed, match="does not match"):
         verify_signature(request, SECRET, URL, allow_legacy=True, now=NOW)
 
 
 def test_behind_a_proxy_the_url_is_rebuilt_from_forwarded_headers() -> None:
-    request = signed(body_of(event()))
+    request = signed(body_of(hubspot_event()))
     proxied = InboundRequest(
         "POST",
         "http",
@@ -167,7 +141,7 @@ def test_the_configured_public_url_wins_over_the_request() -> None:
 
 def test_a_query_string_signed_decoded_is_accepted() -> None:
     # Several receivers decode a few escapes before signing; both forms are accepted.
-    body = body_of(event())
+    body = body_of(hubspot_event())
     target = "/webhooks/hubspot?next=a%3Ab"
     request = signed(body, uri="https://crmsync.example.com/webhooks/hubspot?next=a:b")
     request = InboundRequest("POST", "https", "crmsync.example.com", target, request.headers, body)
@@ -176,7 +150,7 @@ def test_a_query_string_signed_decoded_is_accepted() -> None:
 
 def test_the_source_authenticates_then_reads() -> None:
     source = HubSpotSource(SECRET, DEFAULT_MAPPINGS.hubspot, webhook_url=URL)
-    request = signed(body_of(event()))
+    request = signed(body_of(hubspot_event()))
     source.authenticate(request, now=NOW)
     assert len(source.read(request.body).events) == 1
 
@@ -185,7 +159,7 @@ def test_the_source_authenticates_then_reads() -> None:
 
 
 def test_a_name_change_writes_the_name_only_ordered_by_occurred_at() -> None:
-    batch = read_events(body_of(event()), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.hubspot)
     [mapped] = batch.events
     assert mapped.delivery_id == "hubspot:7001:88:4417:5150:1763630400000"
     assert mapped.event == {
@@ -196,26 +170,26 @@ def test_a_name_change_writes_the_name_only_ordered_by_occurred_at() -> None:
 
 
 def test_a_redelivery_has_the_same_delivery_id() -> None:
-    first = read_events(body_of(event()), DEFAULT_MAPPINGS.hubspot).events[0]
-    again = read_events(body_of(event(attemptNumber=3)), DEFAULT_MAPPINGS.hubspot).events[0]
+    first = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.hubspot).events[0]
+    again = read_events(body_of(hubspot_event(attemptNumber=3)), DEFAULT_MAPPINGS.hubspot).events[0]
     assert again.delivery_id == first.delivery_id
 
 
 def test_a_batch_maps_each_event_on_its_own() -> None:
-    events = [event(eventId=n, objectId=5000 + n, propertyValue=f"Company {n}") for n in range(100)]
+    events = [hubspot_event(eventId=n, objectId=5000 + n, propertyValue=f"Company {n}") for n in range(100)]
     batch = read_events(body_of(*events), DEFAULT_MAPPINGS.hubspot)
     assert len(batch.events) == 100
     assert len({mapped.delivery_id for mapped in batch.events}) == 100
 
 
 def test_a_deletion_deletes_the_customer() -> None:
-    deletion = object_event("company.deletion")
+    deletion = hubspot_object_event("company.deletion")
     [mapped] = read_events(body_of(deletion), DEFAULT_MAPPINGS.hubspot).events
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "5150"})
 
 
 def test_a_merge_deletes_every_merged_away_company() -> None:
-    merge = object_event(
+    merge = hubspot_object_event(
         "company.merge",
         objectId=5150,
         primaryObjectId=5150,
@@ -242,13 +216,15 @@ def test_a_merge_deletes_every_merged_away_company() -> None:
     ],
 )
 def test_unmapped_types_are_ignored_and_counted_by_type(subscription: str) -> None:
-    batch = read_events(body_of(object_event(subscription)), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(hubspot_object_event(subscription)), DEFAULT_MAPPINGS.hubspot)
     assert (batch.events, batch.rejected) == ([], [])
     assert batch.ignored_by_type() == {subscription: 1}
 
 
 def test_a_change_of_an_unmapped_property_is_ignored() -> None:
-    batch = read_events(body_of(event(propertyName="phone", propertyValue="+44")), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(
+        body_of(hubspot_event(propertyName="phone", propertyValue="+44")), DEFAULT_MAPPINGS.hubspot
+    )
     assert batch.events == []
     assert batch.ignored_by_type() == {"company.propertyChange": 1}
     assert "+44" not in repr(batch)
@@ -256,13 +232,13 @@ def test_a_change_of_an_unmapped_property_is_ignored() -> None:
 
 def test_a_multi_select_property_becomes_labels_and_the_prefix_applies() -> None:
     mapping = HubSpotMapping(fields={"name": "name", "labels": "industry"}, external_id_prefix="hs-")
-    change = event(propertyName="industry", propertyValue="Freight;Logistics")
+    change = hubspot_event(propertyName="industry", propertyValue="Freight;Logistics")
     [mapped] = read_events(body_of(change), mapping).events
     assert mapped.event["data"] == {"external_id": "hs-5150", "labels": ["Freight", "Logistics"]}
 
 
 def test_a_cleared_description_writes_an_empty_description() -> None:
-    change = event(propertyName="description", propertyValue="")
+    change = hubspot_event(propertyName="description", propertyValue="")
     [mapped] = read_events(body_of(change), DEFAULT_MAPPINGS.hubspot).events
     assert mapped.event["data"] == {"external_id": "5150", "description": ""}
 
@@ -282,8 +258,8 @@ def test_a_cleared_description_writes_an_empty_description() -> None:
 def test_an_invalid_event_is_rejected_alone_with_its_ids_and_no_value(
     broken: dict[str, Any], reason: str
 ) -> None:
-    good = event(eventId=1, objectId=77, propertyValue="Kept Ltd")
-    bad = event(**{"eventId": 2, "propertyValue": "Secret Name Ltd", **broken})
+    good = hubspot_event(eventId=1, objectId=77, propertyValue="Kept Ltd")
+    bad = hubspot_event(**{"eventId": 2, "propertyValue": "Secret Name Ltd", **broken})
     batch = read_events(body_of(good, bad), DEFAULT_MAPPINGS.hubspot)
     assert [m.event["data"]["external_id"] for m in batch.events] == ["77"]
     [rejected] = batch.rejected
@@ -293,7 +269,7 @@ def test_an_invalid_event_is_rejected_alone_with_its_ids_and_no_value(
 
 
 def test_an_item_that_is_not_an_object_is_rejected_alone() -> None:
-    batch = read_events(json.dumps([event(), "junk"]).encode(), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(json.dumps([hubspot_event(), "junk"]).encode(), DEFAULT_MAPPINGS.hubspot)
     assert (len(batch.events), batch.rejected[0].identifiers) == (1, {"index": "1"})
 
 

@@ -3,56 +3,21 @@
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic_auth, pipedrive_body
 from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 from webhooks.sources.pipedrive import PipedriveSource, read_event, verify_basic_auth
 
-USER = "crmsync"
-PASSWORD = "pipedrive-password-0123456789"
-
-
-def body_of(
-    action: str = "change", entity: str = "organization", data: Any = None, previous: Any = None, **meta: Any
-) -> bytes:
-    """A webhooks v2 body: `meta`, `data` (the record now), `previous` (changed fields; all on delete)."""
-    if data is None and action != "delete":
-        data = {"id": 42, "name": "Orbital Freight", "owner_id": 7, "label_ids": [3], "custom_fields": {}}
-    return json.dumps(
-        {
-            "meta": {
-                "action": action,
-                "entity": entity,
-                "entity_id": "42",
-                "id": "8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1",
-                "company_id": "9001",
-                "correlation_id": "1bc0a8c4-6f8c-4b7b-9b4e-0f7c1a7b4e11",
-                "is_bulk_edit": False,
-                "timestamp": "2026-11-20T09:30:00.123Z",
-                "type": "general",
-                "user_id": "123",
-                "version": "2.0",
-                "webhook_id": "77",
-                "webhook_owner_id": "123",
-                "change_source": "app",
-                "permitted_user_ids": ["123"],
-                "attempt": 1,
-                "host": "example.pipedrive.com",
-                **meta,
-            },
-            "data": data,
-            "previous": previous,
-        }
-    ).encode()
+USER, PASSWORD = PIPEDRIVE_USER, PIPEDRIVE_PASSWORD
 
 
 def test_a_change_writes_the_mapped_fields_of_the_record_ordered_by_meta_timestamp() -> None:
-    batch = read_event(body_of(previous={"name": "Orbital"}), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(pipedrive_body(previous={"name": "Orbital"}), DEFAULT_MAPPINGS.pipedrive)
     [mapped] = batch.events
     assert mapped.delivery_id == "pipedrive:8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1"
     assert mapped.event == {
@@ -63,7 +28,7 @@ def test_a_change_writes_the_mapped_fields_of_the_record_ordered_by_meta_timesta
 
 
 def test_a_create_also_writes_the_record() -> None:
-    [mapped] = read_event(body_of("create"), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body("create"), DEFAULT_MAPPINGS.pipedrive).events
     assert mapped.event["type"] == "customer.updated"
 
 
@@ -77,23 +42,23 @@ def test_a_create_also_writes_the_record() -> None:
     ids=["iso", "ten-digits", "number"],
 )
 def test_meta_timestamp_is_iso_or_ten_digit_seconds(timestamp: Any, expected: str) -> None:
-    [mapped] = read_event(body_of(timestamp=timestamp), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body(timestamp=timestamp), DEFAULT_MAPPINGS.pipedrive).events
     assert mapped.event["timestamp"] == expected
 
 
 def test_a_delete_takes_the_id_from_previous() -> None:
-    body = body_of("delete", previous={"id": 42, "name": "Orbital Freight"})
+    body = pipedrive_body("delete", previous={"id": 42, "name": "Orbital Freight"})
     [mapped] = read_event(body, DEFAULT_MAPPINGS.pipedrive).events
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "42"})
 
 
 def test_a_delete_without_previous_takes_the_id_from_meta() -> None:
-    [mapped] = read_event(body_of("delete", entity_id="43"), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body("delete", entity_id="43"), DEFAULT_MAPPINGS.pipedrive).events
     assert mapped.event["data"] == {"external_id": "43"}
 
 
 def test_a_merge_deletes_the_merged_away_organization() -> None:
-    body = body_of("delete", previous={"id": 42, "name": "Dup", "merged_to_id": 40})
+    body = pipedrive_body("delete", previous={"id": 42, "name": "Dup", "merged_to_id": 40})
     [mapped] = read_event(body, DEFAULT_MAPPINGS.pipedrive).events
     assert mapped.event["data"] == {"external_id": "42"}
 
@@ -102,7 +67,7 @@ def test_a_merge_deletes_the_merged_away_organization() -> None:
     ("entity", "action"), [("person", "change"), ("deal", "create"), ("activity", "delete")]
 )
 def test_other_entities_are_ignored_and_counted_by_type(entity: str, action: str) -> None:
-    batch = read_event(body_of(action, entity=entity, data={"id": 1}), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(pipedrive_body(action, entity=entity, data={"id": 1}), DEFAULT_MAPPINGS.pipedrive)
     assert (batch.events, batch.rejected) == ([], [])
     assert batch.ignored_by_type() == {f"{entity}.{action}": 1}
 
@@ -120,7 +85,7 @@ def test_other_entities_are_ignored_and_counted_by_type(entity: str, action: str
 )
 def test_an_invalid_event_is_rejected_with_ids_and_no_value(overrides: dict[str, Any], reason: str) -> None:
     data = overrides.pop("data", {"id": 42, "name": "Secret Ltd"})
-    batch = read_event(body_of(data=data, **overrides), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(pipedrive_body(data=data, **overrides), DEFAULT_MAPPINGS.pipedrive)
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
     assert rejected.identifiers["entity"] == "organization"
@@ -156,22 +121,18 @@ def test_a_mapped_erasure_entity_requests_an_erasure_on_create(tmp_path: Path) -
     )
     mappings = load_mappings(str(path)).pipedrive
     data = {"id": 9, "custom_fields": {"org_id": "42", "purchases": "101;102"}}
-    [mapped] = read_event(body_of("create", entity="privacy_request", data=data), mappings).events
+    [mapped] = read_event(pipedrive_body("create", entity="privacy_request", data=data), mappings).events
     assert mapped.event["type"] == "customer.erasure_requested"
     assert mapped.event["data"] == {"external_id": "pd-42", "purchase_ids": [101, 102]}
-    later = read_event(body_of("change", entity="privacy_request", data=data), mappings)
+    later = read_event(pipedrive_body("change", entity="privacy_request", data=data), mappings)
     assert later.ignored_by_type() == {"privacy_request.change": 1}
 
 
 # --- authentication -------------------------------------------------------------------------------
 
 
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 def test_the_configured_credentials_pass() -> None:
-    verify_basic_auth(basic(USER, PASSWORD), USER, PASSWORD)
+    verify_basic_auth(basic_auth(USER, PASSWORD), USER, PASSWORD)
 
 
 @pytest.mark.parametrize(
@@ -180,8 +141,8 @@ def test_the_configured_credentials_pass() -> None:
         ("", "missing_credentials"),
         ("Bearer abc", "missing_credentials"),
         ("Basic !!!", "malformed_credentials"),
-        (basic(USER, "wrong"), "invalid_credentials"),
-        (basic("someone", PASSWORD), "invalid_credentials"),
+        (basic_auth(USER, "wrong"), "invalid_credentials"),
+        (basic_auth("someone", PASSWORD), "invalid_credentials"),
         ("Basic " + base64.b64encode(USER.encode()).decode(), "invalid_credentials"),
     ],
     ids=["none", "other-scheme", "not-base64", "wrong-password", "wrong-user", "no-colon"],
@@ -194,10 +155,10 @@ def test_every_other_authorization_is_refused(header: str, reason: str) -> None:
 
 def test_the_source_authenticates_then_reads() -> None:
     source = PipedriveSource(USER, PASSWORD, DEFAULT_MAPPINGS.pipedrive)
-    body = body_of()
+    body = pipedrive_body()
     source.authenticate(
         InboundRequest(
-            "POST", "https", "h", "/webhooks/pipedrive", {"authorization": basic(USER, PASSWORD)}, body
+            "POST", "https", "h", "/webhooks/pipedrive", {"authorization": basic_auth(USER, PASSWORD)}, body
         )
     )
     assert len(source.read(body).events) == 1

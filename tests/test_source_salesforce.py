@@ -7,6 +7,13 @@ from xml.etree.ElementTree import fromstring as trusted_fromstring
 
 import pytest
 
+from tests.support import (
+    SALESFORCE_ORG,
+    SALESFORCE_TOKEN,
+    salesforce_account,
+    salesforce_message,
+    salesforce_sobject,
+)
 from webhooks.mappings import DEFAULT_MAPPINGS, RecordMapping, load_mappings
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 from webhooks.sources.salesforce import (
@@ -19,50 +26,15 @@ from webhooks.sources.salesforce import (
     verify_token,
 )
 
-ORG_18 = "00D5g000004ABCDEAU"
+ORG_18 = SALESFORCE_ORG
 ORG_15 = ORG_18[:15]
-TOKEN = "salesforce-token-0123456789abcdef"
-
-
-def account(
-    record_id: str = "0015g00000QmNoPAAV", modified: str = "2026-11-20T09:30:00.000Z", **fields: str
-) -> str:
-    """The sObject of an Account notification; `fields` become `sf:` elements ("nil" for xsi:nil)."""
-    values = {"Id": record_id, "LastModifiedDate": modified, "Name": "Orbital Freight Ltd", **fields}
-    return sobject("Account", values)
-
-
-def sobject(sobject_type: str, values: dict[str, str]) -> str:
-    elements = "".join(
-        f'<sf:{name} xsi:nil="true"/>' if value == "nil" else f"<sf:{name}>{value}</sf:{name}>"
-        for name, value in values.items()
-    )
-    namespace = 'xmlns:sf="urn:sobject.enterprise.soap.sforce.com"'
-    return f'<sObject xsi:type="sf:{sobject_type}" {namespace}>{elements}</sObject>'
-
-
-def message(*notifications: tuple[str, str], organization: str = ORG_18) -> bytes:
-    """An Outbound Message with (notification id, sObject XML) pairs, as in Salesforce's WSDL."""
-    items = "".join(f"<Notification><Id>{nid}</Id>{body}</Notification>" for nid, body in notifications)
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
-    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-  <soapenv:Body>
-    <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
-      <OrganizationId>{organization}</OrganizationId>
-      <ActionId>04k5g0000008XYZAA2</ActionId>
-      <SessionId xsi:nil="true"/>
-      <EnterpriseUrl>https://example.my.salesforce.com/services/Soap/c/60.0/00D5g000004ABCD</EnterpriseUrl>
-      <PartnerUrl>https://example.my.salesforce.com/services/Soap/u/60.0/00D5g000004ABCD</PartnerUrl>
-      {items}
-    </notifications>
-  </soapenv:Body>
-</soapenv:Envelope>""".encode()
+TOKEN = SALESFORCE_TOKEN
 
 
 def test_an_account_notification_becomes_an_update_ordered_by_last_modified_date() -> None:
     batch = read_message(
-        parse_message(message(("04l5g00000AbCdEAAV", account()))), DEFAULT_MAPPINGS.salesforce
+        parse_message(salesforce_message(("04l5g00000AbCdEAAV", salesforce_account()))),
+        DEFAULT_MAPPINGS.salesforce,
     )
     [mapped] = batch.events
     assert mapped.delivery_id == "salesforce:04l5g00000AbCdEAAV"
@@ -74,7 +46,7 @@ def test_an_account_notification_becomes_an_update_ordered_by_last_modified_date
 
 
 def test_only_the_fields_the_message_carries_are_written() -> None:
-    body = message(("n1", account(Description="nil", Phone="+44 20")))
+    body = salesforce_message(("n1", salesforce_account(Description="nil", Phone="+44 20")))
     [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
     assert mapped.event["data"] == {
         "external_id": "0015g00000QmNoPAAV",
@@ -84,7 +56,7 @@ def test_only_the_fields_the_message_carries_are_written() -> None:
 
 
 def test_a_true_is_deleted_checkbox_deletes_the_customer() -> None:
-    body = message(("n1", account(IsDeleted="true")))
+    body = salesforce_message(("n1", salesforce_account(IsDeleted="true")))
     [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
     assert (mapped.event["type"], mapped.event["data"]) == (
         "customer.deleted",
@@ -93,17 +65,18 @@ def test_a_true_is_deleted_checkbox_deletes_the_customer() -> None:
 
 
 def test_a_hundred_notifications_map_to_a_hundred_events() -> None:
-    notifications = [(f"04l{n:015d}", account(record_id=f"001{n:015d}")) for n in range(100)]
-    batch = read_message(parse_message(message(*notifications)), DEFAULT_MAPPINGS.salesforce)
+    notifications = [(f"04l{n:015d}", salesforce_account(record_id=f"001{n:015d}")) for n in range(100)]
+    batch = read_message(parse_message(salesforce_message(*notifications)), DEFAULT_MAPPINGS.salesforce)
     assert len(batch.events) == 100 and len({m.delivery_id for m in batch.events}) == 100
 
 
 def test_other_sobject_types_are_ignored_and_counted_by_type() -> None:
-    contact = sobject(
+    contact = salesforce_sobject(
         "Contact", {"Id": "0035g", "LastModifiedDate": "2026-11-20T09:30:00Z", "LastName": "Doe"}
     )
     batch = read_message(
-        parse_message(message(("n1", contact), ("n2", account()))), DEFAULT_MAPPINGS.salesforce
+        parse_message(salesforce_message(("n1", contact), ("n2", salesforce_account()))),
+        DEFAULT_MAPPINGS.salesforce,
     )
     assert len(batch.events) == 1
     assert batch.ignored_by_type() == {"Contact": 1}
@@ -112,16 +85,18 @@ def test_other_sobject_types_are_ignored_and_counted_by_type() -> None:
 @pytest.mark.parametrize(
     ("sobject_xml", "reason"),
     [
-        (account(modified="nil"), "missing version field LastModifiedDate"),
-        (account(modified="last tuesday"), "version field LastModifiedDate is not a date-time"),
-        (account(record_id="nil"), "missing external id field Id"),
-        (account(Name="nil"), "invalid event: data.name:"),
+        (salesforce_account(modified="nil"), "missing version field LastModifiedDate"),
+        (salesforce_account(modified="last tuesday"), "version field LastModifiedDate is not a date-time"),
+        (salesforce_account(record_id="nil"), "missing external id field Id"),
+        (salesforce_account(Name="nil"), "invalid event: data.name:"),
         ("", "notification without record data"),
     ],
     ids=["no-version", "bad-version", "no-id", "nil-name", "no-data"],
 )
 def test_an_invalid_notification_is_rejected_alone_without_values(sobject_xml: str, reason: str) -> None:
-    body = message(("n-good", account()), ("n-bad", sobject_xml.replace("Orbital Freight Ltd", "Secret Ltd")))
+    body = salesforce_message(
+        ("n-good", salesforce_account()), ("n-bad", sobject_xml.replace("Orbital Freight Ltd", "Secret Ltd"))
+    )
     batch = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce)
     assert [m.delivery_id for m in batch.events] == ["salesforce:n-good"]
     [rejected] = batch.rejected
@@ -154,13 +129,13 @@ def mapped_file(tmp_path: Path) -> dict[str, RecordMapping]:
 
 
 def test_labels_come_from_several_fields_and_multi_selects(mapped_file: dict[str, RecordMapping]) -> None:
-    body = message(("n1", account(Industry="Transport;Logistics", Type="")))
+    body = salesforce_message(("n1", salesforce_account(Industry="Transport;Logistics", Type="")))
     [mapped] = read_message(parse_message(body), mapped_file).events
     assert mapped.event["data"]["labels"] == ["Transport", "Logistics"]
 
 
 def privacy_request(purchases: str = "101, 102;103") -> str:
-    return sobject(
+    return salesforce_sobject(
         "Privacy_Request__c",
         {
             "Id": "a0B5g000001XyZaEAK",
@@ -172,7 +147,7 @@ def privacy_request(purchases: str = "101, 102;103") -> str:
 
 
 def test_an_erasure_object_becomes_an_erasure_request(mapped_file: dict[str, RecordMapping]) -> None:
-    [mapped] = read_message(parse_message(message(("n1", privacy_request()))), mapped_file).events
+    [mapped] = read_message(parse_message(salesforce_message(("n1", privacy_request()))), mapped_file).events
     assert mapped.event == {
         "type": "customer.erasure_requested",
         "timestamp": "2026-11-21T08:00:00.000000+00:00",
@@ -184,7 +159,7 @@ def test_an_erasure_object_becomes_an_erasure_request(mapped_file: dict[str, Rec
 def test_an_erasure_object_without_usable_purchase_ids_is_rejected(
     mapped_file: dict[str, RecordMapping], purchases: str
 ) -> None:
-    batch = read_message(parse_message(message(("n1", privacy_request(purchases)))), mapped_file)
+    batch = read_message(parse_message(salesforce_message(("n1", privacy_request(purchases)))), mapped_file)
     assert batch.events == [] and len(batch.rejected) == 1
     assert "Jane" not in repr(batch.rejected)
 
@@ -216,13 +191,13 @@ def test_another_organization_is_refused(sent: str) -> None:
 
 def test_the_source_checks_token_then_organization() -> None:
     source = SalesforceSource(TOKEN, [ORG_15], DEFAULT_MAPPINGS.salesforce)
-    body = message(("n1", account()))
+    body = salesforce_message(("n1", salesforce_account()))
     source.authenticate(
         InboundRequest("POST", "https", "h", "/webhooks/salesforce", {}, body, {"token": TOKEN})
     )
     assert len(source.read(body).events) == 1
     with pytest.raises(AuthenticationFailed):
-        source.read(message(("n1", account()), organization="00D5g000004ZZZZEAU"))
+        source.read(salesforce_message(("n1", salesforce_account()), organization="00D5g000004ZZZZEAU"))
 
 
 # --- hostile or broken XML ------------------------------------------------------------------------

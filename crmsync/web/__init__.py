@@ -9,10 +9,12 @@ from flask import Flask
 
 from crmsync.core.redis_conn import connect
 from crmsync.core.settings import Settings
-from webhooks import errors, receive
+from webhooks import errors, receive, receive_sources
 from webhooks.connection import CloseConnection
 from webhooks.intake import Intake
+from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.metrics import record_unexpected_error
+from webhooks.sources import crm_sources, standard_source
 
 from . import dashboard, health, metrics
 
@@ -29,9 +31,15 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     redis = connect(settings.redis_url)
     app.extensions["crmsync_redis"] = redis
     app.extensions["crmsync_intake"] = Intake(redis, settings)
+    # The mappings file is read once, here: a mistake in it stops the process (MappingError).
+    mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
+    app.extensions["crmsync_mappings"] = mappings
+    app.extensions["crmsync_standard_source"] = standard_source(settings)
+    app.extensions["crmsync_sources"] = crm_sources(settings, mappings)
     errors.init_app(app, count_unexpected=record_unexpected_error)
     app.register_blueprint(health.bp)
     app.register_blueprint(receive.bp)
+    app.register_blueprint(receive_sources.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)
     app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
 from redis.exceptions import RedisError
 
-from crmsync.core.counters import read_job_figures
+from crmsync.core.counters import read_job_figures, read_source_items
 from crmsync.core.keys import ERASURE_AUDIT_KEY
 from crmsync.core.settings import Settings
 from crmsync.erasure.audit import erasure_summary
@@ -56,6 +56,7 @@ class QueueCollector:
         try:
             snapshot = read_snapshot(self._redis, self._queue_name)
             figures = read_job_figures(self._redis)
+            source_items = read_source_items(self._redis)
             audit_entries = int(self._redis.xlen(ERASURE_AUDIT_KEY))
             erasures = (
                 erasure_summary(self._redis, self._erasure_deadline_days)
@@ -100,6 +101,14 @@ class QueueCollector:
             durations.add_metric([event_type], buckets, total)
         yield durations
         yield from _erasure_metrics(audit_entries, erasures)
+        items = CounterMetricFamily(
+            "crmsync_source_items",
+            "Items of CRM requests not queued: ignored (not mapped) by type, rejected (unusable).",
+            labels=["source", "outcome", "type"],
+        )
+        for (source, outcome, item_type), count in sorted(source_items.items()):
+            items.add_metric([source, outcome, item_type], count)
+        yield items
 
 
 def _erasure_metrics(audit_entries: int, counts: dict[str, int] | None) -> Iterator[Metric]:

@@ -1,4 +1,72 @@
 """One module per CRM: each verifies a request, parses its body and maps it to crmsync events.
 
 A source never reaches into the queue or the worker: it hands a `SourceBatch` (items.py) to intake.
+`standard` is crmsync's own contract; `hubspot`, `salesforce` and `pipedrive` are the CRMs' native
+webhooks, mapped by `webhooks.mappings`. A new CRM is one module here with `authenticate(request)` and
+`read(body) -> SourceBatch`, one entry in `crm_sources` and `read_payload`, and its tests.
 """
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from crmsync.core.settings import Settings
+
+from ..mappings import Mappings
+from . import hubspot, pipedrive, salesforce
+from .items import InboundRequest, SourceBatch
+from .standard import StandardSource
+
+__all__ = ["CrmSource", "crm_sources", "standard_source", "read_payload", "CRM_SOURCES"]
+
+CRM_SOURCES = (hubspot.NAME, salesforce.NAME, pipedrive.NAME)
+
+
+class CrmSource(Protocol):
+    """A CRM's native webhooks: authenticate a request, then read its body as a batch."""
+
+    name: str
+    soap: bool  # answers are SOAP (Salesforce), else JSON
+
+    def authenticate(self, request: InboundRequest) -> None: ...
+
+    def read(self, body: bytes) -> SourceBatch: ...
+
+
+def crm_sources(settings: Settings, mappings: Mappings) -> dict[str, CrmSource]:
+    """The CRM sources these settings enable, by name (a source left out answers 404)."""
+    sources: dict[str, CrmSource] = {}
+    if hubspot.NAME in settings.sources:
+        sources[hubspot.NAME] = hubspot.HubSpotSource(
+            settings.hubspot_client_secret,
+            mappings.hubspot,
+            webhook_url=settings.hubspot_webhook_url,
+            allow_legacy=settings.hubspot_allow_legacy_signatures,
+        )
+    if salesforce.NAME in settings.sources:
+        sources[salesforce.NAME] = salesforce.SalesforceSource(
+            settings.salesforce_webhook_token, settings.salesforce_organization_ids, mappings.salesforce
+        )
+    if pipedrive.NAME in settings.sources:
+        sources[pipedrive.NAME] = pipedrive.PipedriveSource(
+            settings.pipedrive_webhook_user, settings.pipedrive_webhook_password, mappings.pipedrive
+        )
+    return sources
+
+
+def standard_source(settings: Settings) -> StandardSource | None:
+    """crmsync's own contract, when WEBHOOK_SECRET is set."""
+    if "crm" not in settings.sources:
+        return None
+    return StandardSource(settings.webhook_secrets, settings.tolerance_seconds)
+
+
+def read_payload(source: str, body: bytes, mappings: Mappings) -> SourceBatch:
+    """Map a saved payload of `source` without authenticating it (`crmsync mappings preview`)."""
+    if source == hubspot.NAME:
+        return hubspot.read_events(body, mappings.hubspot)
+    if source == salesforce.NAME:
+        return salesforce.read_message(salesforce.parse_message(body), mappings.salesforce)
+    if source == pipedrive.NAME:
+        return pipedrive.read_event(body, mappings.pipedrive)
+    raise ValueError(f"unknown source {source!r}: expected one of {', '.join(CRM_SOURCES)}")

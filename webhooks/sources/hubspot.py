@@ -56,6 +56,7 @@ class HubSpotSource:
     """Verifies and maps requests from one HubSpot app."""
 
     name = NAME
+    soap = False
 
     def __init__(
         self, client_secret: str, mapping: HubSpotMapping, webhook_url: str = "", allow_legacy: bool = False

@@ -44,6 +44,7 @@ class PipedriveSource:
     """Verifies and maps events from Pipedrive webhooks set up with HTTP Basic credentials."""
 
     name = NAME
+    soap = False
 
     def __init__(self, user: str, password: str, mappings: Mapping[str, RecordMapping]) -> None:
         self._user = user

@@ -107,6 +107,8 @@ class SalesforceSource:
     """Verifies and maps Outbound Messages from the configured organizations."""
 
     name = NAME
+    # Salesforce reads SOAP answers: the Ack, or a fault for an error.
+    soap = True
 
     def __init__(
         self, token: str, organization_ids: Iterable[str], mappings: Mapping[str, RecordMapping]

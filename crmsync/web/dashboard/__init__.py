@@ -39,6 +39,7 @@ NAV: list[tuple[str, str]] = [
     ("dashboard.erasures", "Erasures"),
     ("dashboard.customer", "Customer"),
     ("dashboard.reconcile_runs", "Reconcile"),
+    ("dashboard.sources", "CRM sources"),
 ]
 
 SECURITY_HEADERS = {

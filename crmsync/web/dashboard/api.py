@@ -17,6 +17,7 @@ from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_activity, read_snapshot
 from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import erasure_counts, with_status
+from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
 from webhooks.decoding import MalformedJSON, decode_json
 from webhooks.errors import error_response
 
@@ -101,6 +102,15 @@ def api_activity() -> Response:
     """Events per minute over the last two hours: accepted webhooks, and job attempts by outcome."""
     activity = read_activity(current_app.extensions["crmsync_redis"])
     return jsonify({"first_minute": activity.first_minute, "series": activity.series})
+
+
+@bp.get("/api/sources")
+def api_sources() -> Response:
+    redis = current_app.extensions["crmsync_redis"]
+    ignored = [{"source": source, "type": item_type, "count": count}
+               for (source, item_type), count in ignored_counts(redis).items()]  # fmt: skip
+    return jsonify({"ignored": ignored, "rejected_counts": rejected_counts(redis),
+                    "rejected": [item.to_json() for item in rejected_items(redis, limit=100)]})  # fmt: skip
 
 
 @bp.get("/api/failed")

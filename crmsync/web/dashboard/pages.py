@@ -15,6 +15,7 @@ from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_activity, read_snapshot
 from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import ERASURE_STATUSES, erasure_counts, with_status
+from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
 
 from . import NAV, bp
 from .chart import line_chart
@@ -125,6 +126,18 @@ def back_to_failed(filters: dict[str, str], statuses: list[str]) -> Response:
 @bp.get("/replays")
 def replays() -> str:
     return render_template("dashboard/replays.html", replays=failed_jobs().recent_replays())
+
+
+@bp.get("/sources")
+def sources() -> str:
+    """What the CRM sources ignored (by type) and rejected (the last ones, reason and identifiers)."""
+    redis = current_app.extensions["crmsync_redis"]
+    return render_template(
+        "dashboard/sources.html",
+        ignored=ignored_counts(redis),
+        rejected_counts=rejected_counts(redis),
+        rejected=rejected_items(redis, limit=100),
+    )
 
 
 @bp.get("/discarded")

@@ -1,0 +1,118 @@
+"""`crmsync mappings show | preview` and `crmsync sources ignored | rejected`: the CRM sources' field
+mappings and what they did not map, from a shell (docs/crm-sources.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from crmsync.core.redis_conn import connect
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
+from webhooks.mappings import MappingError, Mappings, mappings_from_env
+from webhooks.sources import CRM_SOURCES, read_payload
+from webhooks.sources.items import UnparseableBody
+
+__all__ = ["mappings_command", "sources_command"]
+
+
+def _mappings() -> Mappings:
+    try:
+        return mappings_from_env()
+    except MappingError as exc:
+        click.echo(f"crmsync: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group("mappings")
+def mappings_command() -> None:
+    """The CRM sources' field mappings (CRMSYNC_MAPPINGS, else the defaults)."""
+
+
+@mappings_command.command("show")
+@click.option("--json", "as_json", is_flag=True, help="As one JSON document.")
+def show_command(as_json: bool) -> None:
+    """Print the mappings in force, defaults included."""
+    described = _mappings().describe()
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    click.echo(f"mappings file: {described['file']}")
+    hubspot = described["hubspot"]
+    click.echo(f"\nhubspot: {hubspot['object']}.* events, external id = objectId"
+               f"{_prefix(hubspot['external_id_prefix'])}")  # fmt: skip
+    for field, prop in hubspot["fields"].items():
+        click.echo(f"  {field:<12} <- property {prop}")
+    for source in ("salesforce", "pipedrive"):
+        for record_type, mapping in described[source].items():
+            external_id = mapping["external_id"] + _prefix(mapping["external_id_prefix"])
+            click.echo(f"\n{source} {record_type}: {mapping['action']}, external id = {external_id}")
+            for key in ("version", "deleted", "purchase_ids"):
+                if mapping[key]:
+                    click.echo(f"  {key:<12} <- {mapping[key]}")
+            for field, names in mapping["fields"].items():
+                click.echo(f"  {field:<12} <- {', '.join(names)}")
+
+
+def _prefix(prefix: str) -> str:
+    return f' (prefixed "{prefix}")' if prefix else ""
+
+
+@mappings_command.command("preview")
+@click.argument("source", type=click.Choice(CRM_SOURCES))
+@click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def preview_command(source: str, payload: Path) -> None:
+    """Print what a saved PAYLOAD of SOURCE becomes: events, ignored and rejected items. Nothing is sent
+    or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body)."""
+    try:
+        batch = read_payload(source, payload.read_bytes(), _mappings())
+    except UnparseableBody as exc:
+        click.echo(f"crmsync: {payload} cannot be read as a {source} payload: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(batch.events)} event(s), {len(batch.ignored)} ignored, {len(batch.rejected)} rejected")
+    for mapped in batch.events:
+        click.echo(f"event    {mapped.delivery_id}  {json.dumps(mapped.event)}")
+    for item in batch.ignored:
+        click.echo(f"ignored  {item.type}" + (f"  ({item.detail})" if item.detail else ""))
+    for rejected in batch.rejected:
+        click.echo(f"rejected {rejected.reason}  {json.dumps(rejected.identifiers)}")
+
+
+@click.group("sources")
+def sources_command() -> None:
+    """What the CRM sources ignored or rejected (kept in Redis; identifiers only)."""
+
+
+@sources_command.command("rejected")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def rejected_command(limit: int, as_json: bool) -> None:
+    """The last rejected items, newest first: when, source, reason, identifiers."""
+    redis = connect(_settings().redis_url)
+    for item in rejected_items(redis, limit):
+        row = item.to_json()
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{row['at']}  {item.source:<10} {item.reason}  {json.dumps(item.identifiers)}")
+
+
+@sources_command.command("ignored")
+def ignored_command() -> None:
+    """How many items each source ignored, by type, and how many it rejected."""
+    redis = connect(_settings().redis_url)
+    for (source, item_type), count in ignored_counts(redis).items():
+        click.echo(f"{source:<10} ignored   {item_type:<32} {count}")
+    for source, count in rejected_counts(redis).items():
+        click.echo(f"{source:<10} rejected  {'':<32} {count}")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env(role="cli")
+    except SettingsError as exc:
+        click.echo(f"crmsync: configuration error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,106 @@
+"""Pipedrive webhooks v2 end to end: real HTTP, real Redis, a real worker and the sandbox API,
+bodies shaped as Pipedrive sends them, HTTP Basic credentials."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from redis import Redis
+
+from crmsync.operations.source_items import ignored_counts, rejected_items
+from jobs.worker import SyncWorker
+from tests.support import (
+    Platform,
+    basic_auth,
+    customers,
+    personal_values_found,
+    pipedrive_body,
+    run,
+)
+
+
+def post(crm: str, body: bytes, authorization: str | None = None) -> requests.Response:
+    headers = {"content-type": "application/json", "authorization": authorization or basic_auth()}
+    return requests.post(f"{crm}/webhooks/pipedrive", data=body, headers=headers, timeout=10)
+
+
+def change(event_id: str, name: str, at: str = "2026-11-20T09:30:00.123Z") -> bytes:
+    return pipedrive_body("change", data={"id": 42, "name": name}, id=event_id, timestamp=at)
+
+
+def test_a_change_creates_the_customer_and_other_entities_are_ignored(
+    crm: str, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    response = post(crm, change("e-1", "Orbital Freight"))
+    assert response.json() == {
+        "status": "accepted",
+        "queued": 1,
+        "duplicates": 0,
+        "ignored": 0,
+        "rejected": 0,
+    }
+    assert (
+        post(crm, pipedrive_body("change", entity="person", data={"id": 9, "name": "Jane"}, id="e-2")).json()[
+            "ignored"
+        ]
+        == 1
+    )
+    run(worker)
+    assert [c["name"] for c in customers(platform, "42")] == ["Orbital Freight"]
+    assert ignored_counts(redis) == {("pipedrive", "person.change"): 1}
+
+
+def test_a_redelivered_event_queues_nothing_new(crm: str, redis: Redis) -> None:
+    assert post(crm, change("e-1", "Orbital Freight")).json()["queued"] == 1
+    assert post(crm, change("e-1", "Orbital Freight")).json()["duplicates"] == 1
+    assert redis.llen("rq:queue:crmsync") == 1
+
+
+def test_an_older_change_arriving_late_does_not_win(crm: str, worker: SyncWorker, platform: Platform) -> None:
+    post(crm, change("e-2", "Orbital Freight Group", at="1795599000"))  # 10-digit seconds, 2026-11-25
+    post(crm, change("e-1", "Orbital Freight", at="2026-11-20T09:30:00.123Z"))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "42")] == ["Orbital Freight Group"]
+
+
+def test_a_delete_deletes_the_customer(crm: str, worker: SyncWorker, platform: Platform) -> None:
+    post(crm, change("e-1", "Orbital Freight"))
+    run(worker)
+    deleted = pipedrive_body("delete", previous={"id": 42, "name": "Orbital Freight"}, id="e-2",
+                             timestamp="2026-11-20T10:00:00Z")  # fmt: skip
+    assert post(crm, deleted).json()["queued"] == 1
+    run(worker)
+    assert customers(platform, "42") == []
+
+
+def test_an_event_that_cannot_be_mapped_is_acknowledged_and_kept_as_rejected(crm: str, redis: Redis) -> None:
+    body = pipedrive_body("change", data={"name": "Secret Person Ltd"}, id="e-7")
+    response = post(crm, body)
+    assert (response.status_code, response.json()["rejected"]) == (200, 1)
+    [rejected] = rejected_items(redis)
+    assert (rejected.source, rejected.reason, rejected.identifiers["id"]) == (
+        "pipedrive", "missing external id field id", "e-7",
+    )  # fmt: skip
+    assert personal_values_found(redis, ["Secret Person"]) == []
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        ("none", "missing_credentials"),
+        (basic_auth(password="not-the-password"), "invalid_credentials"),
+        (basic_auth(user="someone-else"), "invalid_credentials"),
+    ],
+    ids=["none", "wrong-password", "wrong-user"],
+)
+def test_every_authentication_failure_is_401_and_records_nothing(
+    crm: str, redis: Redis, authorization: str, reason: str
+) -> None:
+    response = post(crm, change("e-1", "Orbital Freight"), authorization=authorization)
+    assert (response.status_code, response.json()["error"]) == (401, reason)
+    assert redis.dbsize() == 0
+
+
+def test_a_body_that_is_not_json_is_400(crm: str, redis: Redis) -> None:
+    assert post(crm, b"{not json").status_code == 400
+    assert redis.dbsize() == 0

@@ -1,0 +1,202 @@
+"""The CRM sources in the web app and the tools: settings, which endpoints answer, Redis down, the
+dashboard's and the CLI's views of ignored and rejected items, `crmsync mappings`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from redis import Redis
+
+from crmsync.cli import main
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.web import create_app
+from tests.support import (
+    AUTH,
+    DASHBOARD_PASSWORD,
+    DASHBOARD_USER,
+    HUBSPOT_SECRET,
+    PIPEDRIVE_PASSWORD,
+    PIPEDRIVE_USER,
+    SALESFORCE_ORG,
+    SALESFORCE_TOKEN,
+    basic_auth,
+    hubspot_event,
+    hubspot_object_event,
+    hubspot_signed_headers,
+    pipedrive_body,
+    salesforce_account,
+    salesforce_message,
+    served,
+)
+
+ONLY_PIPEDRIVE = {"PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER, "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}
+
+
+def test_the_web_starts_with_any_one_source() -> None:
+    for env in (
+        {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET},
+        {"SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG, "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN},
+        ONLY_PIPEDRIVE,
+    ):
+        assert len(Settings.from_env(env, role="web").sources) == 1
+
+
+def test_the_web_refuses_to_start_without_any_source() -> None:
+    with pytest.raises(SettingsError, match="no webhook source is enabled"):
+        Settings.from_env({}, role="web")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG}, "SALESFORCE_WEBHOOK_TOKEN is required"),
+        ({"PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}, "PIPEDRIVE_WEBHOOK_USER is required"),
+        (
+            {"SALESFORCE_ORGANIZATION_IDS": "00D-not-an-id", "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN},
+            "SALESFORCE_ORGANIZATION_IDS",
+        ),
+        ({"SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG, "SALESFORCE_WEBHOOK_TOKEN": "short"}, "at least 24"),
+        (
+            {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET, "HUBSPOT_WEBHOOK_URL": "crmsync.example"},
+            "HUBSPOT_WEBHOOK_URL",
+        ),
+        (
+            {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET, "HUBSPOT_ALLOW_LEGACY_SIGNATURES": "maybe"},
+            "HUBSPOT_ALLOW_LEGACY_SIGNATURES",
+        ),
+    ],
+    ids=["org-without-token", "password-without-user", "bad-org-id", "short-token", "bad-url", "bad-flag"],
+)
+def test_a_half_set_or_malformed_source_setting_is_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env, role="web")
+
+
+def test_a_source_that_is_not_enabled_answers_404(settings: Settings, redis: Redis) -> None:
+    only_pipedrive = replace(settings, webhook_secrets=(), pipedrive_webhook_user=PIPEDRIVE_USER,
+                             pipedrive_webhook_password=PIPEDRIVE_PASSWORD)  # fmt: skip
+    with served(create_app(only_pipedrive)) as base:
+        for name in ("crm", "hubspot", "salesforce"):
+            response = requests.post(f"{base}/webhooks/{name}", data=b"[]", timeout=10)
+            assert (response.status_code, response.json()["error"]) == (404, "not_found")
+        headers = {"authorization": basic_auth()}
+        answer = requests.post(
+            f"{base}/webhooks/pipedrive", data=pipedrive_body(), headers=headers, timeout=10
+        )
+        assert answer.status_code == 200
+
+
+def test_a_mistake_in_the_mappings_file_stops_the_app(settings: Settings, tmp_path: Path) -> None:
+    from webhooks.mappings import MappingError
+
+    path = tmp_path / "mappings.toml"
+    path.write_text('[hubspot.fields]\nlabels = ["industry", "type"]\n')
+    with pytest.raises(MappingError, match="hubspot.fields.labels: HubSpot sends one property per event"):
+        create_app(replace(settings, mappings_file=str(path)))
+
+
+@pytest.mark.parametrize("name", ["hubspot", "salesforce", "pipedrive"])
+def test_while_redis_is_unreachable_a_crm_gets_503_and_nothing_is_queued(
+    sources_settings: Settings, name: str
+) -> None:
+    with served(create_app(replace(sources_settings, redis_url="redis://127.0.0.1:1/0"))) as base:
+        url = f"{base}/webhooks/{name}"
+        if name == "hubspot":
+            body = json.dumps([hubspot_event()]).encode()
+            response = requests.post(url, data=body, headers=hubspot_signed_headers(url, body), timeout=10)
+        elif name == "salesforce":
+            body = salesforce_message(("04l000000000001AAA", salesforce_account()))
+            response = requests.post(f"{url}?token={SALESFORCE_TOKEN}", data=body, timeout=10)
+        else:
+            response = requests.post(
+                url, data=pipedrive_body(), headers={"authorization": basic_auth()}, timeout=10
+            )
+    assert response.status_code == 503
+
+
+def test_the_dashboard_shows_ignored_types_and_rejected_items_without_values(
+    crm: str, sources_settings: Settings, redis: Redis
+) -> None:
+    url = f"{crm}/webhooks/hubspot"
+    body = json.dumps(
+        [hubspot_object_event("contact.creation"), hubspot_event(objectId=None, propertyValue="Secret Co")]
+    )
+    requests.post(url, data=body, headers=hubspot_signed_headers(url, body.encode()), timeout=10)
+    app = create_app(
+        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+    )
+    with served(app) as base:
+        page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text
+        api = requests.get(f"{base}/dashboard/api/sources", auth=AUTH, timeout=5).json()
+    assert "contact.creation" in page and "missing or invalid objectId" in page
+    assert "Secret Co" not in page
+    assert api["ignored"] == [{"source": "hubspot", "type": "contact.creation", "count": 1}]
+    assert api["rejected"][0]["identifiers"]["eventId"] == "4417"
+
+
+def test_the_cli_lists_ignored_and_rejected_items(crm: str, redis_url: str) -> None:
+    url = f"{crm}/webhooks/hubspot"
+    body = json.dumps([hubspot_object_event("deal.deletion"), hubspot_event(occurredAt="soon")]).encode()
+    requests.post(url, data=body, headers=hubspot_signed_headers(url, body), timeout=10)
+    ignored = CliRunner().invoke(main, ["sources", "ignored"], env={"REDIS_URL": redis_url})
+    rejected = CliRunner().invoke(main, ["sources", "rejected", "--json"], env={"REDIS_URL": redis_url})
+    assert "deal.deletion" in ignored.output and "rejected" in ignored.output
+    assert json.loads(rejected.output)["reason"] == "missing or invalid occurredAt"
+
+
+MAPPINGS = '[hubspot]\nexternal_id_prefix = "hs-"\n[hubspot.fields]\nname = "name"\nlabels = "industry"\n'
+
+
+def test_mappings_show_prints_the_file_and_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "mappings.toml"
+    path.write_text(MAPPINGS)
+    result = CliRunner().invoke(main, ["mappings", "show"], env={"CRMSYNC_MAPPINGS": str(path)})
+    assert result.exit_code == 0, result.output
+    assert 'external id = objectId (prefixed "hs-")' in result.output
+    assert "labels       <- property industry" in result.output
+    assert "salesforce Account: sync, external id = Id" in result.output  # a default
+
+
+def test_mappings_preview_prints_events_ignored_and_rejected_and_queues_nothing(
+    tmp_path: Path, redis: Redis
+) -> None:
+    mappings, payload = tmp_path / "mappings.toml", tmp_path / "hubspot.json"
+    mappings.write_text(MAPPINGS)
+    payload.write_text(json.dumps([
+        hubspot_event(propertyName="industry", propertyValue="Freight;Space"),
+        hubspot_object_event("contact.creation", eventId=2),
+        hubspot_event(eventId=3, objectId="x"),
+    ]))  # fmt: skip
+    result = CliRunner().invoke(main, ["mappings", "preview", "hubspot", str(payload)],
+                                env={"CRMSYNC_MAPPINGS": str(mappings)})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "1 event(s), 1 ignored, 1 rejected"
+    assert '"external_id": "hs-5150", "labels": ["Freight", "Space"]' in lines[1]
+    assert lines[2] == "ignored  contact.creation"
+    assert lines[3].startswith("rejected missing or invalid objectId")
+    assert redis.dbsize() == 0
+
+
+def test_mappings_preview_reads_salesforce_and_pipedrive_payloads(tmp_path: Path) -> None:
+    message, body = tmp_path / "message.xml", tmp_path / "pipedrive.json"
+    message.write_bytes(salesforce_message(("04l000000000001AAA", salesforce_account())))
+    body.write_bytes(pipedrive_body())
+    for source, path in (("salesforce", message), ("pipedrive", body)):
+        result = CliRunner().invoke(
+            main, ["mappings", "preview", source, str(path)], env={"CRMSYNC_MAPPINGS": ""}
+        )
+        assert result.output.startswith("1 event(s), 0 ignored, 0 rejected"), result.output
+
+
+def test_a_mistake_in_the_mappings_file_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "mappings.toml"
+    path.write_text("[salesforce.Account]\n[salesforce.Account.fields]\nname = 'Name'\n")
+    result = CliRunner().invoke(main, ["mappings", "show"], env={"CRMSYNC_MAPPINGS": str(path)})
+    assert result.exit_code == 2
+    assert "salesforce.Account.external_id: missing (required)" in result.output
