@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = ["dev_command", "wait_ready", "NotReady"]
 
+# The Salesforce organization `crmsync dev` accepts messages from (a made-up one).
+DEV_ORGANIZATION_ID = "00D000000000001AAA"
+# The settings each source's sample needs, as the banner prints them before its command.
+SAMPLE_SETTINGS = {
+    "crm": ("WEBHOOK_SECRET",),
+    "hubspot": ("HUBSPOT_CLIENT_SECRET",),
+    "salesforce": ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
+    "pipedrive": ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
+}
 FIXTURES = Path(__file__).resolve().parent.parent / "sandbox" / "fixtures" / "purchases.json"
 
 
@@ -114,6 +123,12 @@ def _environment(port: int, sandbox_port: int, redis_url: str, scratch: str) -> 
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     defaults = {
         "WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        # Every CRM source, with secrets made up for this run (docs/crm-sources.md).
+        "HUBSPOT_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "SALESFORCE_ORGANIZATION_IDS": DEV_ORGANIZATION_ID,
+        "SALESFORCE_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+        "PIPEDRIVE_WEBHOOK_USER": "crmsync",
+        "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(24),
         "CUSTOMERS_API_URL": f"{sandbox}/customers/graphql",
         "CUSTOMERS_API_TOKEN": customers_token,
         "PERSONAL_DATA_API_URL": f"{sandbox}/personal-data/graphql",
@@ -172,6 +187,9 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         "curl", "-s", "-H", f"Authorization: Bearer {env['CUSTOMERS_API_TOKEN']}",
         "-H", "Content-Type: application/json", "-d", query, env["CUSTOMERS_API_URL"],
     ])  # fmt: skip
+    samples = "\n".join(
+        f"  {_sample_command(env, port, source)}\n" for source in SAMPLE_SETTINGS if source != "crm"
+    )
     exports = shlex.join(
         [
             "export",
@@ -183,7 +201,8 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
     )
     click.echo(
         "\ncrmsync is running (Ctrl-C stops everything):\n"
-        f"  webhooks   POST http://127.0.0.1:{port}/webhooks/crm\n"
+        f"  webhooks   POST http://127.0.0.1:{port}/webhooks/crm (crmsync's own contract)\n"
+        f"             POST http://127.0.0.1:{port}/webhooks/hubspot | salesforce | pipedrive\n"
         f"  dashboard  http://127.0.0.1:{port}/dashboard/  user {env.get('DASHBOARD_USER') or 'operator'}"
         f"  password {env['DASHBOARD_PASSWORD']}\n"
         f"  sandbox    {env['CUSTOMERS_API_URL']}\n"
@@ -194,6 +213,8 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         f"  {exports}\n\n"
         "Send a signed sample webhook:\n"
         f"  {command}\n\n"
+        "Send each CRM's own sample (HubSpot, Salesforce, Pipedrive; each creates one customer):\n"
+        f"{samples}\n"
         "Then see the customer in the sandbox:\n"
         f"  {look}\n\n"
         "Backfill from the sample CRM export (README: Backfill and reconcile):\n"
@@ -201,24 +222,42 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
     )
 
 
-def _smoke(env: dict[str, str], port: int) -> None:
-    """Send the sample webhook and wait until the sandbox has the customer (for tests and CI)."""
-    from crmsync.core.settings import parse_secrets
-    from crmsync.sender import sample_event, send_event
+def _sample_command(env: Mapping[str, str], port: int, source: str) -> str:
+    """The ready-to-paste command sending `source`'s sample, with the settings it signs with."""
+    crmsync = Path(sys.executable).with_name("crmsync")
+    settings = " ".join(f"{name}={shlex.quote(env[name])}" for name in SAMPLE_SETTINGS[source])
+    command = [str(crmsync), "send-sample", f"http://127.0.0.1:{port}/webhooks/{source}"]
+    if source != "crm":
+        command[2:2] = ["--source", source]
+    return f"{settings} {shlex.join(command)}"
 
-    response = send_event(
-        f"http://127.0.0.1:{port}/webhooks/crm", parse_secrets(env["WEBHOOK_SECRET"])[0], sample_event()
-    )
-    click.echo(f"sample webhook: HTTP {response.status_code} {response.text.strip()}")
-    query = {"query": '{ customers(externalId: "crm-0001", isSystem: false) { nodes { name } } }'}
+
+def _smoke(env: dict[str, str], port: int) -> None:
+    """Send each source's sample, as the banner prints it, and wait until the sandbox has each
+    customer (for tests and CI)."""
+    from crmsync.sender import SAMPLE_IDS, SAMPLE_NAMES
+
+    for source in SAMPLE_SETTINGS:
+        command = shlex.split(_sample_command(env, port, source))
+        settings = dict(item.split("=", 1) for item in command[: len(SAMPLE_SETTINGS[source])])
+        result = subprocess.run(command[len(settings) :], env={**env, **settings}, capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        label = "sample webhook" if source == "crm" else f"{source} sample"
+        click.echo(f"{label}: {result.stdout.strip() or result.stderr.strip()}")
+        _wait_for_customer(env, SAMPLE_IDS[source])
+        click.echo(f"sandbox now has customer {SAMPLE_IDS[source]}: {SAMPLE_NAMES[source]}")
+
+
+def _wait_for_customer(env: dict[str, str], external_id: str) -> None:
+    query = {
+        "query": "query ($id: String!) { customers(externalId: $id, isSystem: false) { nodes { name } } }",
+        "variables": {"id": external_id},
+    }
     headers = {"Authorization": f"Bearer {env['CUSTOMERS_API_TOKEN']}"}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        nodes = requests.post(env["CUSTOMERS_API_URL"], json=query, headers=headers, timeout=5).json()[
-            "data"
-        ]["customers"]["nodes"]
-        if nodes:
-            click.echo(f"sandbox now has customer crm-0001: {nodes[0]['name']}")
+        answer = requests.post(env["CUSTOMERS_API_URL"], json=query, headers=headers, timeout=5).json()
+        if answer["data"]["customers"]["nodes"]:
             return
         time.sleep(0.2)
-    raise click.ClickException("the sample event did not reach the sandbox within 30 s")
+    raise click.ClickException(f"the sample for customer {external_id} did not reach the sandbox within 30 s")

@@ -38,6 +38,13 @@ def test_dev_command_runs_the_service_and_the_sample_webhook_changes_the_sandbox
     assert "send-sample" in result.stdout
     assert "sample webhook: HTTP 202" in result.stdout
     assert "sandbox now has customer crm-0001: Mars Missions" in result.stdout
+    # Each CRM's own sample, sent by the command the banner prints, reaches the sandbox too.
+    samples = {"hubspot": "1001: Jupiter Freight", "salesforce": "001000000000001AAA: Saturn Rings Ltd",
+               "pipedrive": "2001: Venus Ventures"}  # fmt: skip
+    for source, customer in samples.items():
+        assert f"--source {source} http://127.0.0.1:" in result.stdout
+        assert f"{source} sample: HTTP 200" in result.stdout
+        assert f"sandbox now has customer {customer}" in result.stdout
 
 
 def descendants(pid: int) -> set[int]:
