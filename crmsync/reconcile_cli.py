@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from tqdm import tqdm
@@ -23,7 +23,7 @@ from crmsync.operations.exports import ExportError, read_export
 from crmsync.operations.importer import ImportSummary, import_records
 from crmsync.operations.reconcile import ListingFailed, ReconcileRun, reconcile
 from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
-from crmsync.operations.records import map_records, parse_time
+from crmsync.operations.records import ExportMapping, map_records, parse_time
 from jobs.platform_api import PlatformApi
 
 __all__ = ["import_command", "reconcile_command", "EXIT_DRIFT", "EXIT_REFUSED", "EXIT_FAILED"]
@@ -32,9 +32,11 @@ EXIT_DRIFT = 1  # --check, and the run found drift
 EXIT_REFUSED = 3  # the plan deletes too much (or with unreadable lines): nothing was applied
 EXIT_FAILED = 4  # the platform could not be listed
 SHOWN_PER_KIND = 20
+T = TypeVar("T")
 
 
-def _source_options(command: Any) -> Any:
+def _source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options both commands take: --source, --object, --as-of, --json."""
     for option in reversed(
         [
             click.option(
@@ -168,7 +170,7 @@ def _settings() -> Settings:
         sys.exit(2)
 
 
-def _mapping(source: str, object_type: str) -> Any:
+def _mapping(source: str, object_type: str) -> ExportMapping:
     try:
         return mapping_for(source, object_type)
     except MappingUnavailable as exc:
@@ -185,7 +187,7 @@ def _as_of(export: Path, given: str | None) -> str:
         raise click.BadParameter(f"{exc}; e.g. 2026-11-20T09:30:00Z", param_hint="--as-of") from None
 
 
-def _exported(work: Any) -> Any:
+def _exported(work: Callable[[], T]) -> T:
     """Run `work`, turning an export that cannot be read at all into a one-line error."""
     try:
         return work()
@@ -195,7 +197,7 @@ def _exported(work: Any) -> Any:
 
 
 @contextmanager
-def _progress(export: Path, label: str, quiet: bool) -> Iterator[Any]:
+def _progress(export: Path, label: str, quiet: bool) -> Iterator[Callable[[int], object]]:
     """A progress bar over the export's bytes on a terminal (stderr); nothing when not a terminal."""
     with tqdm(
         total=export.stat().st_size,
@@ -231,10 +233,14 @@ def _listing_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
 def _print_import(summary: ImportSummary) -> None:
     click.echo(
         f"{summary.read} records read: {summary.queued} queued, {summary.up_to_date} already up to date, "
-        f"{summary.already_queued} already queued, {len(summary.skipped)} skipped"
+        f"{summary.already_queued} already queued, {summary.skipped.count} skipped"
     )
-    for skipped in summary.skipped:
+    for skipped in summary.skipped.kept[:SHOWN_PER_KIND]:
         click.echo(f"  skipped line {skipped.line}: {skipped.reason}")
+    if summary.skipped.count > SHOWN_PER_KIND:
+        click.echo(
+            f"  ... and {summary.skipped.count - SHOWN_PER_KIND} more skipped (--json lists up to 1,000)"
+        )
 
 
 def _print_report(report: ReconcileReport) -> None:
@@ -261,6 +267,8 @@ def _print_report(report: ReconcileReport) -> None:
         )
     for skipped in report.skipped_records[:SHOWN_PER_KIND]:
         click.echo(f"  skipped line {skipped['line']}: {skipped['reason']}")
+    if counts["skipped"] > SHOWN_PER_KIND:
+        click.echo(f"  ... and {counts['skipped'] - SHOWN_PER_KIND} more skipped (--json lists up to 1,000)")
     if report.refused:
         click.echo(click.style(f"REFUSED: {report.refused}; nothing was applied", fg="red"), err=True)
     elif report.outcome == "applied":

@@ -129,7 +129,7 @@ def test_plan_creates_updates_deletes_and_counts_the_rest() -> None:
     assert plan.update == {"crm-name": ["name"], "crm-labels": ["labels"]}
     assert plan.delete == ["crm-orphan"]
     assert plan.unchanged == 1
-    assert [(s.line, s.external_id) for s in plan.skipped] == [
+    assert [(s.line, s.external_id) for s in plan.skipped.kept] == [
         (6, "crm-new-no-name"),
         (7, "crm-skipped"),
         (8, "crm-same"),
@@ -199,3 +199,8 @@ def test_reconcile_update_carries_only_the_fields_that_differ() -> None:
     assert event.webhook_id == "reconcile:RUN:update:crm-1"
     assert event.data == {"external_id": "crm-1", "labels": []}
     assert reconcile_event("RUN", "delete", "crm-9", "2026-11-20T08:30:00+00:00").type == "customer.deleted"
+
+
+def test_skipped_records_are_all_counted_and_the_first_thousand_kept() -> None:
+    plan = plan_reconcile(PlatformIndex(), mapped(*["not valid JSON"] * 1005), delete_missing=False)
+    assert (plan.counts()["skipped"], plan.unreadable, len(plan.skipped.kept)) == (1005, 1005, 1000)

@@ -58,7 +58,7 @@ def detect_format(path: Path) -> str:
 
 
 def read_export(
-    path: Path, format: str | None = None, progress: Callable[[int], None] | None = None
+    path: Path, format: str | None = None, progress: Callable[[int], object] | None = None
 ) -> Iterator[ExportLine]:
     """Every record of the export at `path`, in file order, each with the line it starts on.
 
@@ -82,7 +82,7 @@ def read_export(
 class _CountingReader(io.RawIOBase):
     """A binary file that reports how many bytes each read took from it."""
 
-    def __init__(self, raw: IO[bytes], on_read: Callable[[int], None]) -> None:
+    def __init__(self, raw: IO[bytes], on_read: Callable[[int], object]) -> None:
         self._raw = raw
         self._on_read = on_read
 

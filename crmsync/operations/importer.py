@@ -23,7 +23,7 @@ from crmsync.core.redis_conn import as_text
 from jobs.ordering import Ledger
 
 from .export_events import import_event
-from .records import CustomerRecord, RecordSkipped, Skipped
+from .records import CustomerRecord, RecordSkipped, Skipped, SkippedLog
 
 __all__ = ["ImportSummary", "import_records", "Accept"]
 
@@ -41,7 +41,7 @@ class ImportSummary:
     queued: int = 0
     up_to_date: int = 0
     already_queued: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: SkippedLog = field(default_factory=SkippedLog)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,8 +49,8 @@ class ImportSummary:
             "queued": self.queued,
             "up_to_date": self.up_to_date,
             "already_queued": self.already_queued,
-            "skipped": len(self.skipped),
-            "skipped_records": [item.to_json() for item in self.skipped],
+            "skipped": self.skipped.count,
+            "skipped_records": self.skipped.to_json(),
         }
 
 
@@ -71,12 +71,12 @@ def import_records(
             if on_record is not None:
                 on_record()
             if isinstance(item, Skipped):
-                summary.skipped.append(item)
+                summary.skipped.add(item)
                 continue
             try:
                 events.append(import_event(item, as_of))
             except RecordSkipped as exc:
-                summary.skipped.append(Skipped(item.line, str(exc), exc.external_id))
+                summary.skipped.add(Skipped(item.line, str(exc), exc.external_id))
         for event, ledger in zip(events, _ledgers(redis, events), strict=True):
             if not ledger.fields_to_write(event.version, event.customer_fields()):
                 summary.up_to_date += 1

@@ -138,7 +138,7 @@ def _apply(run: ReconcileRun, run_id: str, plan: ReconcilePlan, accept: Accept) 
         try:
             event = reconcile_event(run_id, kind, item.external_id, run.as_of, item, fields)
         except RecordSkipped as exc:
-            plan.skipped.append(Skipped(item.line, str(exc), item.external_id))
+            plan.skipped.add(Skipped(item.line, str(exc), item.external_id))
             continue
         job_ids.append(accept(event).job_id)
     for external_id in plan.delete:

@@ -13,7 +13,7 @@ from typing import Any
 
 from crmsync.core.events import CUSTOMER_FIELDS, normalize_labels
 
-from .records import DIGEST_BYTES, CustomerRecord, Skipped, field_digests
+from .records import DIGEST_BYTES, CustomerRecord, Skipped, SkippedLog, field_digests
 
 __all__ = [
     "PlatformIndex",
@@ -69,7 +69,7 @@ class ReconcilePlan:
     # Platform customers the export lacks, when deleting them was not asked for (--delete-missing).
     not_in_export: list[str] = field(default_factory=list)
     unchanged: int = 0
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: SkippedLog = field(default_factory=SkippedLog)
     platform_customers: int = 0
     without_external_id: int = 0
 
@@ -81,7 +81,7 @@ class ReconcilePlan:
     @property
     def unreadable(self) -> int:
         """Lines that could not be read at all: which customers they held is unknown."""
-        return sum(1 for skipped in self.skipped if skipped.unreadable)
+        return self.skipped.unreadable
 
     def counts(self) -> dict[str, int]:
         return {
@@ -89,7 +89,7 @@ class ReconcilePlan:
             "update": len(self.update),
             "delete": len(self.delete),
             "unchanged": self.unchanged,
-            "skipped": len(self.skipped),
+            "skipped": self.skipped.count,
             "not_in_export": len(self.not_in_export),
             "platform_customers": self.platform_customers,
             "without_external_id": self.without_external_id,
@@ -104,14 +104,14 @@ def plan_reconcile(
     seen: set[str] = set()
     for item in items:
         if isinstance(item, Skipped):
-            plan.skipped.append(item)
+            plan.skipped.add(item)
             # A record skipped for a bad field still names its customer: it must not look missing.
             if item.external_id:
                 seen.add(item.external_id)
                 index.digests.pop(item.external_id, None)
             continue
         if item.external_id in seen:
-            plan.skipped.append(
+            plan.skipped.add(
                 Skipped(item.line, "duplicate external id: an earlier record has it", item.external_id)
             )
             continue
@@ -121,7 +121,7 @@ def plan_reconcile(
             if "name" in item.fields:
                 plan.create.append(item.external_id)
             else:
-                plan.skipped.append(
+                plan.skipped.add(
                     Skipped(item.line, "not on the platform, and no name to create it with", item.external_id)
                 )
             continue

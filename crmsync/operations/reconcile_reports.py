@@ -56,13 +56,13 @@ class ReconcileReport:
             "update": list(plan.update),
             "delete": plan.delete,
             "not_in_export": plan.not_in_export,
-            "skipped": [item.external_id for item in plan.skipped if item.external_id],
+            "skipped": [item.external_id for item in plan.skipped.kept if item.external_id],
         }
         return cls(
             counts=plan.counts(),
             external_ids=external_ids,
             updated_fields=dict(plan.update),
-            skipped_records=[item.to_json() for item in plan.skipped],
+            skipped_records=plan.skipped.to_json(),
             **run,
         )
 

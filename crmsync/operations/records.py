@@ -22,6 +22,7 @@ from .exports import ExportLine
 __all__ = [
     "CustomerRecord",
     "Skipped",
+    "SkippedLog",
     "RecordSkipped",
     "ExportMapping",
     "StandardMapping",
@@ -68,6 +69,27 @@ class Skipped:
         if self.external_id:
             row["external_id"] = self.external_id
         return row
+
+
+@dataclass
+class SkippedLog:
+    """The records a run skipped: counted exactly, the first KEPT of them kept with their line and
+    reason, so an export full of bad lines cannot fill memory."""
+
+    KEPT = 1000
+
+    count: int = 0
+    unreadable: int = 0
+    kept: list[Skipped] = field(default_factory=list)
+
+    def add(self, item: Skipped) -> None:
+        self.count += 1
+        self.unreadable += item.unreadable
+        if len(self.kept) < self.KEPT:
+            self.kept.append(item)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [item.to_json() for item in self.kept]
 
 
 class ExportMapping(Protocol):
