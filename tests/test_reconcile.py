@@ -311,3 +311,21 @@ def test_reports_expire_after_the_retention_period(
     (key,) = [key for key in redis.keys("crmsync:reconcile:report:*")]
     assert 29 * 86_400 < redis.ttl(key) <= 30 * 86_400
     assert 29 * 86_400 < redis.ttl("crmsync:reconcile:reports") <= 30 * 86_400
+
+
+def test_an_unreadable_line_is_reported_and_makes_deletions_unsafe(
+    api: Api, export: Path, cli: Callable[..., Result], redis: Redis
+) -> None:
+    lines = export.read_text().splitlines()
+    lines[20] = lines[20][:-3]  # crm-020's line, cut short: which customer it was is unknown
+    export.write_text("\n".join(lines) + "\n")
+    result = cli("reconcile", str(export), "--delete-missing", "--apply", "--as-of", AS_OF, "--json")
+    assert result.exit_code == EXIT_REFUSED
+    plan = as_json(result)
+    assert plan["skipped_records"][0]["line"] == 21
+    assert plan["skipped_records"][0]["reason"].startswith("not valid JSON")
+    assert "crm-020" in plan["external_ids"]["delete"]
+    assert plan["refused"] == "1 line(s) of the export could not be read; deletions are not safe"
+    assert Queue("crmsync", connection=redis).count == 0
+    without_deletes = as_json(cli("reconcile", str(export), "--as-of", AS_OF, "--json"))
+    assert (without_deletes["skipped"], without_deletes["refused"], without_deletes["update"]) == (1, "", 3)
