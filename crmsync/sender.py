@@ -35,6 +35,7 @@ __all__ = [
     "SAMPLE_SOURCES",
     "SAMPLE_IDS",
     "SAMPLE_NAMES",
+    "SAMPLE_CREDENTIALS",
 ]
 
 # The event types `sample_event` makes, in the order of a customer's life.
@@ -44,6 +45,12 @@ SAMPLE_SOURCES = ("crm", "hubspot", "salesforce", "pipedrive")
 
 # The record id each source's sample uses by default (HubSpot and Pipedrive ids are numbers).
 SAMPLE_IDS = {"crm": "crm-0001", "hubspot": "1001", "salesforce": "001000000000001AAA", "pipedrive": "2001"}
+# The settings each CRM's sample is signed or authenticated with (the service's own names).
+SAMPLE_CREDENTIALS = {
+    "hubspot": ("HUBSPOT_CLIENT_SECRET",),
+    "salesforce": ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
+    "pipedrive": ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
+}
 # Each source's sample names its own customer: the platform refuses two customers with one name.
 SAMPLE_NAMES = {"crm": "Mars Missions", "hubspot": "Jupiter Freight", "salesforce": "Saturn Rings Ltd",
                 "pipedrive": "Venus Ventures"}  # fmt: skip
@@ -185,7 +192,13 @@ def send_sample(
     source: str, url: str, env: Mapping[str, str], external_id: str, name: str
 ) -> requests.Response:
     """POST a sample of `source`'s own format to `url`, with the credentials the service's settings in
-    `env` name; external_id is the CRM's record id (a number for HubSpot and Pipedrive)."""
+    `env` name; external_id is the CRM's record id (a number for HubSpot and Pipedrive). ValueError
+    names a missing setting or an unusable id."""
+    missing = [name for name in SAMPLE_CREDENTIALS.get(source, ()) if not env.get(name, "").strip()]
+    if missing:
+        raise ValueError(f"set {' and '.join(missing)} to what the service verifies {source} webhooks with")
+    if source in ("hubspot", "pipedrive") and not external_id.isdigit():
+        raise ValueError(f"a {source} record id is a number, got {external_id!r}")
     if source == "hubspot":
         secret = env.get("HUBSPOT_CLIENT_SECRET", "")
         headers, body = hubspot_request(url, secret, hubspot_sample(int(external_id), name))

@@ -200,3 +200,38 @@ def test_a_mistake_in_the_mappings_file_is_one_line_from_the_cli(tmp_path: Path)
     result = CliRunner().invoke(main, ["mappings", "show"], env={"CRMSYNC_MAPPINGS": str(path)})
     assert result.exit_code == 2
     assert "salesforce.Account.external_id: missing (required)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--source", "hubspot"],
+            "set HUBSPOT_CLIENT_SECRET to what the service verifies hubspot webhooks with",
+        ),
+        (["--source", "salesforce"], "set SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN"),
+        (["--source", "pipedrive", "--external-id", "acme"], "set PIPEDRIVE_WEBHOOK_USER and"),
+    ],
+    ids=["hubspot", "salesforce", "pipedrive"],
+)
+def test_send_sample_names_the_missing_credentials_and_sends_nothing(
+    arguments: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["send-sample", *arguments, "http://127.0.0.1:1/webhooks/x"], env={
+        "HUBSPOT_CLIENT_SECRET": "", "SALESFORCE_ORGANIZATION_IDS": "", "SALESFORCE_WEBHOOK_TOKEN": "",
+        "PIPEDRIVE_WEBHOOK_USER": "", "PIPEDRIVE_WEBHOOK_PASSWORD": "",
+    })  # fmt: skip
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_send_sample_sends_each_crm_format_that_the_service_accepts(crm: str) -> None:
+    env = {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET, "SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG,
+           "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN, "PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER,
+           "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}  # fmt: skip
+    for source in ("hubspot", "salesforce", "pipedrive"):
+        result = CliRunner().invoke(
+            main, ["send-sample", "--source", source, f"{crm}/webhooks/{source}"], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("HTTP 200")
