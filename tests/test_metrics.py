@@ -119,7 +119,11 @@ def test_metrics_carry_no_customer_data(
     base_url: str, deliver: Deliver, settings: Settings, redis: Redis
 ) -> None:
     fail(deliver, settings, redis, event("created", name="Mars Missions", description="Corp", labels=["VIP"]))
-    body = requests.get(f"{base_url}/metrics", timeout=5).text
+    response = requests.get(f"{base_url}/metrics", timeout=5)
+    # The answer first: an error page would carry no customer data either.
+    assert response.status_code == 200
+    body = response.text
+    assert 'crmsync_jobs_total{outcome="failed",type="customer.created"} 1.0' in body
     assert "Mars Missions" not in body and "Corp" not in body and "VIP" not in body and "crm-1" not in body
 
 
