@@ -24,6 +24,8 @@ from crmsync.core.errors import CustomerLocked
 from crmsync.core.keys import customer_lock_key, customer_state_key
 from crmsync.core.redis_conn import as_text
 
+from .redis_outage import REDIS_UNAVAILABLE
+
 __all__ = ["Ledger", "CustomerLedgers", "LockedCustomer"]
 
 LOCK_MARGIN_SECONDS = 5
@@ -143,6 +145,8 @@ class CustomerLedgers:
         self._commit = redis.register_script(_COMMIT)
         self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
+        # Locks this process could not hold or free because Redis was away: (key, token, hold).
+        self._unsettled: list[tuple[str, str, bool]] = []
 
     @contextmanager
     def locked(self, external_id: str) -> Iterator[LockedCustomer]:
@@ -152,6 +156,8 @@ class CustomerLedgers:
         stopped mid-request) the request may still be applied by the API later. The lock is then
         kept for `in_flight_hold_seconds`, so that no newer write for this customer can land before
         that late one and be overwritten by it; the retry re-applies once the hold has passed.
+        Redis going away is no such failure (no request is in flight while Redis is called): the lock
+        is freed, by `settle_after_outage` once Redis is back.
         """
         customer = self._lock(external_id)
         key = customer_lock_key(external_id)
@@ -159,14 +165,28 @@ class CustomerLedgers:
         try:
             yield customer
         except BaseException as exc:
-            hold = self._hold_ms > 0 and not getattr(exc, "outcome_known", False)
+            unknown = not getattr(exc, "outcome_known", False) and not isinstance(exc, REDIS_UNAVAILABLE)
+            hold = self._hold_ms > 0 and unknown
             raise
         finally:
-            if hold:
-                self._hold(keys=[key], args=[customer.token, self._hold_ms])
-            else:
-                # After a commit the lock is already gone; this only frees it after a failure.
-                self._release(keys=[key], args=[customer.token])
+            try:
+                self._settle(key, customer.token, hold)
+            except REDIS_UNAVAILABLE:
+                self._unsettled.append((key, customer.token, hold))
+
+    def settle_after_outage(self) -> None:
+        """Hold or free the locks left as they were when Redis went away (the worker calls this once
+        Redis is back), rather than have their customers wait for the locks to expire."""
+        while self._unsettled:
+            self._settle(*self._unsettled[0])
+            self._unsettled.pop(0)
+
+    def _settle(self, key: str, token: str, hold: bool) -> None:
+        if hold:
+            self._hold(keys=[key], args=[token, self._hold_ms])
+        else:
+            # After a commit the lock is already gone; this only frees it after a failure.
+            self._release(keys=[key], args=[token])
 
     def commit(self, customer: LockedCustomer, ledger: Ledger) -> None:
         """Record `ledger` and release the lock, only if the lock is still ours."""

@@ -122,6 +122,9 @@ class SyncWorker(SimpleWorker):
             log.warning("redis went away during a job", extra={"event": "job_interrupted", "job_id": job.id})
             if not self._wait_for_redis(exc):
                 return  # stopping: the job's registry entry expires, and maintenance retries it
+            # Its customer's lock is freed (or held, after a request left without answer) first, so
+            # that the job's rerun does not wait for the lock to expire.
+            self._riding_out(self.runtime.ledgers.settle_after_outage)
             settled = self._riding_out(settle_interrupted_job, job, queue, execution)
             log.warning(f"interrupted job {settled}", extra={"event": "job_settled", "job_id": job.id,
                                                              "outcome": settled})  # fmt: skip

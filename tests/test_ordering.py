@@ -10,12 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from crmsync.core.errors import ApiUnavailable, CustomerLocked
 from crmsync.core.events import Event
 from crmsync.core.keys import customer_lock_key
+from crmsync.embedded_redis import start_embedded_redis
 from jobs.ordering import CustomerLedgers, Ledger
 from jobs.worker import SyncWorker
 from tests.support import Deliver, Platform
@@ -333,3 +337,39 @@ def test_a_busy_customer_is_polled_with_backoff_not_in_a_busy_loop(redis: Redis)
             pass
         # 5 ms, 10 ms, 20 ms, ... 100 ms apart: about 8 attempts in 0.3 s, not thousands.
         assert lock_attempts() - before <= 15
+
+
+def test_redis_going_away_inside_the_block_frees_the_customer_rather_than_holding_it(redis: Redis) -> None:
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0,
+                              in_flight_hold_seconds=30)  # fmt: skip
+    # No request is in flight while Redis is called: nothing can land late.
+    with pytest.raises(RedisConnectionError), ledgers.locked("crm-1"):
+        raise RedisConnectionError("Connection closed by server.")
+    assert redis.get(customer_lock_key("crm-1")) is None
+
+
+@pytest.mark.parametrize(("failure", "left"), [(RedisConnectionError, None), (ApiUnavailable, b"hold")])
+def test_a_lock_redis_was_away_to_settle_is_settled_once_it_is_back(
+    failure: type[Exception], left: bytes | None
+) -> None:
+    server = start_embedded_redis(appendonly=True)
+    client = Redis.from_url(server.url, retry=Retry(NoBackoff(), 0))
+    try:
+        ledgers = CustomerLedgers(client, lock_ttl_seconds=60, ledger_ttl_seconds=60, wait_seconds=0,
+                                  in_flight_hold_seconds=30)  # fmt: skip
+        with pytest.raises(failure), ledgers.locked("crm-1") as customer:
+            server.process.kill()
+            server.process.wait()
+            if failure is RedisConnectionError:
+                ledgers.commit(customer, Ledger())  # Redis goes away as the job records its write
+            raise ApiUnavailable("customers API unreachable: ReadTimeout")
+        restarted = start_embedded_redis(appendonly=True, port=server.port, directory=server.directory)
+        server.process = restarted.process
+        assert client.get(customer_lock_key("crm-1")) == customer.token.encode()  # as Redis left it
+        ledgers.settle_after_outage()
+        assert client.get(customer_lock_key("crm-1")) == left
+        ledgers.settle_after_outage()  # settled once
+        assert client.get(customer_lock_key("crm-1")) == left
+    finally:
+        client.close()
+        server.stop()

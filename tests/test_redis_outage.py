@@ -113,7 +113,6 @@ def worker_process(
         "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
         "API_TIMEOUT_SECONDS": "10",
         "JOB_TIMEOUT_SECONDS": "10",
-        # A job cut off mid-write finds its customer locked until its lock expires: retried soon.
         "RETRY_SCHEDULE": "2,2,2,2,2,2,2,2,2,2",
         "WORKER_MAINTENANCE_INTERVAL": "1",
         "IN_FLIGHT_HOLD_SECONDS": "1",
@@ -183,7 +182,8 @@ def test_sigterm_during_an_outage_stops_the_worker_at_once(
 
     # Idle, waiting for jobs: past its start-up, its SIGTERM handler installed.
     def idle() -> bool:
-        return [worker.get_state() for worker in Worker.all(connection=redis)] == ["idle"]
+        states = [worker.get_state() for worker in Worker.all(connection=redis)]
+        return bool(states) and all(state == "idle" for state in states)
 
     wait_until(idle, "the worker waits for jobs")
     aof_redis.process.send_signal(signal.SIGKILL)

@@ -7,7 +7,7 @@ notices. The score is killed / (mutants - known equivalent ones); see docs/mutat
 
 Slow (one pytest run per mutant), so it is not part of the test suite: run it after changing one of
 these modules or its tests. The module file is rewritten in place while a mutant runs and always
-restored, even on Ctrl-C; do not edit it meanwhile.
+restored, even on Ctrl-C or SIGTERM; do not edit it meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--minimum", type=float, default=90.0, help="exit 1 if a module scores below this %%")
     args = parser.parse_args(argv)
+    # A SIGTERM ends the run like Ctrl-C does: through the `finally` that restores the module.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     modules = args.modules or list(TARGETS)
     unknown = [module for module in modules if module not in TARGETS]
     if unknown:
