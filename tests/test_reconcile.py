@@ -17,7 +17,7 @@ from rq import Queue
 from crmsync.cli import main
 from crmsync.core.settings import Settings
 from crmsync.operations.reconcile_reports import ReconcileReports
-from crmsync.reconcile_cli import EXIT_DRIFT, EXIT_REFUSED
+from crmsync.reconcile_cli import EXIT_DRIFT, EXIT_FAILED, EXIT_REFUSED
 from jobs.worker import SyncWorker
 from sandbox.server import RunningSandbox
 from tests.support import CUSTOMERS_TOKEN, Deliver
@@ -329,3 +329,20 @@ def test_an_unreadable_line_is_reported_and_makes_deletions_unsafe(
     assert Queue("crmsync", connection=redis).count == 0
     without_deletes = as_json(cli("reconcile", str(export), "--as-of", AS_OF, "--json"))
     assert (without_deletes["skipped"], without_deletes["refused"], without_deletes["update"]) == (1, "", 3)
+
+
+def test_a_listing_the_platform_refuses_ends_the_run_with_status_4_and_no_plan(
+    api: Api, export: Path, settings: Settings, sandbox: RunningSandbox, redis: Redis
+) -> None:
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "CUSTOMERS_API_URL": sandbox.customers_url,
+        "CUSTOMERS_API_TOKEN": "not-the-token",
+    }
+    result = CliRunner().invoke(main, ["reconcile", str(export), "--apply"], env=env)
+    assert result.exit_code == EXIT_FAILED
+    assert result.stderr == (
+        "crmsync: listing the platform's customers failed: customers API rejected the request with HTTP 401;"
+        " nothing was planned or applied\n"
+    )
+    assert ReconcileReports(redis, 1).recent() == []

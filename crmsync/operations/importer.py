@@ -59,7 +59,6 @@ def import_records(
     as_of: str,
     redis: Redis,
     accept: Accept,
-    on_record: Callable[[], None] | None = None,
 ) -> ImportSummary:
     """Queue an upsert event for every record not already up to date; `as_of` versions the records
     that carry no version of their own."""
@@ -68,8 +67,6 @@ def import_records(
         events: list[Event] = []
         for item in batch:
             summary.read += 1
-            if on_record is not None:
-                on_record()
             if isinstance(item, Skipped):
                 summary.skipped.add(item)
                 continue
