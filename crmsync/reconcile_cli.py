@@ -117,8 +117,9 @@ def reconcile_command(
     """Compare a CRM export with every platform customer; plan (and with --apply, queue) the
     creates, updates and deletes that make the platform match it.
 
-    Exit status: 0 success (drift or not), 1 drift found with --check, 3 refused (too many
-    deletions: nothing applied), 4 the platform could not be listed.
+    Exit status: 0 success (drift or not), 1 drift found with --check, 2 a usage or
+    settings error or an unreadable export, 3 refused (too many deletions, or deletions
+    with unreadable lines: nothing applied), 4 the platform could not be listed.
     """
     settings = _settings()
     reports = ReconcileReports(connect(settings.redis_url), settings.reconcile_report_retention_days)

@@ -3,6 +3,7 @@ real Redis and a real RQ worker applying the plan."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -138,9 +139,27 @@ def drain(worker: SyncWorker) -> None:
     worker.work(burst=True, with_scheduler=False)
 
 
+def in_format(ndjson: Path, suffix: str) -> Path:
+    """The same records as a JSON array or a CSV file (labels `;`-separated)."""
+    records = [json.loads(line) for line in ndjson.read_text().splitlines()]
+    path = ndjson.with_suffix(suffix)
+    if suffix == ".json":
+        path.write_text(json.dumps(records, indent=1))
+    elif suffix == ".csv":
+        with path.open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows({**record, "labels": ";".join(record["labels"])} for record in records)
+    else:
+        return ndjson
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".ndjson", ".csv", ".json"])
 def test_dry_run_plans_exactly_the_drift_and_sends_nothing(
-    api: Api, export: Path, cli: Callable[..., Result], redis: Redis
+    api: Api, export: Path, cli: Callable[..., Result], redis: Redis, suffix: str
 ) -> None:
+    export = in_format(export, suffix)
     before = api.mutations()
     result = cli("reconcile", str(export), "--delete-missing", "--as-of", AS_OF, "--json")
     assert result.exit_code == 0, result.output
