@@ -80,6 +80,7 @@ def main() -> None:
             env = cli_env(redis_url, port)
             reconcile = ["reconcile", str(export), "--delete-missing", "--json"]
             runs = [
+                measure("crmsync --version (the process's own floor)", admin, env, ["--version"]),
                 measure("dry run", admin, env, reconcile),
                 measure("--apply", admin, env, [*reconcile, "--apply"]),
                 measure(
