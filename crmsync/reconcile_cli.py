@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +32,8 @@ EXIT_DRIFT = 1  # --check, and the run found drift
 EXIT_REFUSED = 3  # the plan deletes too much (or with unreadable lines): nothing was applied
 EXIT_FAILED = 4  # the platform could not be listed
 SHOWN_PER_KIND = 20
+# How far ahead of this clock an --as-of (or the file's time) may be: other machines' clocks drift.
+CLOCK_SKEW = timedelta(minutes=5)
 T = TypeVar("T")
 
 
@@ -179,13 +181,27 @@ def _mapping(source: str, object_type: str) -> ExportMapping:
 
 
 def _as_of(export: Path, given: str | None) -> str:
-    """The version of records without one: --as-of, else when the export file was last written."""
+    """The version of records without one: --as-of, else when the export file was last written.
+
+    Never in the future: the ledger would then call every webhook until that time stale, so a typo
+    in the year (or a file copied with a bad clock) would silently stop the sync of those customers.
+    """
     if given is None:
-        return utc_timestamp(datetime.fromtimestamp(export.stat().st_mtime, UTC))
+        moment = datetime.fromtimestamp(export.stat().st_mtime, UTC)
+        if moment > datetime.now(UTC) + CLOCK_SKEW:
+            raise click.UsageError(
+                f"{export.name} was modified in the future ({moment:%Y-%m-%d %H:%M} UTC): give --as-of"
+            )
+        return utc_timestamp(moment)
     try:
-        return parse_time(given, "--as-of")
+        version = parse_time(given, "--as-of")
     except ValueError as exc:
         raise click.BadParameter(f"{exc}; e.g. 2026-11-20T09:30:00Z", param_hint="--as-of") from None
+    if datetime.fromisoformat(version) > datetime.now(UTC) + CLOCK_SKEW:
+        raise click.BadParameter(
+            "must not be in the future: newer webhooks would be ignored", param_hint="--as-of"
+        )
+    return version
 
 
 def _exported(work: Callable[[], T]) -> T:

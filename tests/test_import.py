@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,14 @@ def test_a_salesforce_data_loader_export_imports_through_its_mapping(
     )
     drain(worker)
     assert platform_customers(sandbox)["0015g00000QmNoPAAV"]["name"] == "Orbital Freight"
+
+
+def test_a_version_in_the_future_is_refused(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    export = write_export(tmp_path / "export.csv", RECORDS[:1])
+    given = cli("import", str(export), "--as-of", "2062-11-20T09:00:00Z")
+    assert given.exit_code == 2
+    assert "must not be in the future: newer webhooks would be ignored" in given.stderr
+    os.utime(export, (4_000_000_000, 4_000_000_000))  # 2096
+    modified = cli("import", str(export))
+    assert modified.exit_code == 2
+    assert "export.csv was modified in the future (2096-10-02 07:06 UTC): give --as-of" in modified.stderr
