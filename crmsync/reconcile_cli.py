@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from crmsync.operations.exports import ExportError, read_export
 from crmsync.operations.importer import ImportSummary, import_records
 from crmsync.operations.reconcile import ListingFailed, ReconcileRun, reconcile
 from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
-from crmsync.operations.records import ExportMapping, map_records, parse_time
+from crmsync.operations.records import CLOCK_SKEW, ExportMapping, map_records, parse_time
 from jobs.platform_api import PlatformApi
 
 __all__ = ["import_command", "reconcile_command", "EXIT_DRIFT", "EXIT_REFUSED", "EXIT_FAILED"]
@@ -32,8 +32,6 @@ EXIT_DRIFT = 1  # --check, and the run found drift
 EXIT_REFUSED = 3  # the plan deletes too much (or with unreadable lines): nothing was applied
 EXIT_FAILED = 4  # the platform could not be listed
 SHOWN_PER_KIND = 20
-# How far ahead of this clock an --as-of (or the file's time) may be: other machines' clocks drift.
-CLOCK_SKEW = timedelta(minutes=5)
 T = TypeVar("T")
 
 

@@ -204,3 +204,8 @@ def test_reconcile_update_carries_only_the_fields_that_differ() -> None:
 def test_skipped_records_are_all_counted_and_the_first_thousand_kept() -> None:
     plan = plan_reconcile(PlatformIndex(), mapped(*["not valid JSON"] * 1005), delete_missing=False)
     assert (plan.counts()["skipped"], plan.unreadable, len(plan.skipped.kept)) == (1005, 1005, 1000)
+
+
+def test_a_record_versioned_in_the_future_is_skipped() -> None:
+    (skipped,) = mapped({"external_id": "crm-1", "name": "Acme", "updated_at": "2099-01-01T00:00:00Z"})
+    assert skipped == Skipped(2, "its version is in the future", "crm-1")

@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from crmsync.core.events import CUSTOMER_FIELDS, normalize_labels
@@ -34,6 +34,8 @@ __all__ = [
 
 LABEL_SEPARATOR = ";"
 DIGEST_BYTES = 8
+# How far ahead of this clock a version may be: other machines' clocks drift.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class RecordSkipped(ValueError):
@@ -186,15 +188,25 @@ def parse_time(value: Any, key: str, external_id: str = "") -> str:
 
 
 def map_records(lines: Iterable[ExportLine], mapping: ExportMapping) -> Iterator[CustomerRecord | Skipped]:
-    """Apply `mapping` to every readable record; unreadable lines and unmappable records are Skipped."""
+    """Apply `mapping` to every readable record; unreadable lines and unmappable records are Skipped.
+
+    A record versioned in the future is skipped too: the ledger would call every webhook for that
+    customer stale until then.
+    """
+    latest = (datetime.now(UTC) + CLOCK_SKEW).isoformat(timespec="microseconds")
     for export_line in lines:
         if export_line.record is None:
             yield Skipped(export_line.line, export_line.error, unreadable=True)
             continue
         try:
-            yield mapping.customer_record(export_line.line, export_line.record)
+            record = mapping.customer_record(export_line.line, export_line.record)
         except RecordSkipped as exc:
             yield Skipped(export_line.line, str(exc), exc.external_id)
+            continue
+        if record.version is not None and record.version > latest:
+            yield Skipped(export_line.line, "its version is in the future", record.external_id)
+            continue
+        yield record
 
 
 def field_digests(fields: Mapping[str, Any]) -> bytes:
