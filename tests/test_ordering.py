@@ -135,9 +135,10 @@ def test_ledger_round_trips_through_redis(redis: Redis) -> None:
 def test_second_locker_waits_then_reports_contention(redis: Redis) -> None:
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1"):
-        with pytest.raises(CustomerLocked, match="another worker is applying an event") as busy:
+        with pytest.raises(CustomerLocked) as busy:
             with ledgers.locked("crm-1"):
                 pass
+        assert str(busy.value) == "another worker is applying an event for this customer"
         assert busy.value.retry_after == 1
     with ledgers.locked("crm-1"):  # released after the block
         pass
@@ -147,8 +148,9 @@ def test_commit_after_losing_the_lock_is_refused(redis: Redis) -> None:
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
     with ledgers.locked("crm-1") as customer:
         redis.delete(*redis.keys("crmsync:lock:*"))  # as if the lock had expired
-        with pytest.raises(CustomerLocked, match="lock expired before the ledger was written"):
+        with pytest.raises(CustomerLocked) as lost:
             ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
+        assert str(lost.value) == "customer lock expired before the ledger was written"
     assert ledgers.read("crm-1") == Ledger()
 
 
@@ -297,9 +299,10 @@ def test_a_hold_longer_than_the_lock_wait_is_reported_at_once_with_its_end(redis
                               in_flight_hold_seconds=0.5)  # fmt: skip
     with pytest.raises(ApiUnavailable), ledgers.locked("crm-1"):
         raise ApiUnavailable("customers API unreachable: ReadTimeout")
-    with pytest.raises(CustomerLocked, match="held after an unanswered request") as held:
+    with pytest.raises(CustomerLocked) as held:
         with ledgers.locked("crm-1"):
             pass
+    assert str(held.value) == "the customer is held after an unanswered request"
     assert held.value.retry_after is not None and 0 < held.value.retry_after <= 0.5
 
 

@@ -122,3 +122,20 @@ def test_a_time_without_an_offset_is_refused() -> None:
 @pytest.mark.parametrize("payload", [[], "event", None, 3])
 def test_a_body_that_is_not_an_object_is_refused(payload: Any) -> None:
     assert errors(payload) == {"_schema": ["The body must be a JSON object."]}
+
+
+def test_purchase_ids_fit_the_platforms_32_bit_int() -> None:
+    assert load_event(body("erasure_requested", external_id="crm-1", purchase_ids=[2**31 - 1]))
+    messages = errors(body("erasure_requested", external_id="crm-1", purchase_ids=[2**31]))
+    assert messages == {
+        "data": {
+            "purchase_ids": {0: ["Must be greater than or equal to 1 and less than or equal to 2147483647."]}
+        }
+    }
+
+
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_outside_years_1_to_9999_in_utc_is_refused(timestamp: str) -> None:
+    assert errors(body("deleted", timestamp, external_id="crm-1")) == {
+        "timestamp": ["Not a time between years 1 and 9999 in UTC."]
+    }

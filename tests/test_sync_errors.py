@@ -50,5 +50,7 @@ def test_labels_are_distinct() -> None:
 
 def test_a_retryable_failure_carries_the_apis_retry_after() -> None:
     assert RateLimited("slow down", retry_after=7.5).retry_after == 7.5
+    given_in_order = RateLimited("slow down", 7.5)
+    assert (str(given_in_order), given_in_order.retry_after) == ("slow down", 7.5)  # the message only
     assert ApiUnavailable("503").retry_after is None
     assert SyncError("x").retry_after is None
