@@ -119,6 +119,8 @@ class LockedCustomer:
     external_id: str
     ledger: Ledger
     token: str
+    # Set by a successful commit, which deletes the lock in the same script.
+    released: bool = False
 
 
 class CustomerLedgers:
@@ -170,7 +172,9 @@ class CustomerLedgers:
             raise
         finally:
             try:
-                self._settle(key, customer.token, hold)
+                # After a commit the lock is gone already (one round trip less per applied event).
+                if not customer.released:
+                    self._settle(key, customer.token, hold)
             except REDIS_UNAVAILABLE:
                 self._unsettled.append((key, customer.token, hold))
 
@@ -196,6 +200,7 @@ class CustomerLedgers:
             # Our lock expired and another worker may have moved on: let a retry re-decide.
             raise CustomerLocked("customer lock expired before the ledger was written")
         customer.ledger = ledger
+        customer.released = True
 
     def _lock_ttl_for_current_job(self) -> int:
         # RQ stops a job at its own timeout, so a lock that outlives it by a margin only ever

@@ -88,6 +88,17 @@ class SyncWorker(SimpleWorker):
             # The worker key outlives several missed heartbeats; the step that needs Redis next waits.
             log.debug("heartbeat skipped: redis unavailable")
 
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        # RQ marks the worker idle after each job and again before dequeuing the next one.
+        if pipeline is None and state == self.get_state():
+            return
+        super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # RQ writes the job's `last_heartbeat` here in a round trip of its own; the transaction that
+        # records the outcome right after saves the job hash, this field with it.
+        job.ended_at = job.last_heartbeat = now()
+
     def check_for_suspension(self, burst: bool) -> None:
         if time.monotonic() - self._suspension_checked_at < self.suspension_check_every_seconds:
             return
@@ -274,7 +285,10 @@ def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> S
 def run_worker(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> bool:
     """Work until stopped (or until the queue is empty with `burst`)."""
     worker = build_worker(settings, redis)
-    # RQ logs four lines per job at INFO; apply_event logs the one that matters (identifiers, outcome,
-    # duration), so RQ's own are kept for DEBUG.
-    rq_level = "DEBUG" if logging.getLogger().level <= logging.DEBUG else "WARNING"
-    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=rq_level)
+    return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=rq_logging_level())
+
+
+def rq_logging_level() -> str:
+    """RQ logs four lines per job at INFO; apply_event logs the one that matters (identifiers, outcome,
+    duration), so RQ's own are kept for DEBUG."""
+    return "DEBUG" if logging.getLogger().level <= logging.DEBUG else "WARNING"

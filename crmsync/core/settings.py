@@ -38,6 +38,8 @@ class ApiSettings:
 
     url: str
     token: str
+    # Requests per second across every worker process and dyno (jobs/rate_limit.py); 0: no limit.
+    rate_limit: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Settings:
     in_flight_hold_seconds: int = 30
     reconcile_report_retention_days: int = 30
     redis_reconnect_max_seconds: int = 10
+    # Worker processes one worker dyno runs (`crmsync worker`, jobs/pool.py), each one job at a time.
+    worker_concurrency: int = 1
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"
     dashboard_password: str = field(default="", repr=False)
@@ -123,6 +127,7 @@ class Settings:
             in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30, allow_zero=True),
             redis_reconnect_max_seconds=_positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
             reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
+            worker_concurrency=_positive_int(env, "WORKER_CONCURRENCY", 1),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
             dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
@@ -199,7 +204,21 @@ def _api(env: Mapping[str, str], prefix: str) -> ApiSettings | None:
         raise SettingsError(f"{prefix}_URL must be an http(s) URL")
     if not token:
         raise SettingsError(f"{prefix}_TOKEN is required when {prefix}_URL is set")
-    return ApiSettings(url=url, token=token)
+    return ApiSettings(url=url, token=token, rate_limit=_rate(env, f"{prefix}_RATE_LIMIT"))
+
+
+def _rate(env: Mapping[str, str], name: str) -> float:
+    """Requests per second (decimals allowed, e.g. 0.5); unset means no limit."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number of requests per second, got {raw!r}") from exc
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of requests per second, got {raw!r}")
+    return value
 
 
 # Settings that enable a source only together: one without the other is a mistake, not "off".
