@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from crmsync.core.settings import Settings, SettingsError
+from crmsync.core.settings import ApiSettings, Settings, SettingsError
 
 from .ordering import LOCK_MARGIN_SECONDS, CustomerLedgers
 from .platform_api import PlatformApi
+from .rate_limit import RateLimit
 
 __all__ = ["Runtime", "performing", "for_current_job"]
 
@@ -38,11 +39,18 @@ class Runtime:
         if settings.customers_api is None or settings.personal_data_api is None:
             raise SettingsError("the worker needs CUSTOMERS_API_URL/TOKEN and PERSONAL_DATA_API_URL/TOKEN")
         timeout = settings.api_timeout_seconds
+        # A job waits this long at most for its turn or for a pause to end; then it is retried later.
+        max_wait = settings.job_timeout_seconds / 2
+
+        def api(name: str, api_settings: ApiSettings) -> PlatformApi:
+            turns = RateLimit(redis, name, api_settings.rate_limit, max_wait)
+            return PlatformApi(name, api_settings, timeout, turns)
+
         return cls(
             settings=settings,
             redis=redis,
-            customers=PlatformApi("customers", settings.customers_api, timeout),
-            personal_data=PlatformApi("personal-data", settings.personal_data_api, timeout),
+            customers=api("customers", settings.customers_api),
+            personal_data=api("personal-data", settings.personal_data_api),
             ledgers=CustomerLedgers(
                 redis,
                 # Used outside a job; inside one the lock follows that job's own timeout.

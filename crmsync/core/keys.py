@@ -46,6 +46,23 @@ def customer_jobs_key(external_id: str) -> str:
 ERASURE_AUDIT_KEY = f"{PREFIX}:erasures"
 
 
+# -- one platform API's shared request rate (jobs/rate_limit.py) ----------------------------------------
+
+
+def api_turn_key(api: str) -> str:
+    """When the next request to `api` may be sent (µs, Redis's clock), shared by every worker."""
+    return f"{PREFIX}:api:{api}:next-turn"
+
+
+def api_pause_key(api: str) -> str:
+    """Exists while every call to `api` is paused after a 429 (expires with its Retry-After)."""
+    return f"{PREFIX}:api:{api}:paused"
+
+
+# The turn key outlives the turn it holds by this much (ms), so an idle API leaves nothing behind.
+API_TURN_TTL_MARGIN_MS = 1000
+
+
 # -- TTLs (seconds) -------------------------------------------------------------------------------
 
 # Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
