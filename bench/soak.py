@@ -4,8 +4,8 @@ HTTP endpoint to several worker processes while the sandbox injects faults and a
 It computes the state the CRM's events describe (each customer's history folded in timestamp order)
 and compares it with what the sandbox holds at the end. Mismatches must be 0.
 
-    python -m bench.soak --customers 1000 --events 5        # the published run
-    python -m bench.soak --customers 20 --events 5          # small, as in the test suite
+    python -m bench.soak --customers 1000 --events 5 --workers 2 --concurrency 25  # the published run
+    python -m bench.soak --customers 20 --events 5 --workers 2 --concurrency 4     # as in the test suite
 
 Customer histories are coherent, as a CRM would send them: a create first, then updates (any subset
 of fields), deletes, and creates again after a delete. Erasure requests go to their own external ids
@@ -248,8 +248,9 @@ def _quiet_sandbox_log() -> None:
 
 
 def run(
-    customers: int, events_per_customer: int, workers: int, duplicates: float, window: int, seed: int
-) -> int:
+    customers: int, events_per_customer: int, workers: int, duplicates: float, window: int, seed: int,
+    concurrency: int = 1,
+) -> int:  # fmt: skip
     rng = random.Random(seed)
     start_at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     histories = {
@@ -278,6 +279,7 @@ def run(
             "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
             "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
             "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            "WORKER_CONCURRENCY": str(concurrency),
         }
         web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
         pool = [start(["crmsync", "worker"], env) for _ in range(workers)]
@@ -293,7 +295,7 @@ def run(
                 nonlocal killed
                 if sent >= kill_at and not killed:
                     killed = True
-                    # The whole process group, as when a dyno dies: the worker and its scheduler.
+                    # The whole process group, as when a dyno dies: its workers and their scheduler.
                     os.killpg(pool[0].pid, signal.SIGKILL)  # mid-run, mid-job most likely
 
             started = time.monotonic()
@@ -344,7 +346,10 @@ def run(
         ("wall time (s)", f"{elapsed:.1f}"),
     ]
     print_table(
-        f"Soak: {customers} customers x {events_per_customer} events, {workers} workers", ("", "value"), rows
+        f"Soak: {customers} customers x {events_per_customer} events, {workers} worker dynos x "
+        f"WORKER_CONCURRENCY={concurrency}",
+        ("", "value"),
+        rows,
     )
     return 1 if mismatches or lost or outcomes["failed"] else 0
 
@@ -368,12 +373,14 @@ def main() -> None:
     )
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--events", type=int, default=5, help="events per customer")
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=3, help="worker dynos (`crmsync worker` processes)")
+    parser.add_argument("--concurrency", type=int, default=1, help="each dyno's WORKER_CONCURRENCY")
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of events delivered twice")
     parser.add_argument("--window", type=int, default=50, help="how far a delivery may move in the order")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    sys.exit(run(args.customers, args.events, args.workers, args.duplicates, args.window, args.seed))
+    sys.exit(run(args.customers, args.events, args.workers, args.duplicates, args.window, args.seed,
+                 args.concurrency))  # fmt: skip
 
 
 if __name__ == "__main__":
