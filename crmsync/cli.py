@@ -74,13 +74,13 @@ def main(ctx: click.Context) -> None:
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
-    """Run a worker dyno: WORKER_CONCURRENCY processes that apply queued events to the platform."""
-    from jobs.pool import run_pool
+    """Run a worker dyno: WORKER_CONCURRENCY workers that apply queued events to the platform."""
+    from jobs.dyno import run_dyno
     from jobs.worker import run_worker
 
     settings = _settings("worker")
     configure_logs(os.environ.get("LOG_LEVEL", "INFO"))
-    run = run_pool if settings.worker_concurrency > 1 else run_worker
+    run = run_dyno if settings.worker_concurrency > 1 else run_worker
     run(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
 
 

@@ -264,9 +264,11 @@ class SyncWorker(SimpleWorker):
 _UNHANDLED_CLASSES = {"JobTimeoutException": "timeout", "AbandonedJobError": "abandoned"}
 
 
-def build_worker(settings: Settings, redis: Redis, name: str | None = None) -> SyncWorker:
+def build_worker(
+    settings: Settings, redis: Redis, name: str | None = None, worker_class: type[SyncWorker] = SyncWorker
+) -> SyncWorker:
     """A worker on the app's queue, owning the runtime (clients) its jobs use; `close` it when done."""
-    worker = SyncWorker(
+    worker = worker_class(
         [app_queue(redis, settings.queue_name)],
         connection=redis,
         serializer=JSONSerializer,

@@ -68,7 +68,7 @@ class Settings:
     in_flight_hold_seconds: int = 30
     reconcile_report_retention_days: int = 30
     redis_reconnect_max_seconds: int = 10
-    # Worker processes one worker dyno runs (`crmsync worker`, jobs/pool.py), each one job at a time.
+    # Workers one worker dyno runs (`crmsync worker`: threads, jobs/dyno.py), each one job at a time.
     worker_concurrency: int = 1
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"

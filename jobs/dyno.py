@@ -1,0 +1,164 @@
+"""A worker dyno: WORKER_CONCURRENCY crmsync workers as threads of one process.
+
+A platform call waits 50-100 ms for the API, so one worker applies ~10 events/s. The dyno runs several
+in-process RQ workers side by side, each one job at a time with its own kept-alive API sessions;
+per-customer order still rests on the ledger's lock, and the jobs of a dyno that dies are recovered
+by the maintenance of another worker, as for any dead worker (jobs/worker.py).
+
+Threads, not RQ's worker pool of forked processes: both were measured (docs/benchmarks.md). While
+waiting on the API the threads share one warm interpreter; 25 processes each wake to cold caches, and
+spent twice the CPU per event, which on a busy machine halved the throughput (0.41 vs 0.84 of the
+baseline in the same run). One process also holds a fraction of the memory.
+
+In a thread RQ cannot use signals: a job's timeout is RQ's TimerDeathPenalty (the exception is raised
+in the job's thread), and the dyno's main thread handles SIGTERM: every worker finishes its job and
+stops; a job still running after the shutdown grace is stopped as a timeout (and retried), so the
+process exits within Heroku's 30 s.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import cast
+
+from redis import Redis
+from redis.client import Pipeline
+from rq.exceptions import StopRequested
+from rq.timeouts import JobTimeoutException, TimerDeathPenalty
+
+from crmsync.core.settings import Settings
+
+from .worker import SyncWorker, build_worker, rq_logging_level
+
+__all__ = ["ThreadWorker", "WorkerDyno", "run_dyno"]
+
+log = logging.getLogger("crmsync.jobs")
+
+# An idle worker notices a stop request once its blocking dequeue returns: at most this long.
+IDLE_DEQUEUE_SECONDS = 1
+# Heroku sends SIGKILL 30 s after SIGTERM: the dyno exits by then, whatever is still running (its jobs
+# are then recovered as abandoned, like those of a dyno that crashed).
+EXIT_BY_SECONDS = 28
+
+
+class ThreadWorker(SyncWorker):
+    """A SyncWorker that runs in a thread of the dyno: timeouts by timer, signals left to the dyno."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        pass  # only a process's main thread may; the dyno's handles SIGTERM for all its workers
+
+    def subscribe(self) -> None:
+        # RQ's per-worker command channel (`rq` CLI: stop a job, kill a horse) would cost each thread
+        # a Redis connection and a listener thread; crmsync does not use it.
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+    def request_stop_after_job(self) -> None:
+        """Finish the running job (if any), then stop; an idle worker stops at its next dequeue."""
+        self._stop_requested = True
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        # RQ's dequeue loop heartbeats before each blocking dequeue: where an idle worker stops.
+        if self._stop_requested and self.get_current_job_id() is None and pipeline is None:
+            raise StopRequested()
+        super().heartbeat(timeout, pipeline)
+
+    def handle_warm_shutdown_request(self) -> None:
+        pass  # the dyno stops jobs past the grace (SyncWorker's alarm is for a main thread only)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return IDLE_DEQUEUE_SECONDS
+
+
+class WorkerDyno:
+    """`settings.worker_concurrency` ThreadWorkers on the app's queue, stopped together on SIGTERM."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.settings = settings
+        # One connection pool for all the workers: each thread holds a connection only while it
+        # waits on Redis (an idle one: in its blocking dequeue).
+        self.redis = redis
+        self.workers = [
+            cast(ThreadWorker, build_worker(settings, self.redis, worker_class=ThreadWorker))
+            for _ in range(settings.worker_concurrency)
+        ]
+        self._stop = threading.Event()
+
+    def work(self, burst: bool = False, with_scheduler: bool = True) -> None:
+        """Run every worker until stopped (or until the queue is empty, with `burst`)."""
+        level = rq_logging_level()
+        threads = [
+            threading.Thread(
+                target=worker.work,
+                kwargs={
+                    "burst": burst,
+                    "with_scheduler": with_scheduler and index == 0,
+                    "logging_level": level,
+                },
+                name=f"crmsync-worker-{index}",
+                daemon=True,
+            )
+            for index, worker in enumerate(self.workers)
+        ]
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+        # The first worker may fork RQ's scheduler process: let it do so before the other threads run.
+        threads[0].start()
+        self._wait_started(self.workers[0], threads[0])
+        for thread in threads[1:]:
+            thread.start()
+        while any(thread.is_alive() for thread in threads) and not self._stop.wait(0.2):
+            pass
+        if self._stop.is_set():
+            self._shut_down(threads)
+        for worker in self.workers:
+            worker.runtime.close()
+
+    @staticmethod
+    def _wait_started(worker: ThreadWorker, thread: threading.Thread, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while (
+            thread.is_alive() and worker.get_state() not in ("idle", "busy") and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("worker dyno stopping", extra={"event": "worker_stopping"})
+        for worker in self.workers:
+            worker.request_stop_after_job()
+        self._stop.set()
+
+    def _shut_down(self, threads: list[threading.Thread]) -> None:
+        """Let running jobs finish within the grace; stop the rest as timeouts (they are retried).
+
+        A thread waiting on the API notices the stop when that call returns (a thread cannot be
+        interrupted the way SIGALRM interrupts the main thread), at most API_TIMEOUT_SECONDS later."""
+        stopped_at = time.monotonic()
+        grace_ends = stopped_at + self.settings.worker_shutdown_grace_seconds
+        for thread in threads:
+            thread.join(max(0.0, grace_ends - time.monotonic()))
+        for worker, thread in zip(self.workers, threads, strict=True):
+            if thread.is_alive() and worker.get_current_job_id() is not None:
+                _raise_in(thread, JobTimeoutException)
+        for thread in threads:
+            thread.join(max(0.0, stopped_at + EXIT_BY_SECONDS - time.monotonic()))
+
+
+def _raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
+    """Raise `exception` in `thread` at its next Python instruction, as RQ's TimerDeathPenalty does."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_long(thread.ident or 0), ctypes.py_object(exception))
+
+
+def run_dyno(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> None:
+    """Run WORKER_CONCURRENCY workers until stopped (or until the queue is empty with `burst`)."""
+    WorkerDyno(settings, redis).work(burst=burst, with_scheduler=with_scheduler)
