@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -31,6 +34,7 @@ from tests.support import (
     SECRET,
     WEBHOOK_SECRET,
     Deliver,
+    Dyno,
     served,
 )
 
@@ -224,3 +228,36 @@ def platform(sandbox: RunningSandbox) -> Callable[..., dict[str, Any]]:
         return dict(response.json())
 
     return _query
+
+
+@pytest.fixture
+def dyno(settings: Settings, redis: Redis) -> Iterator[Dyno]:
+    """Start `crmsync worker` (the Procfile's worker line) with WORKER_CONCURRENCY and other settings
+    from the environment, in its own process group, as a dyno; killed with its group at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+    assert settings.customers_api is not None and settings.personal_data_api is not None
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "CUSTOMERS_API_URL": settings.customers_api.url,
+        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+        "PERSONAL_DATA_API_URL": settings.personal_data_api.url,
+        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+        "WORKER_MAINTENANCE_INTERVAL": "1",
+        "IN_FLIGHT_HOLD_SECONDS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+    def start(*arguments: str, **overrides: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "crmsync", "worker", *arguments]
+        process = subprocess.Popen(command, env={**env, **overrides}, start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group has exited already
+        process.wait()

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import socket
+import subprocess
 import threading
 import time
 import zlib
@@ -24,16 +25,19 @@ import requests
 from flask import Flask
 from redis import Redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from werkzeug.serving import make_server
 
+from crmsync.core.events import Event
 from crmsync.core.keys import ERASURE_AUDIT_KEY
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import ApiSettings, Settings
 from crmsync.erasure.audit import ErasureAudit
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
+from webhooks.intake import Intake
+from webhooks.schemas import load_event
 
 # -- secrets, tokens, credentials ------------------------------------------------------------
 
@@ -407,3 +411,28 @@ def redis_round_trips(redis: Redis) -> Iterator[list[str]]:
     yield commands
     redis.echo(_END_OF_WATCH)  # MONITOR reports in order: once this is seen, the block's are too
     watcher.join(timeout=10)
+
+
+# -- worker dynos (the `dyno` fixture starts them) ---------------------------------------------------
+
+Dyno = Callable[..., subprocess.Popen[bytes]]
+
+
+def enqueue(settings: Settings, redis: Redis, webhook_id: str, body: dict[str, Any], **overrides: Any) -> str:
+    """Accept `body` as the web side would (validated, `overrides` on the settings); its job id."""
+    intake = Intake(redis, replace(settings, **overrides))
+    return intake.accept(Event(webhook_id=webhook_id, **load_event(body))).job_id
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds (no fixed sleeps), or fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def status(redis: Redis, job_id: str) -> JobStatus | None:
+    """The job's status as stored now."""
+    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()

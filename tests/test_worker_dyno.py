@@ -9,78 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from typing import Any
 
-import pytest
 from redis import Redis
 from rq import Worker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from crmsync.core.events import Event
 from crmsync.core.settings import Settings
 from sandbox.server import RunningSandbox
-from tests.support import CUSTOMERS_TOKEN, PERSONAL_DATA_TOKEN, Platform, customers, event, set_faults, stats
-from webhooks.intake import Intake
-from webhooks.schemas import load_event
-
-Dyno = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def dyno(settings: Settings, redis: Redis) -> Iterator[Dyno]:
-    """Start `crmsync worker` (the Procfile's worker line) with WORKER_CONCURRENCY and other settings
-    from the environment, in its own process group, as a dyno; killed with its group at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-    assert settings.customers_api is not None and settings.personal_data_api is not None
-    env = {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "CUSTOMERS_API_URL": settings.customers_api.url,
-        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-        "PERSONAL_DATA_API_URL": settings.personal_data_api.url,
-        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
-        "WORKER_MAINTENANCE_INTERVAL": "1",
-        "IN_FLIGHT_HOLD_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-
-    def start(*arguments: str, **overrides: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "crmsync", "worker", *arguments]
-        process = subprocess.Popen(command, env={**env, **overrides}, start_new_session=True)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # the whole group has exited already
-        process.wait()
-
-
-def enqueue(settings: Settings, redis: Redis, webhook_id: str, body: dict[str, Any], **overrides: Any) -> str:
-    intake = Intake(redis, replace(settings, **overrides))
-    return intake.accept(Event(webhook_id=webhook_id, **load_event(body))).job_id
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll `condition` until it holds (no fixed sleeps), or fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-
-
-def status(redis: Redis, job_id: str) -> JobStatus | None:
-    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
+from tests.support import Dyno, Platform, customers, enqueue, event, set_faults, stats, status, wait_until
 
 
 def create_three(settings: Settings, redis: Redis) -> list[str]:
