@@ -95,6 +95,10 @@ def main() -> None:
         "--levels", default="", help="also drain at these WORKER_CONCURRENCY levels (e.g. 1,8,16,32), "
         "60 events per process each, for events/s and PSS per level"
     )  # fmt: skip
+    parser.add_argument(
+        "--rate-limit", type=float, default=0, help="also drain with CUSTOMERS_/PERSONAL_DATA_API_RATE_LIMIT "
+        "set to this (requests/s), from 2 dynos, and report the most requests the sandbox saw in a second"
+    )  # fmt: skip
     options = parser.parse_args()
     levels = [int(level) for level in options.levels.split(",") if level]
     runs: list[Drain] = []
@@ -111,9 +115,12 @@ def main() -> None:
                 events = max(200, 60 * level)
                 _backlog(redis_url, sandbox, events, min(options.customers, events))
                 runs.append(_dyno(redis_url, sandbox, events, level))
+            limited = _rate_limited(redis_url, sandbox, options) if options.rate_limit else None
         finally:
             stop(process)
     _report(runs, per_event, options)
+    if limited:
+        _report_rate_limit(limited, options.rate_limit)
 
 
 def sandbox_env() -> dict[str, str]:
@@ -242,6 +249,33 @@ def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Dr
                    redis_cpu / drained * 1000, commands / drained)  # fmt: skip
     redis.close()
     return result
+
+
+def _rate_limited(redis_url: str, sandbox: Sandbox, options: argparse.Namespace) -> dict[str, Any]:
+    """Two dynos drain a backlog with both APIs rate-limited; the sandbox's request counts per API."""
+    events = max(200, int(options.rate_limit * 10))  # ~18 customers-API calls per unit of the limit: ~20 s
+    _backlog(redis_url, sandbox, events, min(options.customers, events))
+    limit = f"{options.rate_limit:g}"
+    env = {**worker_env(redis_url, sandbox.port), "WORKER_CONCURRENCY": str(options.concurrency),
+           "CUSTOMERS_API_RATE_LIMIT": limit, "PERSONAL_DATA_API_RATE_LIMIT": limit}  # fmt: skip
+    headers = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
+    rates = f"http://127.0.0.1:{sandbox.port}/admin/rates"
+    requests.delete(rates, headers=headers, timeout=10).raise_for_status()
+    dynos = [start(["crmsync", "worker", "--burst"], env) for _ in range(2)]
+    for dyno in dynos:
+        dyno.wait(timeout=3600)
+    received = requests.get(rates, headers=headers, timeout=10).json()
+    return {"events": events, **{api: received[api] for api in ("customers", "personal-data")}}
+
+
+def _report_rate_limit(limited: dict[str, Any], limit: float) -> None:
+    print_table(
+        f"Rate limit: {limit:g} requests/s per API, 2 worker dynos, {limited['events']} events",
+        ["API", "requests", "most in a wall-clock second", "most in any sliding second", "limit", "met"],
+        [[api, limited[api]["total"], limited[api]["max_per_second"], limited[api]["max_in_sliding_second"],
+          f"{limit:g}", _met(limited[api]["max_in_sliding_second"] <= limit)]
+         for api in ("customers", "personal-data")],
+    )  # fmt: skip
 
 
 def _commands(redis: Redis) -> int:
