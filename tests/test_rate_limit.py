@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import requests
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -16,7 +17,7 @@ from crmsync.core.settings import Settings, SettingsError
 from jobs.rate_limit import RateLimit
 from jobs.worker import build_worker
 from sandbox.server import RunningSandbox
-from tests.support import Deliver, Platform, event, names, set_faults
+from tests.support import ADMIN, Deliver, Dyno, Platform, enqueue, event, names, set_faults, status
 
 
 def job(redis: Redis, job_id: str) -> Job:
@@ -86,3 +87,22 @@ def test_rate_limits_are_read_per_api_in_requests_per_second() -> None:
     settings = Settings.from_env(env)
     assert settings.customers_api is not None and settings.customers_api.rate_limit == 2.5
     assert settings.personal_data_api is not None and settings.personal_data_api.rate_limit == 0
+
+
+def test_two_worker_dynos_together_never_exceed_the_customers_api_rate_limit(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, dyno: Dyno
+) -> None:
+    # 40 creations = 80 customers-API calls from 2 dynos x 3 workers, far faster than 10/s
+    # without the limit: the sandbox counts what it received in each second and in any sliding one.
+    job_ids = [
+        enqueue(settings, redis, f"msg-{n}", event("created", f"crm-{n}", name=f"C {n}")) for n in range(40)
+    ]
+    requests.delete(f"{sandbox.base_url}/admin/rates", headers=ADMIN, timeout=5).raise_for_status()
+    dynos = [dyno("--burst", WORKER_CONCURRENCY="3", CUSTOMERS_API_RATE_LIMIT="10") for _ in range(2)]
+    for process in dynos:
+        assert process.wait(timeout=120) == 0
+    assert {status(redis, job_id) for job_id in job_ids} == {JobStatus.FINISHED}
+    received = requests.get(f"{sandbox.base_url}/admin/rates", headers=ADMIN, timeout=5).json()["customers"]
+    assert received["total"] == 80
+    assert received["max_per_second"] <= 10
+    assert received["max_in_sliding_second"] <= 10
