@@ -81,6 +81,14 @@ class EventQueue:
         self._settings = settings
         self._queue = app_queue(redis, settings.queue_name)
         self._accept = redis.register_script(rq_internals.ACCEPT_SCRIPT)
+        self._job_fields = rq_internals.QueuedJobFields(
+            APPLY_EVENT,
+            origin=settings.queue_name,
+            timeout=settings.job_timeout_seconds,
+            result_ttl=JOB_RESULT_TTL_SECONDS,
+            failure_ttl=JOB_FAILURE_TTL_SECONDS,
+            retry=retry_policy(settings.retry_schedule),
+        )
 
     def accept(self, event: Event) -> Accepted:
         """Enqueue `event` unless a delivery with its webhook id was already accepted."""
@@ -105,10 +113,15 @@ class EventQueue:
                            REJECTED_ITEMS_TTL_SECONDS, REJECTED_ITEMS_KEPT, SOURCE_ITEMS_TTL_SECONDS,
                            len(events), len(counts), len(rejected)]  # fmt: skip
         for event in events:
-            job = self.build_job(event)
-            fields = rq_internals.accept_script_args(job)
-            keys += [delivery_key(event.webhook_id), job.key, customer_jobs_key(event.external_id)]
-            args += [job.id, len(fields), *fields]
+            job_id = job_id_for(event.webhook_id)
+            # The type only as description: identifiers are in `meta`, and every byte is kept per event.
+            fields = self._job_fields.pairs((event.to_payload(),), event.type, summary(event))
+            keys += [
+                delivery_key(event.webhook_id),
+                Job.key_for(job_id),
+                customer_jobs_key(event.external_id),
+            ]
+            args += [job_id, len(fields), *fields]
         for name, count in counts.items():
             args += [name, count]
         for record in rejected:
@@ -121,7 +134,8 @@ class EventQueue:
         ]
 
     def build_job(self, event: Event) -> Job:
-        """Build (without saving) the RQ job that applies `event`; no personal data in its description."""
+        """The RQ job that applies `event`, built by RQ (without saving it): what `accept` stores,
+        field for field, through `QueuedJobFields` (tests/test_rq_internals.py)."""
         job = Job.create(
             APPLY_EVENT,
             args=(event.to_payload(),),

@@ -3,8 +3,8 @@
 RQ's public API is enough to run jobs, but three things crmsync does for speed or for GDPR need to
 read or write RQ's Redis structures directly:
 
-- the intake enqueues in one Lua script, writing the job hash as `Job.to_dict()` lays it out, the
-  queue list and RQ's set of queues, and setting `job._status` on the job it built;
+- the intake enqueues in one Lua script, writing the job hash as `Job.to_dict()` lays it out (built
+  without `Job.create`, `QueuedJobFields`), the queue list and RQ's set of queues;
 - the overview reads the queue's figures (RQ's registries, worker keys and a job's `enqueued_at`)
   in one scripted read;
 - an erasure scrubs stored jobs: their zlib-compressed `data`, JSON `meta`, zlib-compressed
@@ -17,6 +17,7 @@ When upgrading rq, this module (and its tests) is what to check.
 from __future__ import annotations
 
 import base64
+import json
 import zlib
 from collections.abc import Callable
 from datetime import datetime
@@ -24,18 +25,18 @@ from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.utils import now, utcparse
+from rq.utils import now, utcformat, utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .redis_conn import as_text
 
 __all__ = [
     "ACCEPT_SCRIPT",
-    "accept_script_args",
+    "QueuedJobFields",
     "mark_queued",
     "QUEUE_FIGURES_SCRIPT",
     "queue_figures_keys",
@@ -112,15 +113,27 @@ return results
 """
 
 
-def accept_script_args(job: Job) -> list[Any]:
-    """The job's fields as RQ stores them (`Job.to_dict`), as field/value pairs for ACCEPT_SCRIPT."""
-    args: list[Any] = []
-    for name, value in job.to_dict().items():
-        # RQ reads a missing field as empty; leaving the empty ones out (callbacks, started_at,
-        # worker_name, ...) sends 16 fewer arguments and keeps ~0.5 KB per queued job out of Redis.
-        if value != "":
-            args += [name, value]
-    return args
+class QueuedJobFields:
+    """The hash RQ stores for a queued job of `func_name` with fixed options, as field/value pairs for
+    ACCEPT_SCRIPT: what `Job.create(...)` + `Job.to_dict()` give, minus the empty fields, built ~10 ×
+    faster (the options are serialised once, not for every request; tests/test_rq_internals.py
+    checks the two agree)."""
+
+    def __init__(self, func_name: str, origin: str, timeout: int, result_ttl: int, failure_ttl: int,
+                 retry: Retry | None) -> None:  # fmt: skip
+        self._func_name = func_name
+        fixed: dict[str, Any] = {"origin": origin, "timeout": timeout, "result_ttl": result_ttl,
+                                 "failure_ttl": failure_ttl, "status": JobStatus.QUEUED.value}  # fmt: skip
+        if retry is not None:
+            fixed |= {"retries_left": retry.max, "retry_intervals": json.dumps(retry.intervals)}
+        self._fixed = [item for pair in fixed.items() for item in pair]
+
+    def pairs(self, args: tuple[Any, ...], description: str, meta: dict[str, Any]) -> list[Any]:
+        """Field/value pairs of one job calling `func_name(*args)`, queued now."""
+        stamp = utcformat(now())
+        data = zlib.compress(JSONSerializer.dumps([self._func_name, None, list(args), {}]))
+        return [*self._fixed, "created_at", stamp, "enqueued_at", stamp, "description", description,
+                "meta", JSONSerializer.dumps(meta), "data", data]  # fmt: skip
 
 
 def mark_queued(job: Job) -> None:

@@ -1,0 +1,37 @@
+"""The one module relying on RQ's private storage format agrees with RQ itself."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq.job import Job
+
+from crmsync.core.events import Event
+from crmsync.core.queue import EventQueue
+from crmsync.core.settings import Settings
+
+DATA = {"external_id": "crm-1", "name": "N"}
+EVENT = Event("msg_1", "customer.updated", "2026-11-22T10:00:00.000000Z", DATA)
+
+
+def test_the_accepted_job_hash_is_the_one_rq_would_store(settings: Settings, redis: Redis) -> None:
+    queue = EventQueue(redis, settings)
+    stored = redis.hgetall(Job.key_for(queue.accept(EVENT).job_id))
+    # What RQ itself stores (`Job.create` + `to_dict`, as redis-py encodes it), empty fields left out.
+    encode = redis.get_encoder().encode
+    expected = {encode(name): encode(value) for name, value in queue.build_job(EVENT).to_dict().items()
+                if value != ""}  # fmt: skip
+    # The timestamps differ by the microseconds between the two builds: same fields, same format.
+    for stamp in (b"created_at", b"enqueued_at"):
+        assert len(stored.pop(stamp)) == len(expected.pop(stamp))
+    assert stored == expected
+
+
+def test_a_worker_reads_the_accepted_job_as_rq_built_it(settings: Settings, redis: Redis) -> None:
+    queue = EventQueue(redis, settings)
+    reference = queue.build_job(EVENT)
+    job = Job.fetch(queue.accept(EVENT).job_id, connection=redis, serializer=reference.serializer)
+    assert list(job.args) == list(reference.args)  # a tuple before the JSON round trip, a list after
+    for attribute in ("func_name", "kwargs", "meta", "description", "origin", "timeout",
+                      "result_ttl", "failure_ttl", "retries_left", "retry_intervals"):  # fmt: skip
+        assert getattr(job, attribute) == getattr(reference, attribute), attribute
+    assert job.get_status() == "queued"
