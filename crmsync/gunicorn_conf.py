@@ -88,6 +88,7 @@ def on_starting(server: Any) -> None:
         if settings.mappings_file:
             load_mappings(settings.mappings_file)
     except (SettingsError, MappingError) as exc:
+        on_exit(server)  # gunicorn calls it only after a start
         sys.exit(f"crmsync: configuration error: {exc}")
     # Counters left by a previous run of this master would be summed into this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -181,13 +181,14 @@ def test_gunicorn_sums_metrics_over_all_its_worker_processes_and_logs_json(
     ],
 )
 def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
-    redis_url: str, override: dict[str, str], message: str
+    redis_url: str, override: dict[str, str], message: str, tmp_path: Path
 ) -> None:
-    process = start_gunicorn(web_environment(redis_url, free_port(), **override))
+    process = start_gunicorn(web_environment(redis_url, free_port(), TMPDIR=str(tmp_path), **override))
     _, stderr = process.communicate(timeout=30)
     assert process.returncode != 0
     assert f"crmsync: configuration error: {message}" in stderr
     assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []  # no crmsync-prometheus-* left behind
 
 
 def test_app_json_describes_every_setting_the_service_reads() -> None:
