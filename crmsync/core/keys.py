@@ -65,6 +65,11 @@ API_TURN_TTL_MARGIN_MS = 1000
 
 # -- TTLs (seconds) -------------------------------------------------------------------------------
 
+# Defaults of the settings DEDUP_TTL_SECONDS (a delivery id is remembered; above CRMs' retry windows)
+# and LEDGER_TTL_SECONDS (per-customer ordering state, after its last change).
+DEFAULT_DEDUP_TTL_SECONDS = 72 * 3600
+DEFAULT_LEDGER_TTL_SECONDS = 30 * 86_400
+
 # Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
 ERASURE_STEPS_TTL_SECONDS = 35 * 86_400
 # The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries.

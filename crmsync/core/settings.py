@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crmsync.core.keys import DEFAULT_DEDUP_TTL_SECONDS, DEFAULT_LEDGER_TTL_SECONDS
+
 Role = Literal["web", "worker", "cli"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -53,13 +55,13 @@ class Settings:
     max_body_bytes: int = 262_144
     # How long a client may take to send a whole request (from its first byte) before it is answered 408.
     body_timeout_seconds: int = 10
-    dedup_ttl_seconds: int = 72 * 3600
+    dedup_ttl_seconds: int = DEFAULT_DEDUP_TTL_SECONDS
     customers_api: ApiSettings | None = None
     personal_data_api: ApiSettings | None = None
     api_timeout_seconds: float = 10.0
     job_timeout_seconds: int = 60
     retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
-    ledger_ttl_seconds: int = 30 * 86_400
+    ledger_ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS
     erasure_customer_action: str = "none"
     erasure_deadline_days: int = 30
     erasure_audit_retention_days: int = 400
@@ -111,13 +113,13 @@ class Settings:
             tolerance_seconds=_positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 262_144),
             body_timeout_seconds=_positive_int(env, "BODY_TIMEOUT_SECONDS", 10),
-            dedup_ttl_seconds=_positive_int(env, "DEDUP_TTL_SECONDS", 72 * 3600),
+            dedup_ttl_seconds=_positive_int(env, "DEDUP_TTL_SECONDS", DEFAULT_DEDUP_TTL_SECONDS),
             customers_api=_api(env, "CUSTOMERS_API"),
             personal_data_api=_api(env, "PERSONAL_DATA_API"),
             api_timeout_seconds=float(_positive_int(env, "API_TIMEOUT_SECONDS", 10)),
             job_timeout_seconds=_positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
             retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
-            ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", 30 * 86_400),
+            ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", DEFAULT_LEDGER_TTL_SECONDS),
             erasure_customer_action=_erasure_action(env.get("ERASURE_CUSTOMER_ACTION", "")),
             erasure_deadline_days=_positive_int(env, "ERASURE_DEADLINE_DAYS", 30),
             erasure_audit_retention_days=_retention_days(env),
