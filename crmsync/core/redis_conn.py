@@ -13,7 +13,9 @@ __all__ = ["connect", "as_text", "redact_url"]
 def connect(url: str) -> Redis:
     """A client for `url`. Heroku Redis serves `rediss://` with a self-signed certificate, which its
     documentation says to accept without verification (the channel is still encrypted)."""
-    options: dict[str, object] = {"health_check_interval": 30, "socket_keepalive": True}
+    options: dict[str, object] = {"health_check_interval": 30}
+    if not url.startswith("unix://"):
+        options["socket_keepalive"] = True  # a TCP option: a unix socket connection refuses it
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = None
     return Redis.from_url(url, **options)
