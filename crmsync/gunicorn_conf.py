@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import shutil
 import socket
 import sys
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -154,6 +156,22 @@ class BufferingThreadWorker(ThreadWorker):
             return super().handle(conn)
         finally:
             _headers.deadline.cancel()
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """Park a connection deferred by a stopping worker too (max-requests, a graceful restart).
+
+        gthread parks a deferred connection in its poller only while the worker is alive; once it
+        stops, it takes one for a kept-alive connection, fails on its missing parser and drops it
+        unanswered, although the shutdown still serves the connections it holds. Here a request
+        that was still arriving is waited for (as long as `keepalive`, within the graceful timeout).
+        """
+        if self.alive or fs.cancelled() or fs.exception() is not None or fs.result() is not _DEFER:
+            super().finish_request(conn, fs)
+            return
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
 
     def _hold_until_whole(self, conn: Any) -> Any:
         """None to handle the request now; gthread's defer marker to wait in the poller; False to drop."""

@@ -243,3 +243,39 @@ def test_a_kept_alive_session_goes_on_after_a_request_whose_body_was_refused(
         headers, body = signed_request(SECRET, deleted())
         assert session.post(url(server), data=body, headers=headers, timeout=30).status_code == 202
     assert len(queued_jobs(redis)) == 1
+
+
+def test_a_request_still_arriving_when_its_worker_process_restarts_is_answered(redis_url: str) -> None:
+    # One process, replaced after two requests (as on a graceful restart): the request of `late` is
+    # still arriving when the second request makes its process stop; it must be answered, not dropped.
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(REDIS_URL=redis_url, PORT=str(port), WEBHOOK_SECRET=WEBHOOK_SECRET, WEB_CONCURRENCY="1",
+               GUNICORN_CMD_ARGS="--max-requests 2")  # fmt: skip
+    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "gunicorn exited"
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # the first request
+                break
+            except requests.RequestException:
+                assert time.monotonic() < deadline, "gunicorn never answered"
+                time.sleep(0.05)
+        headers, body = signed_request(SECRET, deleted(), "msg_late")
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as late:
+            late.sendall(b"POST /webhooks/crm HTTP/1.1\r\nHost: x\r\n")
+            # The second request: the process stops taking new ones, and finishes what it holds.
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).ok
+            late.sendall(head.encode())
+            time.sleep(0.5)  # nothing to await: the stopping process reads that part on its own
+            late.sendall(f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            answer = late.recv(65_536)
+        assert answer.startswith(b"HTTP/1.1 202 "), answer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
