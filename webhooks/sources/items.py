@@ -15,6 +15,9 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from crmsync.core.events import CUSTOMER_UPDATED, ERASURE_REQUESTED
+
+from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
 from ..schemas import load_event
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "UnparseableBody",
     "InvalidItem",
     "validated_event",
+    "record_event",
 ]
 
 
@@ -124,6 +128,22 @@ def validated_event(event_type: str, timestamp: str, data: dict[str, Any]) -> di
         return load_event({"type": event_type, "timestamp": timestamp, "data": data})
     except ValidationError as err:
         raise InvalidItem("invalid event: " + "; ".join(_flatten(err.messages))) from err
+
+
+def record_event(
+    mapping: RecordMapping, record: Mapping[str, Any], external_id: str, timestamp: str
+) -> dict[str, Any]:
+    """What a record of a mapped type becomes (Salesforce, Pipedrive): a GDPR erasure request when
+    its type's action is `erasure`, else an update of the customer with the mapped fields it carries."""
+    if mapping.action == ERASURE:
+        try:
+            purchase_ids = purchase_ids_from(field_value(record, mapping.purchase_ids)[1])
+        except ValueError as exc:
+            raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
+        data = {"external_id": external_id, "purchase_ids": purchase_ids}
+        return validated_event(ERASURE_REQUESTED, timestamp, data)
+    data = {"external_id": external_id, **mapping.customer_data(record)}
+    return validated_event(CUSTOMER_UPDATED, timestamp, data)
 
 
 def _flatten(messages: Any, path: str = "") -> list[str]:

@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED
+from crmsync.core.events import CUSTOMER_DELETED
 
 from ..decoding import MalformedJSON, decode_json
-from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
+from ..mappings import ERASURE, RecordMapping, field_value
 from .items import (
     AuthenticationFailed,
     IgnoredItem,
@@ -32,6 +32,7 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    record_event,
     validated_event,
 )
 
@@ -120,15 +121,7 @@ def _event(
         raise InvalidItem(f"{action} without data")
     record_id = field_value(record, mapping.external_id)[1]
     external_id = mapping.external_id_prefix + _text(record_id, mapping.external_id)
-    if mapping.action == ERASURE:
-        try:
-            purchase_ids = purchase_ids_from(field_value(record, mapping.purchase_ids)[1])
-        except ValueError as exc:
-            raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
-        data = {"external_id": external_id, "purchase_ids": purchase_ids}
-        return validated_event(ERASURE_REQUESTED, timestamp, data)
-    data = {"external_id": external_id, **mapping.customer_data(record)}
-    return validated_event(CUSTOMER_UPDATED, timestamp, data)
+    return record_event(mapping, record, external_id, timestamp)
 
 
 def _text(value: Any, name: str) -> str:

@@ -25,9 +25,9 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED
+from crmsync.core.events import CUSTOMER_DELETED
 
-from ..mappings import ERASURE, RecordMapping, purchase_ids_from
+from ..mappings import ERASURE, RecordMapping
 from .items import (
     AuthenticationFailed,
     IgnoredItem,
@@ -37,6 +37,7 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    record_event,
     validated_event,
 )
 
@@ -209,17 +210,10 @@ def _event(notification: Notification, mapping: RecordMapping) -> dict[str, Any]
     record = notification.fields
     external_id = mapping.external_id_prefix + _required(record, mapping.external_id, "external id")
     timestamp = _version(_required(record, mapping.version, "version"), mapping.version)
-    if mapping.action == ERASURE:
-        try:
-            purchase_ids = purchase_ids_from(record.get(mapping.purchase_ids))
-        except ValueError as exc:
-            raise InvalidItem(f"{mapping.purchase_ids}: {exc}") from None
-        data = {"external_id": external_id, "purchase_ids": purchase_ids}
-        return validated_event(ERASURE_REQUESTED, timestamp, data)
-    if mapping.deleted and (record.get(mapping.deleted) or "").strip().lower() == "true":
+    deleted = mapping.deleted and (record.get(mapping.deleted) or "").strip().lower() == "true"
+    if deleted and mapping.action != ERASURE:
         return validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
-    data = {"external_id": external_id, **mapping.customer_data(record)}
-    return validated_event(CUSTOMER_UPDATED, timestamp, data)
+    return record_event(mapping, record, external_id, timestamp)
 
 
 def _required(record: Mapping[str, str | None], name: str, role: str) -> str:
