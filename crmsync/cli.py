@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crmsync import __version__
+from crmsync.cli_settings import command_settings
 from crmsync.core.logs import configure as configure_logs
 from crmsync.core.redis_conn import connect, redact_url
 from crmsync.core.settings import DEFAULT_REDIS_URL, Settings, SettingsError, parse_secrets
@@ -78,7 +79,7 @@ def worker_command(burst: bool, scheduler: bool) -> None:
     from jobs.dyno import run_dyno
     from jobs.worker import run_worker
 
-    settings = _settings("worker")
+    settings = command_settings("worker")
     configure_logs(os.environ.get("LOG_LEVEL", "INFO"))
     run = run_dyno if settings.worker_concurrency > 1 else run_worker
     run(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
@@ -165,7 +166,7 @@ def erasures_command(status: str | None, as_json: bool) -> None:
     from crmsync.erasure.audit import list_erasures
     from crmsync.operations.erasures import with_status
 
-    settings = _settings("cli")
+    settings = command_settings()
     now = datetime.now(UTC)
     records = list_erasures(connect(settings.redis_url), settings.erasure_deadline_days)
     for record in with_status(records, status, now):
@@ -180,13 +181,6 @@ def erasures_command(status: str | None, as_json: bool) -> None:
             line += f"  ({record.failure})"
         needs_action = row["overdue"] or record.status == "failed"
         click.echo(click.style(line, fg="red") if needs_action else line)
-
-
-def _settings(role: str) -> Settings:
-    try:
-        return Settings.from_env(role=role)  # type: ignore[arg-type]
-    except SettingsError as exc:
-        _fail(f"configuration error: {exc}", 2)
 
 
 main.add_command(routes_command)

@@ -12,8 +12,8 @@ import sys
 
 import click
 
+from crmsync.cli_settings import command_settings
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError
 from crmsync.operations.customer import CustomerView, Version, read_customer
 
 __all__ = ["customer_command"]
@@ -24,11 +24,7 @@ __all__ = ["customer_command"]
 @click.option("--json", "as_json", is_flag=True, help="The whole view as one JSON object.")
 def customer_command(external_id: str, as_json: bool) -> None:
     """Show one customer's ordering ledger and its jobs: versions, webhook ids, outcomes, no values."""
-    try:
-        settings = Settings.from_env(role="cli")
-    except SettingsError as exc:
-        click.echo(f"crmsync: configuration error: {exc}", err=True)
-        sys.exit(2)
+    settings = command_settings()
     view = read_customer(connect(settings.redis_url), settings.queue_name, external_id)
     if as_json:
         click.echo(json.dumps(view.to_json()))

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from crmsync.cli_settings import command_settings
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError
 from crmsync.operations import (
     ActionResult,
     FailedJobs,
@@ -54,11 +53,7 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _failed_jobs() -> FailedJobs:
-    try:
-        settings = Settings.from_env(role="cli")
-    except SettingsError as exc:
-        click.echo(f"crmsync: configuration error: {exc}", err=True)
-        sys.exit(2)
+    settings = command_settings()
     return FailedJobs(connect(settings.redis_url), settings)
 
 

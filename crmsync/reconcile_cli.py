@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
+from crmsync.cli_settings import command_settings
 from crmsync.core.queue import EventQueue
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError
 from crmsync.operations.export_events import utc_timestamp
 from crmsync.operations.export_mappings import SOURCES, MappingUnavailable, mapping_for
 from crmsync.operations.exports import ExportError, read_export
@@ -71,7 +71,7 @@ def import_command(export: Path, source: str, object_type: str, as_of: str | Non
     Records go through the normal pipeline (queue, worker, ordering, retries). Running the same
     import again sends nothing to the platform.
     """
-    settings = _settings()
+    settings = command_settings()
     mapping = _mapping(source, object_type)
     version = _as_of(export, as_of)
     redis = connect(settings.redis_url)
@@ -121,7 +121,7 @@ def reconcile_command(
     settings error or an unreadable export, 3 refused (too many deletions, or deletions
     with unreadable lines: nothing applied), 4 the platform could not be listed.
     """
-    settings = _settings()
+    settings = command_settings()
     reports = ReconcileReports(connect(settings.redis_url), settings.reconcile_report_retention_days)
     if history:
         _print_history(reports.recent(), as_json)
@@ -161,14 +161,6 @@ def reconcile_command(
         sys.exit(EXIT_REFUSED)
     if check and report.drift:
         sys.exit(EXIT_DRIFT)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env(role="cli")
-    except SettingsError as exc:
-        click.echo(f"crmsync: configuration error: {exc}", err=True)
-        sys.exit(2)
 
 
 def _mapping(source: str, object_type: str) -> ExportMapping:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from crmsync.cli_settings import command_settings
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError
 from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources import CRM_SOURCES, read_payload
@@ -91,7 +91,7 @@ def sources_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def rejected_command(limit: int, as_json: bool) -> None:
     """The last rejected items, newest first: when, source, reason, identifiers."""
-    redis = connect(_settings().redis_url)
+    redis = connect(command_settings().redis_url)
     for item in rejected_items(redis, limit):
         row = item.to_json()
         if as_json:
@@ -103,16 +103,8 @@ def rejected_command(limit: int, as_json: bool) -> None:
 @sources_command.command("ignored")
 def ignored_command() -> None:
     """How many items each source ignored, by type, and how many it rejected."""
-    redis = connect(_settings().redis_url)
+    redis = connect(command_settings().redis_url)
     for (source, item_type), count in ignored_counts(redis).items():
         click.echo(f"{source:<10} ignored   {item_type:<32} {count}")
     for source, count in rejected_counts(redis).items():
         click.echo(f"{source:<10} rejected  {'':<32} {count}")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env(role="cli")
-    except SettingsError as exc:
-        click.echo(f"crmsync: configuration error: {exc}", err=True)
-        sys.exit(2)
