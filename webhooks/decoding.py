@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 __all__ = ["MalformedJSON", "decode_json"]
@@ -34,15 +35,25 @@ def decode_json(body: bytes) -> Any:
         value = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise MalformedJSON("The body is nested too deeply.") from None
-    except ValueError:  # JSONDecodeError, and int() past its digit limit
+    except _NotJSONConstant:
+        raise MalformedJSON("The body is not valid JSON: NaN and Infinity are not JSON numbers.") from None
+    except json.JSONDecodeError:
         raise MalformedJSON("The body is not valid JSON.") from None
+    except ValueError:  # int() past its digit limit (sys.get_int_max_str_digits)
+        raise MalformedJSON(
+            f"The body is not valid JSON: an integer has more than {sys.get_int_max_str_digits():,} digits."
+        ) from None
     if _holds_lone_surrogate(value):
         raise MalformedJSON("A string in the body holds a lone UTF-16 surrogate (\\ud800-\\udfff).")
     return value
 
 
+class _NotJSONConstant(ValueError):
+    """`NaN`, `Infinity` or `-Infinity`, which Python's parser accepts and JSON does not."""
+
+
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotJSONConstant(name)
 
 
 def _holds_lone_surrogate(value: Any) -> bool:
