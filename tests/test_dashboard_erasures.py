@@ -59,6 +59,8 @@ def test_the_erasures_page_lists_each_erasure_and_flags_the_failed_and_overdue_o
     assert {"needs-action", "failed"} <= failed_classes and "overdue" not in failed_classes
     assert {"needs-action", "overdue", "pending"} <= overdue_classes
     assert "⚠ failed" in failed and "⚠ overdue" not in failed
+    # The failed erasure's job is one click away: the failed jobs of that type and customer.
+    assert 'href="/dashboard/failed?type=customer.erasure_requested&amp;external_id=crm-2"' in response.text
     assert "⚠ overdue" in overdue and "pending" in overdue
     for in_time in ("msg_completed", "msg_pending"):
         classes, text = rows[in_time]

@@ -10,7 +10,7 @@ from flask import current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from crmsync.core.events import EVENT_TYPES
+from crmsync.core.events import ERASURE_REQUESTED, EVENT_TYPES
 from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_activity, read_snapshot
 from crmsync.operations.customer import read_customer
@@ -155,6 +155,7 @@ def erasures() -> str | tuple[str, int]:
         "counts": erasure_counts(records, now),
         "deadline_days": settings.erasure_deadline_days,
         "now": now,
+        "erasure_type": ERASURE_REQUESTED,
     }
     try:
         status = erasure_status(request.args)
