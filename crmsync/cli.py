@@ -119,6 +119,11 @@ def send_sample_command(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         _fail(f"send-sample needs an http:// or https:// URL, got {url!r}", 2)
+    if source != "crm" and (event_type != SAMPLE_TYPES[0] or purchase_ids):
+        _fail(
+            f"--type and --purchase-id are for --source crm; the {source} sample creates a customer",
+            2,
+        )
     external_id = external_id or SAMPLE_IDS[source]
     name = name or SAMPLE_NAMES[source]
     try:

@@ -123,6 +123,15 @@ def test_send_sample_with_a_malformed_url_or_secret_is_one_line(url: str, secret
     assert message in line
 
 
+@pytest.mark.parametrize("option", [["--type", "customer.deleted"], ["--purchase-id", "7"]])
+def test_send_sample_refuses_an_event_type_a_crm_sample_cannot_send(option: list[str]) -> None:
+    result = crmsync_cli("send-sample", "--source", "hubspot", *option, HUBSPOT_CLIENT_SECRET="x" * 24)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    expected = "crmsync: --type and --purchase-id are for --source crm; the hubspot sample creates a customer"
+    assert line == expected
+
+
 def test_send_sample_exits_non_zero_on_401_and_404(web: str) -> None:
     wrong_secret = "whsec_" + "A" * 43 + "="
     refused = crmsync_cli("send-sample", web, WEBHOOK_SECRET=wrong_secret)
