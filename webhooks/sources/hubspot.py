@@ -23,7 +23,6 @@ from urllib.parse import unquote
 
 from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED
 
-from ..decoding import MalformedJSON, decode_json
 from ..mappings import HubSpotMapping
 from .items import (
     AuthenticationFailed,
@@ -34,6 +33,7 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    json_body,
     validated_event,
 )
 
@@ -157,10 +157,7 @@ def _decoded(uri: str) -> str:
 
 def read_events(body: bytes, mapping: HubSpotMapping) -> SourceBatch:
     """Map every event of a HubSpot body (a JSON array) to a crmsync event, an ignored or a rejected item."""
-    try:
-        items = decode_json(body)
-    except MalformedJSON as exc:
-        raise UnparseableBody(str(exc)) from None
+    items = json_body(body)
     if not isinstance(items, list):
         raise UnparseableBody("HubSpot sends a JSON array of events.")
     batch = SourceBatch(NAME)

@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 
 from crmsync.core.events import CUSTOMER_UPDATED, ERASURE_REQUESTED
 
+from ..decoding import MalformedJSON, decode_json
 from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
 from ..schemas import load_event
 
@@ -30,6 +31,7 @@ __all__ = [
     "AuthenticationFailed",
     "UnparseableBody",
     "InvalidItem",
+    "json_body",
     "validated_event",
     "record_event",
 ]
@@ -120,6 +122,15 @@ class InvalidItem(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def json_body(body: bytes) -> Any:
+    """The JSON value of a CRM's body (HubSpot, Pipedrive); UnparseableBody if it is not JSON text in
+    UTF-8, with the reason (webhooks/decoding.py)."""
+    try:
+        return decode_json(body)
+    except MalformedJSON as exc:
+        raise UnparseableBody(str(exc)) from None
 
 
 def validated_event(event_type: str, timestamp: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from typing import Any
 
 from crmsync.core.events import CUSTOMER_DELETED
 
-from ..decoding import MalformedJSON, decode_json
 from ..mappings import ERASURE, RecordMapping, field_value
 from .items import (
     AuthenticationFailed,
@@ -32,6 +31,7 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    json_body,
     record_event,
     validated_event,
 )
@@ -77,10 +77,7 @@ def verify_basic_auth(authorization: str, user: str, password: str) -> None:
 
 def read_event(body: bytes, mappings: Mapping[str, RecordMapping]) -> SourceBatch:
     """Map a Pipedrive body to one crmsync event, an ignored or a rejected item."""
-    try:
-        payload = decode_json(body)
-    except MalformedJSON as exc:
-        raise UnparseableBody(str(exc)) from None
+    payload = json_body(body)
     if not isinstance(payload, dict):
         raise UnparseableBody("Pipedrive sends a JSON object.")
     batch = SourceBatch(NAME)
