@@ -92,19 +92,25 @@ def sources_command() -> None:
 def rejected_command(limit: int, as_json: bool) -> None:
     """The last rejected items, newest first: when, source, reason, identifiers."""
     redis = connect(command_settings().redis_url)
-    for item in rejected_items(redis, limit):
+    items = rejected_items(redis, limit)
+    for item in items:
         row = item.to_json()
         if as_json:
             click.echo(json.dumps(row))
         else:
             click.echo(f"{row['at']}  {item.source:<10} {item.reason}  {json.dumps(item.identifiers)}")
+    click.echo(f"{len(items)} rejected item(s) shown (at most {limit})", err=True)
 
 
 @sources_command.command("ignored")
 def ignored_command() -> None:
     """How many items each source ignored, by type, and how many it rejected."""
     redis = connect(command_settings().redis_url)
-    for (source, item_type), count in ignored_counts(redis).items():
+    ignored = ignored_counts(redis)
+    for (source, item_type), count in ignored.items():
         click.echo(f"{source:<10} ignored   {item_type:<32} {count}")
-    for source, count in rejected_counts(redis).items():
+    rejected = rejected_counts(redis)
+    for source, count in rejected.items():
         click.echo(f"{source:<10} rejected  {'':<32} {count}")
+    if not (ignored or rejected):
+        click.echo("no CRM source has ignored or rejected anything yet", err=True)

@@ -145,8 +145,21 @@ def test_the_cli_lists_ignored_and_rejected_items(crm: str, redis_url: str) -> N
     requests.post(url, data=body, headers=hubspot_signed_headers(url, body), timeout=10)
     ignored = CliRunner().invoke(main, ["sources", "ignored"], env={"REDIS_URL": redis_url})
     rejected = CliRunner().invoke(main, ["sources", "rejected", "--json"], env={"REDIS_URL": redis_url})
-    assert "deal.deletion" in ignored.output and "rejected" in ignored.output
-    assert json.loads(rejected.output)["reason"] == "missing or invalid occurredAt"
+    assert "deal.deletion" in ignored.stdout and "rejected" in ignored.stdout
+    assert json.loads(rejected.stdout)["reason"] == "missing or invalid occurredAt"
+    assert rejected.stderr == "1 rejected item(s) shown (at most 50)\n"
+
+
+def test_the_cli_says_when_nothing_was_ignored_or_rejected(redis_url: str, redis: Redis) -> None:
+    ignored = CliRunner().invoke(main, ["sources", "ignored"], env={"REDIS_URL": redis_url})
+    rejected = CliRunner().invoke(main, ["sources", "rejected"], env={"REDIS_URL": redis_url})
+    assert (ignored.exit_code, ignored.stdout) == (0, "")
+    assert ignored.stderr == "no CRM source has ignored or rejected anything yet\n"
+    assert (rejected.exit_code, rejected.stdout, rejected.stderr) == (
+        0,
+        "",
+        "0 rejected item(s) shown (at most 50)\n",
+    )
 
 
 MAPPINGS = '[hubspot]\nexternal_id_prefix = "hs-"\n[hubspot.fields]\nname = "name"\nlabels = "industry"\n'
