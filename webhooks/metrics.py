@@ -5,9 +5,17 @@ Labels are event types and fixed codes only, never customer data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter
 
-__all__ = ["WEB_REGISTRY", "WEBHOOKS_RECEIVED", "record_webhook", "record_unexpected_error"]
+__all__ = [
+    "WEB_REGISTRY",
+    "WEBHOOKS_RECEIVED",
+    "record_webhook",
+    "record_unexpected_error",
+    "count_unexpected_errors_from_zero",
+]
 
 # The web's own metrics, in a registry of their own: the default one would add process metrics
 # that mean little summed across gunicorn workers.
@@ -30,6 +38,13 @@ UNEXPECTED_ERRORS = Counter(
 def record_unexpected_error(endpoint: str) -> None:
     """Count one request that failed with an unforeseen exception."""
     UNEXPECTED_ERRORS.labels(endpoint=endpoint).inc()
+
+
+def count_unexpected_errors_from_zero(endpoints: Iterable[str]) -> None:
+    """Export each endpoint's count at 0 from the start: an alert on its increase then fires on the
+    first error (a series that first appears at 1 shows no increase)."""
+    for endpoint in endpoints:
+        UNEXPECTED_ERRORS.labels(endpoint=endpoint)
 
 
 def record_webhook(event_type: str, outcome: str, reason: str = "") -> None:

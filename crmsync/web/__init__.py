@@ -13,7 +13,7 @@ from webhooks import errors, receive, receive_sources
 from webhooks.connection import CloseConnection
 from webhooks.intake import Intake
 from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
-from webhooks.metrics import record_unexpected_error
+from webhooks.metrics import count_unexpected_errors_from_zero, record_unexpected_error
 from webhooks.sources import crm_sources, standard_source
 
 from . import dashboard, health, metrics
@@ -42,5 +42,6 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     app.register_blueprint(receive_sources.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)
+    count_unexpected_errors_from_zero([*app.view_functions, "unknown"])
     app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]
     return app
