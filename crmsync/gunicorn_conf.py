@@ -22,7 +22,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
-from crmsync.core.logs import configure
+from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure
 from crmsync.core.settings import Settings, SettingsError
 from webhooks.mappings import MappingError, load_mappings
 
@@ -76,6 +76,9 @@ class JsonAccessLogger(Logger):
             "remote": environ.get("REMOTE_ADDR"),
             "request_id": environ.get("HTTP_X_REQUEST_ID"),  # set by Heroku's router
         }
+        # What the view said about the request (a webhook's ids and outcome): safe fields only.
+        fields = environ.get(ACCESS_LOG_FIELDS) or {}
+        line.update((name, fields[name]) for name in SAFE_FIELDS if fields.get(name) is not None)
         self.access_log.info(json.dumps(line))
 
 
@@ -242,5 +245,15 @@ def pre_request(worker: Any, req: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Application logs as JSON lines on stdout, like the worker's."""
+    """Application logs as JSON lines on stdout, like the worker's; views may add fields to their
+    request's access log line (ACCESS_LOG_FIELDS) instead of logging a line of their own."""
     configure(os.environ.get("LOG_LEVEL", "INFO"))
+    worker.wsgi = _with_access_log_fields(worker.wsgi)
+
+
+def _with_access_log_fields(app: Any) -> Any:
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        environ[ACCESS_LOG_FIELDS] = {}
+        return app(environ, start_response)
+
+    return wsgi

@@ -187,6 +187,12 @@ def test_gunicorn_sums_metrics_over_all_its_worker_processes_and_logs_json(
     assert {entry["path"] for entry in access} >= {"/webhooks/crm", "/metrics", '/no"such\\path'}
     assert all(isinstance(entry["status"], int) and entry["duration_ms"] >= 0 for entry in access)
     assert all(line.startswith("{") for line in stdout.splitlines()), "non-JSON line on stdout"
+    # One line per webhook: its access line carries its identifiers and outcome.
+    mentioning = [json.loads(line) for line in stdout.splitlines() if '"msg_3"' in line]
+    assert len(mentioning) == 1, mentioning
+    assert mentioning[0]["logger"] == "gunicorn.access" and mentioning[0]["status"] == 202
+    assert mentioning[0]["event"] == "webhook_received" and mentioning[0]["outcome"] == "queued"
+    assert mentioning[0]["external_id"] == "crm-3" and mentioning[0]["job_id"].startswith("evt_")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ Labels are event types and fixed codes only, never customer data.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -49,4 +50,12 @@ def count_unexpected_errors_from_zero(endpoints: Iterable[str]) -> None:
 
 def record_webhook(event_type: str, outcome: str, reason: str = "") -> None:
     """Count one delivery. Rejected ones carry type "unknown": their type is unverified input."""
-    WEBHOOKS_RECEIVED.labels(type=event_type, outcome=outcome, reason=reason).inc()
+    labels = (event_type, outcome, reason)
+    counter = _WEBHOOK_COUNTERS.get(labels)
+    if counter is None:
+        # prometheus-client checks and locks on every `labels()` call; the combinations are few.
+        counter = _WEBHOOK_COUNTERS.setdefault(labels, WEBHOOKS_RECEIVED.labels(*labels))
+    counter.inc()
+
+
+_WEBHOOK_COUNTERS: dict[tuple[str, str, str], Any] = {}

@@ -3,13 +3,15 @@ enqueue, answer — in milliseconds, nothing slow inline. 404 unless WEBHOOK_SEC
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from crmsync.core.counters import count_rejection
 from crmsync.core.events import Event
+from crmsync.core.logs import ACCESS_LOG_FIELDS
 
 from .body import BodyError, read_body
 from .connection import close_connection
@@ -55,20 +57,23 @@ def receive_crm_event() -> tuple[Response, int]:
         record_webhook("unknown", "rejected", "queue_unavailable")
         return error_response(503, "queue_unavailable", "The event queue is unavailable; retry later.")
     outcome = "queued" if accepted.is_new else "duplicate"
-    log.info(
-        "webhook %s",
-        outcome,
-        extra={
-            "event": "webhook_received",
-            "webhook_id": webhook_id,
-            "job_id": accepted.job_id,
-            "type": event["type"],
-            "external_id": event["data"]["external_id"],
-            "outcome": outcome,
-        },
-    )
+    received = {
+        "event": "webhook_received",
+        "webhook_id": webhook_id,
+        "job_id": accepted.job_id,
+        "type": event["type"],
+        "external_id": event["data"]["external_id"],
+        "outcome": outcome,
+    }
+    if ACCESS_LOG_FIELDS in request.environ:
+        # Under gunicorn the request's access log line carries these (crmsync/gunicorn_conf.py):
+        # one line per webhook instead of two.
+        request.environ[ACCESS_LOG_FIELDS] = received
+    else:
+        log.info("webhook %s", outcome, extra=received)
     record_webhook(event["type"], outcome)
-    return jsonify({"status": outcome, "job_id": accepted.job_id}), 202 if accepted.is_new else 200
+    answer = json.dumps({"status": outcome, "job_id": accepted.job_id})
+    return Response(answer, mimetype="application/json"), 202 if accepted.is_new else 200
 
 
 def _reject(

@@ -13,7 +13,12 @@ import sys
 import traceback
 from datetime import UTC, datetime
 
-__all__ = ["configure", "SAFE_FIELDS"]
+__all__ = ["configure", "SAFE_FIELDS", "ACCESS_LOG_FIELDS"]
+
+# A WSGI environ key: where a view leaves the fields its request's access log line should carry, so
+# that a request is one line, not an application line and an access line (crmsync/gunicorn_conf.py
+# sets it up; without it the view logs its own line).
+ACCESS_LOG_FIELDS = "crmsync.access_log_fields"
 
 SAFE_FIELDS = (
     "event",
