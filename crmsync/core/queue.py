@@ -115,13 +115,13 @@ class EventQueue:
         for event in events:
             job_id = job_id_for(event.webhook_id)
             # The type only as description: identifiers are in `meta`, and every byte is kept per event.
-            fields = self._job_fields.pairs((event.to_payload(),), event.type, summary(event))
+            fields = self._job_fields.packed((event.to_payload(),), event.type, summary(event))
             keys += [
                 delivery_key(event.webhook_id),
                 Job.key_for(job_id),
                 customer_jobs_key(event.external_id),
             ]
-            args += [job_id, len(fields), *fields]
+            args += [job_id, fields]
         for name, count in counts.items():
             args += [name, count]
         for record in rejected:
