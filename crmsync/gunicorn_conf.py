@@ -151,6 +151,7 @@ class BufferingThreadWorker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
+        _headers.body_arrived = False
         if not self.cfg.is_ssl and self.cfg.http2_cleartext == "off":
             verdict = self._hold_until_whole(conn)
             return super().handle(conn) if verdict is None else verdict
@@ -203,6 +204,8 @@ class BufferingThreadWorker(ThreadWorker):
         if closed and not arrived:
             return False
         conn.crmsync_arrived = None  # the next request on this connection starts afresh
+        # The app need not guard its read of a body that is here already (webhooks/body.py).
+        _headers.body_arrived = self._body_arrived(arrived)
         conn.init()
         conn.parser.unreader.unread(arrived)
         conn.data_ready = True  # gthread must not wait for data already taken off the socket
@@ -233,6 +236,16 @@ class BufferingThreadWorker(ThreadWorker):
             length is None or len(body) >= int(length.group(1)) or int(length.group(1)) > self.max_body_bytes
         )
 
+    @staticmethod
+    def _body_arrived(arrived: bytes) -> bool:
+        """Whether the first request in `arrived` is here with all of its body (Content-Length)."""
+        end = arrived.find(_HEAD_END)
+        head, body = arrived[:end], arrived[end + len(_HEAD_END) :]
+        length = _CONTENT_LENGTH.search(head)
+        if end < 0 or _EXPECT.search(head) or _CHUNKED.search(head) or length is None:
+            return False
+        return len(body) >= int(length.group(1))
+
 
 _headers = threading.local()
 
@@ -248,12 +261,17 @@ def post_worker_init(worker: Any) -> None:
     """Application logs as JSON lines on stdout, like the worker's; views may add fields to their
     request's access log line (ACCESS_LOG_FIELDS) instead of logging a line of their own."""
     configure(os.environ.get("LOG_LEVEL", "INFO"))
-    worker.wsgi = _with_access_log_fields(worker.wsgi)
+    worker.wsgi = _with_request_facts(worker.wsgi)
 
 
-def _with_access_log_fields(app: Any) -> Any:
+def _with_request_facts(app: Any) -> Any:
+    """What the worker knows of each request, for the app: whether its body arrived whole before it
+    was handed to a thread, and a place for the fields of its access log line."""
+    from webhooks.body import BODY_ARRIVED
+
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
         environ[ACCESS_LOG_FIELDS] = {}
+        environ[BODY_ARRIVED] = getattr(_headers, "body_arrived", False)
         return app(environ, start_response)
 
     return wsgi

@@ -27,7 +27,13 @@ __all__ = [
     "read_body",
     "Deadline",
     "cut_off_after",
+    "BODY_ARRIVED",
 ]
+
+# A WSGI environ key, true when the server handed the app a request whose whole body had already
+# arrived (crmsync/gunicorn_conf.py's BufferingThreadWorker): reading it cannot stall, so it needs no
+# deadline (whose watcher thread would wake for each request).
+BODY_ARRIVED = "crmsync.body_arrived"
 
 
 class BodyError(Exception):
@@ -72,7 +78,12 @@ def read_body(environ: dict[str, Any], declared: int | None, limit: int, seconds
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit)
     # gunicorn and werkzeug's server both hand the app the client socket; a test client has none.
-    watch = cut_off_after(environ.get("gunicorn.socket") or environ.get("werkzeug.socket"), seconds)
+    sock = (
+        None
+        if environ.get(BODY_ARRIVED)
+        else environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    )
+    watch = cut_off_after(sock, seconds)
     try:
         # One byte past the limit, so a body without Content-Length cannot exhaust memory.
         body = environ["wsgi.input"].read(limit + 1 if declared is None else declared)
