@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--customers", type=int, default=1_000)
-    parser.add_argument("--api-latency-ms", type=float, default=50, help="added to every sandbox answer")
+    parser.add_argument("--api-latency-ms", type=int, default=50, help="added to every sandbox answer")
     parser.add_argument("--in-flight", type=int, default=25, help="the baseline's requests in flight")
     parser.add_argument("--concurrency", type=int, default=25, help="the dyno's WORKER_CONCURRENCY")
     parser.add_argument(
@@ -104,7 +104,9 @@ def main() -> None:
     runs: list[Drain] = []
     with bench_redis() as redis_url:
         port = free_port()
-        process = start(["crmsync", "sandbox", "--port", str(port)], sandbox_env())
+        # Every GraphQL call answers after the latency (the sandbox's option; kept across its resets).
+        latency = ["--api-latency-ms", f"{options.api_latency_ms:.0f}"]
+        process = start(["crmsync", "sandbox", "--port", str(port), *latency], sandbox_env())
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", process)
             sandbox = Sandbox(port, process.pid, options.api_latency_ms / 1000)
@@ -146,9 +148,8 @@ def reset_sandbox(port: int, customers: int, latency_s: float = 0.0) -> None:
     base = f"http://127.0.0.1:{port}/admin"
     requests.post(f"{base}/reset", headers=headers, timeout=10).raise_for_status()
     if latency_s:
-        # The sandbox's "slow" fault on every request, well under the client timeout: plain latency.
-        latency = {"slow_rate": 1.0, "slow_seconds": latency_s}
-        requests.put(f"{base}/faults", json=latency, headers=headers, timeout=10).raise_for_status()
+        latency = {"api_latency_ms": round(latency_s * 1000)}
+        requests.put(f"{base}/latency", json=latency, headers=headers, timeout=10).raise_for_status()
     requests.post(
         f"{base}/purchases", json=purchases(customers), headers=headers, timeout=30
     ).raise_for_status()
@@ -254,7 +255,8 @@ def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Dr
 def _rate_limited(redis_url: str, sandbox: Sandbox, options: argparse.Namespace) -> dict[str, Any]:
     """Two dynos drain a backlog with both APIs rate-limited; the sandbox's request counts per API."""
     events = max(200, int(options.rate_limit * 10))  # ~18 customers-API calls per unit of the limit: ~20 s
-    _backlog(redis_url, sandbox, events, min(options.customers, events))
+    # Ten events per customer, so that each goes through its whole life, the erasure included.
+    _backlog(redis_url, sandbox, events, max(1, events // 10))
     limit = f"{options.rate_limit:g}"
     env = {**worker_env(redis_url, sandbox.port), "WORKER_CONCURRENCY": str(options.concurrency),
            "CUSTOMERS_API_RATE_LIMIT": limit, "PERSONAL_DATA_API_RATE_LIMIT": limit}  # fmt: skip
