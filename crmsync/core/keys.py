@@ -17,8 +17,8 @@ def job_id_for(webhook_id: str) -> str:
 
 
 def delivery_key(webhook_id: str) -> str:
-    """Remembers an accepted delivery id (value: its job id) for the dedup window. 128 bits of the
-    hash are plenty against collisions, and one of these is kept per event for days."""
+    """Remembers an accepted delivery id for the dedup window (value 1: its job id derives from it).
+    128 bits of the hash are plenty against collisions, and one of these is kept per event for days."""
     return f"{PREFIX}:delivery:{_hash(webhook_id)[:32]}"
 
 

@@ -70,16 +70,16 @@ local results = {}
 for i = 0, events - 1 do
   local delivery, job, index = KEYS[8 + 3 * i], KEYS[9 + 3 * i], KEYS[10 + 3 * i]
   local job_id = ARGV[at]
-  local known = redis.call('GET', delivery)
-  if known then
+  -- A delivery id maps to one job id (crmsync.core.keys.job_id_for): the key only marks it as seen.
+  if redis.call('EXISTS', delivery) == 1 then
     redis.call('INCR', KEYS[4])
     redis.call('EXPIRE', KEYS[4], ARGV[2])
     results[#results + 1] = 0
-    results[#results + 1] = known
+    results[#results + 1] = job_id
   else
     redis.call('INCR', KEYS[3])
     redis.call('EXPIRE', KEYS[3], ARGV[2])
-    redis.call('SET', delivery, job_id, 'EX', ARGV[1])
+    redis.call('SET', delivery, 1, 'EX', ARGV[1])
     redis.call('HSET', job, unpack(cmsgpack.unpack(ARGV[at + 1])))
     redis.call('SADD', KEYS[2], KEYS[1])
     redis.call('RPUSH', KEYS[1], job_id)
