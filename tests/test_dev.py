@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,29 @@ def can_bind(port: int) -> bool:
         return True
 
 
+def started_at(pid: int) -> str:
+    """The process's start time (clock ticks since boot), which tells it from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def left_running() -> Iterator[dict[int, str]]:
+    """Processes a test started (`crmsync dev` and its children, by pid and start time): those still
+    running when the test ends, because it failed midway, are killed, so they hold no port for the
+    next tests (the start time makes sure a pid reused since is left alone)."""
+    processes: dict[int, str] = {}
+    yield processes
+    for pid, start in processes.items():
+        if start and started_at(pid) == start and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an_orphan(
-    how: str, tmp_path: Path
+    how: str, tmp_path: Path, left_running: dict[int, str]
 ) -> None:
     web_port, sandbox_port = free_port(), free_port()
     temp = tmp_path / "tmp"
@@ -106,6 +127,7 @@ def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an
             break
     assert "crmsync is running" in banner, banner[-3000:]
     children = descendants(dev.pid)
+    left_running.update((pid, started_at(pid)) for pid in children | {dev.pid})
     assert len(children) >= 6  # redis, sandbox, gunicorn + 2 workers, worker + its scheduler
 
     # The dashboard is on, with the password in the banner.
@@ -153,7 +175,7 @@ def test_ctrl_c_or_sigterm_stops_everything_redis_last_without_a_traceback_or_an
 
 
 def test_a_stop_reaches_every_child_when_the_output_is_gone_as_in_crmsync_dev_piped_to_tee(
-    tmp_path: Path,
+    tmp_path: Path, left_running: dict[int, str]
 ) -> None:
     # The terminal's Ctrl-C ends `tee` too, so `crmsync dev` reports its stop to a closed pipe.
     web_port, sandbox_port = free_port(), free_port()
@@ -167,14 +189,12 @@ def test_a_stop_reaches_every_child_when_the_output_is_gone_as_in_crmsync_dev_pi
         if " import " in line:  # the banner's last line
             break
     children = descendants(dev.pid)
+    left_running.update((pid, started_at(pid)) for pid in children | {dev.pid})
     assert len(children) >= 6
     dev.stdout.close()
     dev.send_signal(signal.SIGTERM)
     dev.wait(timeout=60)
-    left = [pid for pid in children if alive(pid)]
-    for pid in left:  # not to leave them to the next tests
-        os.kill(pid, signal.SIGKILL)
-    assert left == []
+    assert [pid for pid in children if alive(pid)] == []
     assert can_bind(web_port) and can_bind(sandbox_port)
 
 
