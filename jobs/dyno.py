@@ -10,15 +10,17 @@ waiting on the API the threads share one warm interpreter; 25 processes each wak
 spent twice the CPU per event, which on a busy machine halved the throughput (0.41 vs 0.84 of the
 baseline in the same run). One process also holds a fraction of the memory.
 
-In a thread RQ cannot use signals: a job's timeout is RQ's TimerDeathPenalty (the exception is raised
-in the job's thread), and the dyno's main thread handles SIGTERM: every worker finishes its job and
-stops; a job still running after the shutdown grace is stopped as a timeout (and retried), so the
-process exits within Heroku's 30 s.
+In a thread RQ cannot use signals: a job's timeout is raised in its thread by one watchdog thread (as
+RQ's TimerDeathPenalty does, without its timer thread per job), and the dyno's main thread handles
+SIGTERM: every worker finishes its job and stops; a job still running after the shutdown grace is
+stopped as a timeout (and retried), so the process exits within Heroku's 30 s.
 """
 
 from __future__ import annotations
 
 import ctypes
+import heapq
+import itertools
 import logging
 import signal
 import threading
@@ -29,7 +31,8 @@ from typing import cast
 from redis import Redis
 from redis.client import Pipeline
 from rq.exceptions import StopRequested
-from rq.timeouts import JobTimeoutException, TimerDeathPenalty
+from rq.job import Job
+from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 
 from crmsync.core.settings import Settings
 
@@ -46,10 +49,68 @@ IDLE_DEQUEUE_SECONDS = 1
 EXIT_BY_SECONDS = 28
 
 
-class ThreadWorker(SyncWorker):
-    """A SyncWorker that runs in a thread of the dyno: timeouts by timer, signals left to the dyno."""
+class WatchdogDeathPenalty(BaseDeathPenalty):
+    """A job's timeout in a worker thread: RQ's TimerDeathPenalty raises the exception in the job's
+    thread the same way, but starts a timer thread for every job; here one watchdog per process
+    keeps every running job's deadline."""
 
-    death_penalty_class = TimerDeathPenalty
+    def setup_death_penalty(self) -> None:
+        if self._timeout > 0:
+            self._deadline = _WATCHDOG.watch(threading.get_ident(), self._timeout, self._exception)
+
+    def cancel_death_penalty(self) -> None:
+        if self._timeout > 0:
+            _WATCHDOG.cancel(self._deadline)
+
+
+class _Watchdog:
+    """One thread that raises each overdue job's timeout exception in the thread running the job."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._deadlines: list[tuple[float, int, int, type[BaseException]]] = []
+        self._cancelled: set[int] = set()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, thread_id: int, seconds: float, exception: type[BaseException]) -> int:
+        with self._lock:
+            key = next(self._order)
+            heapq.heappush(self._deadlines, (time.monotonic() + seconds, key, thread_id, exception))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="job-timeouts", daemon=True)
+                self._thread.start()
+            if self._deadlines[0][1] == key:
+                self._lock.notify()  # the earliest deadline now: the watchdog must wake up sooner
+            return key
+
+    def cancel(self, key: int) -> None:
+        with self._lock:
+            self._cancelled.add(key)
+
+    def _run(self) -> None:
+        cancelled = self._cancelled
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._deadlines and (
+                    self._deadlines[0][1] in self._cancelled or self._deadlines[0][0] <= now
+                ):
+                    _, key, thread_id, exception = heapq.heappop(self._deadlines)
+                    if key in cancelled:
+                        cancelled.discard(key)
+                    else:
+                        _raise_in_thread(thread_id, exception)
+                self._lock.wait(self._deadlines[0][0] - now if self._deadlines else None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class ThreadWorker(SyncWorker):
+    """A SyncWorker that runs in a thread of the dyno: timeouts by the watchdog, signals by the dyno."""
+
+    death_penalty_class = WatchdogDeathPenalty
 
     def _install_signal_handlers(self) -> None:
         pass  # only a process's main thread may; the dyno's handles SIGTERM for all its workers
@@ -79,6 +140,11 @@ class ThreadWorker(SyncWorker):
     def dequeue_timeout(self) -> int:
         return IDLE_DEQUEUE_SECONDS
 
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        # A thread notices its job's timeout only once the API call it waits on returns: the job
+        # counts as abandoned only after that too.
+        return super().get_heartbeat_ttl(job, working_time) + int(self.runtime.settings.api_timeout_seconds)
+
 
 class WorkerDyno:
     """`settings.worker_concurrency` ThreadWorkers on the app's queue, stopped together on SIGTERM."""
@@ -92,6 +158,10 @@ class WorkerDyno:
             cast(ThreadWorker, build_worker(settings, self.redis, worker_class=ThreadWorker))
             for _ in range(settings.worker_concurrency)
         ]
+        for worker in self.workers:
+            # A thread notices its job's timeout only once the API call it waits on returns: the
+            # customer's lock must outlast that call too.
+            worker.runtime.ledgers.lock_margin_seconds += settings.api_timeout_seconds
         self._stop = threading.Event()
 
     def work(self, burst: bool = False, with_scheduler: bool = True) -> None:
@@ -156,7 +226,12 @@ class WorkerDyno:
 
 def _raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
     """Raise `exception` in `thread` at its next Python instruction, as RQ's TimerDeathPenalty does."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_long(thread.ident or 0), ctypes.py_object(exception))
+    if thread.ident is not None:
+        _raise_in_thread(thread.ident, exception)
+
+
+def _raise_in_thread(thread_id: int, exception: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_long(thread_id), ctypes.py_object(exception))
 
 
 def run_dyno(settings: Settings, redis: Redis, burst: bool = False, with_scheduler: bool = True) -> None:

@@ -133,10 +133,14 @@ class CustomerLedgers:
         ledger_ttl_seconds: int,
         wait_seconds: float,
         in_flight_hold_seconds: float = 0,
+        lock_margin_seconds: float = LOCK_MARGIN_SECONDS,
         erased_ledger_ttl_seconds: int = 0,
     ) -> None:
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_seconds * 1000
+        # How long a job's lock outlives the job's timeout (a thread worker's job may run on past its
+        # timeout until its API call returns: jobs/dyno.py adds that).
+        self.lock_margin_seconds = lock_margin_seconds
         self._ledger_ttl = ledger_ttl_seconds
         # An erasure's mark must outlive the sender's redeliveries of older events by far: it keeps
         # them from bringing the person's data back. It lives as long as the erasure's audit record.
@@ -207,7 +211,7 @@ class CustomerLedgers:
         # expires when its worker died — and then soon, so the job's retry is not held up.
         job = get_current_job()
         if job is not None and job.timeout and job.timeout > 0:
-            return (int(job.timeout) + LOCK_MARGIN_SECONDS) * 1000
+            return int((job.timeout + self.lock_margin_seconds) * 1000)
         return self._lock_ttl_ms
 
     def read(self, external_id: str) -> Ledger:

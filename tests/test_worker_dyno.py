@@ -115,3 +115,16 @@ def test_the_jobs_of_a_killed_dyno_are_recovered_and_applied_once(
         "C 0", "C 1", "C 2"
     ]  # fmt: skip
     assert stats(sandbox)["mutations"]["createCustomer"] == 3
+
+
+def test_a_job_past_its_timeout_is_stopped_in_its_thread_and_retried(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, dyno: Dyno
+) -> None:
+    set_faults(sandbox, slow_rate=1.0, slow_seconds=4.0)
+    dyno(WORKER_CONCURRENCY="2", API_TIMEOUT_SECONDS="30")
+    slow = event("created", "crm-slow", name="Slow")
+    job_id = enqueue(settings, redis, "msg-slow", slow, job_timeout_seconds=1, retry_schedule=(30,))
+    wait_until(lambda: status(redis, job_id) == JobStatus.SCHEDULED, "the job stopped and scheduled again")
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    # Stopped while waiting on the API: that request's outcome is unknown, so either class may record it.
+    assert [attempt["class"] for attempt in job.meta["attempts"]] in (["timeout"], ["api_unavailable"])
