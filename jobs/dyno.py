@@ -36,6 +36,7 @@ from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 
 from crmsync.core.settings import Settings
 
+from .redis_outage import OutageTolerantScheduler
 from .worker import SyncWorker, build_worker, rq_logging_level
 
 __all__ = ["ThreadWorker", "WorkerDyno", "run_dyno"]
@@ -146,6 +147,22 @@ class ThreadWorker(SyncWorker):
         return super().get_heartbeat_ttl(job, working_time) + int(self.runtime.settings.api_timeout_seconds)
 
 
+class ThreadScheduler(OutageTolerantScheduler):
+    """RQ's scheduler (it moves due retries onto the queue) as a thread of the dyno.
+
+    A worker forks it as a process when it takes the scheduler lock, which from a process with
+    threads could copy a lock another thread holds into a child that then hangs: the lock changes
+    hands when a dyno dies, at any time. As a thread it takes the lock whenever it is free."""
+
+    def _install_signal_handlers(self) -> None:
+        pass  # the dyno's main thread handles signals
+
+    @property
+    def should_reacquire_locks(self) -> bool:
+        # RQ retries a lock it did not get after 10 minutes; another dyno's lock expires in ~1.
+        return bool(self.acquired_locks != self._queue_names)
+
+
 class WorkerDyno:
     """`settings.worker_concurrency` ThreadWorkers on the app's queue, stopped together on SIGTERM."""
 
@@ -163,16 +180,19 @@ class WorkerDyno:
             # customer's lock must outlast that call too.
             worker.runtime.ledgers.lock_margin_seconds += settings.api_timeout_seconds
         self._stop = threading.Event()
+        self.scheduler: ThreadScheduler | None = None
 
     def work(self, burst: bool = False, with_scheduler: bool = True) -> None:
         """Run every worker until stopped (or until the queue is empty, with `burst`)."""
         level = rq_logging_level()
+        # In a burst the first worker moves due jobs onto the queue once (RQ forks nothing then);
+        # otherwise the dyno's scheduler thread does, all along.
         threads = [
             threading.Thread(
                 target=worker.work,
                 kwargs={
                     "burst": burst,
-                    "with_scheduler": with_scheduler and index == 0,
+                    "with_scheduler": with_scheduler and burst and index == 0,
                     "logging_level": level,
                 },
                 name=f"crmsync-worker-{index}",
@@ -180,12 +200,16 @@ class WorkerDyno:
             )
             for index, worker in enumerate(self.workers)
         ]
+        if with_scheduler and not burst:
+            first = self.workers[0]
+            self.scheduler = ThreadScheduler(first.queues, connection=self.redis, serializer=first.serializer)
+            self.scheduler.reconnect_backoff = first.reconnect_backoff
+            threads.append(
+                threading.Thread(target=self.scheduler.work, name="crmsync-scheduler", daemon=True)
+            )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
-        # The first worker may fork RQ's scheduler process: let it do so before the other threads run.
-        threads[0].start()
-        self._wait_started(self.workers[0], threads[0])
-        for thread in threads[1:]:
+        for thread in threads:
             thread.start()
         while any(thread.is_alive() for thread in threads) and not self._stop.wait(0.2):
             pass
@@ -194,18 +218,12 @@ class WorkerDyno:
         for worker in self.workers:
             worker.runtime.close()
 
-    @staticmethod
-    def _wait_started(worker: ThreadWorker, thread: threading.Thread, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while (
-            thread.is_alive() and worker.get_state() not in ("idle", "busy") and time.monotonic() < deadline
-        ):
-            time.sleep(0.01)
-
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
         log.info("worker dyno stopping", extra={"event": "worker_stopping"})
         for worker in self.workers:
             worker.request_stop_after_job()
+        if self.scheduler is not None:
+            self.scheduler._stop_requested = True
         self._stop.set()
 
     def _shut_down(self, threads: list[threading.Thread]) -> None:
@@ -217,7 +235,7 @@ class WorkerDyno:
         grace_ends = stopped_at + self.settings.worker_shutdown_grace_seconds
         for thread in threads:
             thread.join(max(0.0, grace_ends - time.monotonic()))
-        for worker, thread in zip(self.workers, threads, strict=True):
+        for worker, thread in zip(self.workers, threads, strict=False):
             if thread.is_alive() and worker.get_current_job_id() is not None:
                 _raise_in(thread, JobTimeoutException)
         for thread in threads:

@@ -128,3 +128,16 @@ def test_a_job_past_its_timeout_is_stopped_in_its_thread_and_retried(
     job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
     # Stopped while waiting on the API: that request's outcome is unknown, so either class may record it.
     assert [attempt["class"] for attempt in job.meta["attempts"]] in (["timeout"], ["api_unavailable"])
+
+
+def test_the_dynos_scheduler_thread_brings_a_failed_job_back_for_its_retry(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, platform: Platform, dyno: Dyno
+) -> None:
+    set_faults(sandbox, unavailable_rate=1.0)
+    dyno(WORKER_CONCURRENCY="2", RETRY_SCHEDULE="1")
+    created = event("created", "crm-retry", name="Mars Missions")
+    job_id = enqueue(settings, redis, "msg-retry", created, retry_schedule=(1,))
+    wait_until(lambda: status(redis, job_id) == JobStatus.SCHEDULED, "the job failed once")
+    set_faults(sandbox)
+    wait_until(lambda: status(redis, job_id) == JobStatus.FINISHED, "the job retried and applied")
+    assert [customer["name"] for customer in customers(platform, "crm-retry")] == ["Mars Missions"]
