@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Queue
+from rq import Queue, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -83,10 +83,23 @@ class SyncWorker(SimpleWorker):
         try:
             with self.connection.pipeline(transaction=False) as batched:
                 super().heartbeat(timeout, batched)
-                batched.execute()
+                batched.hexists(self.key, "pid")
+                registered = batched.execute()[-1]
+            if not registered:
+                self._register_again()
         except REDIS_UNAVAILABLE:
             # The worker key outlives several missed heartbeats; the step that needs Redis next waits.
             log.debug("heartbeat skipped: redis unavailable")
+
+    def _register_again(self) -> None:
+        """The worker's key expired (Redis was away longer than its TTL, which during a job is the
+        job's timeout + 5 s), and RQ's writes since made a new one with a field or two: write the
+        worker's description back, so that it shows (with its pid) among the live workers."""
+        log.warning("worker registered again after its key expired", extra={"event": "worker_registered"})
+        with self.connection.pipeline() as pipeline:
+            pipeline.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+            worker_registration.register(self, pipeline)
+            pipeline.execute()
 
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         # RQ marks the worker idle after each job and again before dequeuing the next one.
