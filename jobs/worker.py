@@ -85,7 +85,7 @@ class SyncWorker(SimpleWorker):
                 super().heartbeat(timeout, batched)
                 batched.hexists(self.key, "pid")
                 registered = batched.execute()[-1]
-            if not registered:
+            if not registered and self.birth_date is not None:  # born, then lost with an outage
                 self._register_again()
         except REDIS_UNAVAILABLE:
             # The worker key outlives several missed heartbeats; the step that needs Redis next waits.

@@ -98,8 +98,14 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
+def worker_concurrency() -> int:
+    """WORKER_CONCURRENCY of the worker process: 1, unless a test parametrizes it."""
+    return 1
+
+
+@pytest.fixture
 def worker_process(
-    settings: Settings, aof_redis: EmbeddedRedis, sandbox: RunningSandbox
+    settings: Settings, aof_redis: EmbeddedRedis, sandbox: RunningSandbox, worker_concurrency: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     """One `crmsync worker` process (with its scheduler) on the test's own Redis."""
     customers_api, personal_data_api = settings.customers_api, settings.personal_data_api
@@ -119,6 +125,7 @@ def worker_process(
         "WORKER_MAINTENANCE_INTERVAL": "1",
         "IN_FLIGHT_HOLD_SECONDS": "1",
         "REDIS_RECONNECT_MAX_SECONDS": "1",
+        "WORKER_CONCURRENCY": str(worker_concurrency),
         "LOG_LEVEL": "WARNING",
     }
     # Its own process group, so that the scheduler child goes with it at the end.
@@ -131,9 +138,14 @@ def worker_process(
     process.wait()
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["graceful-restart", "kill-9"])
+@pytest.mark.parametrize(
+    ("stop_signal", "worker_concurrency"),
+    [(signal.SIGTERM, 3), (signal.SIGKILL, 1)],
+    ids=["graceful-restart-3-workers", "kill-9-1-worker"],
+)
 def test_the_same_worker_finishes_every_job_after_redis_restarts_mid_burst(
     stop_signal: signal.Signals,
+    worker_concurrency: int,
     settings: Settings,
     aof_redis: EmbeddedRedis,
     sandbox: RunningSandbox,
@@ -148,6 +160,7 @@ def test_the_same_worker_finishes_every_job_after_redis_restarts_mid_burst(
     )
     wait_until(lambda: statuses(redis, job_ids).count(JobStatus.FINISHED) >= 6, "a few jobs are done")
     workers, scheduler = worker_pids(redis), scheduler_pid(redis)
+    assert len(workers) == worker_concurrency  # the dyno's workers are threads of one process
     redis.close()
 
     aof_redis.process.send_signal(stop_signal)
