@@ -19,9 +19,10 @@ import redis.exceptions
 from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
-from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.scheduler import RQScheduler
+
+from crmsync.core import rq_internals
 
 from .attempts import add_attempt
 
@@ -112,7 +113,7 @@ def _pause(seconds: float, stopping: Callable[[], bool]) -> bool:
     return False
 
 
-def settle_interrupted_job(job: Job, queue: Queue, execution: Execution | None) -> str:
+def settle_interrupted_job(job: Job, queue: Queue) -> str:
     """A Redis outage cut `job` off (before, during or after it ran); Redis is back. Keep its outcome
     if RQ recorded one, else queue it to run again at the front; returns "recorded" or "requeued".
 
@@ -132,8 +133,9 @@ def settle_interrupted_job(job: Job, queue: Queue, execution: Execution | None) 
     add_attempt(fresh, "redis_unavailable", "Redis was unavailable while the job ran")
     fresh.save_meta()
     with connection.pipeline() as pipeline:
-        if execution is not None:
-            execution.delete(job=fresh, pipeline=pipeline)
+        # The execution cut off (RQ forgets it in memory before it writes its end, so the worker may
+        # no longer know it, and its hash may have expired) would stay in the started registry.
+        rq_internals.drop_started_entries(pipeline, connection, queue, job.id)
         pipeline.lrem(queue.intermediate_queue_key, 0, job.id)
         fresh.set_status(JobStatus.QUEUED, pipeline=pipeline)
         queue.push_job_id(job.id, pipeline=pipeline, at_front=True)

@@ -141,7 +141,6 @@ class SyncWorker(SimpleWorker):
         except REDIS_UNAVAILABLE as exc:
             # The outage cut the job off somewhere between being dequeued and its outcome being
             # written. Once Redis is back the outcome stands if RQ wrote it, else the job runs again.
-            execution = next(iter(self.executions.values()), None)
             self.executions.clear()  # idle for the shutdown handler while we wait
             log.warning("redis went away during a job", extra={"event": "job_interrupted", "job_id": job.id})
             if not self._wait_for_redis(exc):
@@ -149,7 +148,7 @@ class SyncWorker(SimpleWorker):
             # Its customer's lock is freed (or held, after a request left without answer) first, so
             # that the job's rerun does not wait for the lock to expire.
             self._riding_out(self.runtime.ledgers.settle_after_outage)
-            settled = self._riding_out(settle_interrupted_job, job, queue, execution)
+            settled = self._riding_out(settle_interrupted_job, job, queue)
             log.warning(f"interrupted job {settled}", extra={"event": "job_settled", "job_id": job.id,
                                                              "outcome": settled})  # fmt: skip
             self._riding_out(self.set_state, WorkerStatus.IDLE)

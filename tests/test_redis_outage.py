@@ -226,13 +226,14 @@ def test_a_job_cut_off_by_an_outage_is_queued_again_once_redis_is_back(
 ) -> None:
     job, queue, execution = interrupted_job(redis, settings)
     assert job.get_status() == JobStatus.STARTED
-    assert settle_interrupted_job(job, queue, execution) == "requeued"
+    redis.delete(execution.key)  # expired during the outage; its registry entry has not
+    assert settle_interrupted_job(job, queue) == "requeued"
     assert job.get_status() == JobStatus.QUEUED
     assert queue.get_job_ids() == [job.id]
     assert queue.started_job_registry.get_job_ids() == []
     assert [attempt["class"] for attempt in job.get_meta()["attempts"]] == ["redis_unavailable"]
     # Settled again (Redis went away again meanwhile): left as it is, queued once.
-    assert settle_interrupted_job(job, queue, execution) == "recorded"
+    assert settle_interrupted_job(job, queue) == "recorded"
     assert queue.get_job_ids() == [job.id]
 
 
@@ -242,6 +243,6 @@ def test_a_job_whose_outcome_was_written_before_the_outage_keeps_it(redis: Redis
         job.set_status(JobStatus.FINISHED, pipeline=pipeline)
         execution.delete(job=job, pipeline=pipeline)
         pipeline.execute()
-    assert settle_interrupted_job(job, queue, execution) == "recorded"
+    assert settle_interrupted_job(job, queue) == "recorded"
     assert job.get_status() == JobStatus.FINISHED
     assert queue.get_job_ids() == []

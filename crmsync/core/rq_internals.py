@@ -9,7 +9,9 @@ read or write RQ's Redis structures directly:
   in one scripted read;
 - an erasure scrubs stored jobs: their zlib-compressed `data`, JSON `meta`, zlib-compressed
   `exc_info`, and the results stream whose `exc_string` is base64 of zlib;
-- operators' views read a job's `meta` and `ended_at` without loading its arguments.
+- operators' views read a job's `meta` and `ended_at` without loading its arguments;
+- a job cut off by a Redis outage leaves its `<job id>:<execution id>` entry in the started
+  registry, whose execution hash may have expired meanwhile (RQ's own lookup then fails).
 
 When upgrading rq, this module (and its tests) is what to check.
 """
@@ -50,6 +52,7 @@ __all__ = [
     "inflate",
     "read_meta",
     "read_meta_and_end",
+    "drop_started_entries",
 ]
 
 # Accepts the events of one request (one or many) in one round trip, all or nothing: for each event,
@@ -278,3 +281,13 @@ def read_meta_and_end(
         )
         for meta, ended in rows
     ]
+
+
+def drop_started_entries(pipe: Pipeline, redis: Redis, queue: Queue, job_id: str) -> None:
+    """Remove every entry of `job_id` from the queue's started registry (members are
+    `<job id>:<execution id>`), also those whose execution hash has expired."""
+    registry = queue.started_job_registry
+    members = [as_text(member) for member in cast(list[bytes], redis.zrange(registry.key, 0, -1))]
+    stale = [member for member in members if registry.parse_job_id(member) == job_id]
+    if stale:
+        pipe.zrem(registry.key, *stale)
