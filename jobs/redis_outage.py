@@ -147,6 +147,7 @@ class OutageTolerantScheduler(RQScheduler):
     """RQ's scheduler (moves due retries onto the queue), waiting out Redis outages instead of dying."""
 
     reconnect_backoff = Backoff()
+    _register_again = False
 
     def work(self) -> None:
         self._install_signal_handlers()
@@ -160,6 +161,10 @@ class OutageTolerantScheduler(RQScheduler):
             pass  # its locks and key expire on their own
 
     def _schedule_due_jobs(self) -> None:
+        if self._register_again:
+            # Its description lives `interval` + 60 s: a longer outage let it expire.
+            self.register_birth()
+            self._register_again = False
         if self.should_reacquire_locks:
             self.acquire_locks()
         self.heartbeat()
@@ -174,4 +179,5 @@ class OutageTolerantScheduler(RQScheduler):
                 step()
                 return
             except REDIS_UNAVAILABLE as exc:
+                self._register_again = True
                 wait_for_redis(self.connection, self.reconnect_backoff, self._stopping, exc, "scheduler")
