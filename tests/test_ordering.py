@@ -376,3 +376,15 @@ def test_a_lock_redis_was_away_to_settle_is_settled_once_it_is_back(
     finally:
         client.close()
         server.stop()
+
+
+def test_an_applied_event_frees_its_customer_in_the_commit_alone(redis: Redis) -> None:
+    def scripts_run() -> int:
+        return int(redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
+    with ledgers.locked("crm-1") as customer:
+        before = scripts_run()
+        ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
+    assert scripts_run() - before == 1  # the commit deleted the lock: no release round trip after it
+    assert redis.get(customer_lock_key("crm-1")) is None
