@@ -113,7 +113,7 @@ class ThreadWorker(SyncWorker):
 
     death_penalty_class = WatchdogDeathPenalty
 
-    def _install_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> None:
         pass  # only a process's main thread may; the dyno's handles SIGTERM for all its workers
 
     def subscribe(self) -> None:
@@ -126,11 +126,11 @@ class ThreadWorker(SyncWorker):
 
     def request_stop_after_job(self) -> None:
         """Finish the running job (if any), then stop; an idle worker stops at its next dequeue."""
-        self._stop_requested = True
+        self.ask_to_stop()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         # RQ's dequeue loop heartbeats before each blocking dequeue: where an idle worker stops.
-        if self._stop_requested and self.get_current_job_id() is None and pipeline is None:
+        if self.stop_requested and self.get_current_job_id() is None and pipeline is None:
             raise StopRequested()
         super().heartbeat(timeout, pipeline)
 
@@ -154,13 +154,13 @@ class ThreadScheduler(OutageTolerantScheduler):
     threads could copy a lock another thread holds into a child that then hangs: the lock changes
     hands when a dyno dies, at any time. As a thread it takes the lock whenever it is free."""
 
-    def _install_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> None:
         pass  # the dyno's main thread handles signals
 
     @property
     def should_reacquire_locks(self) -> bool:
         # RQ retries a lock it did not get after 10 minutes; another dyno's lock expires in ~1.
-        return bool(self.acquired_locks != self._queue_names)
+        return bool(self.acquired_locks != self.scheduled_queue_names)
 
 
 class WorkerDyno:
@@ -223,7 +223,7 @@ class WorkerDyno:
         for worker in self.workers:
             worker.request_stop_after_job()
         if self.scheduler is not None:
-            self.scheduler._stop_requested = True
+            self.scheduler.ask_to_stop()
         self._stop.set()
 
     def _shut_down(self, threads: list[threading.Thread]) -> None:

@@ -20,7 +20,6 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
-from rq.scheduler import RQScheduler
 
 from crmsync.core import rq_internals
 
@@ -143,16 +142,16 @@ def settle_interrupted_job(job: Job, queue: Queue) -> str:
     return "requeued"
 
 
-class OutageTolerantScheduler(RQScheduler):
+class OutageTolerantScheduler(rq_internals.SchedulerHooks):
     """RQ's scheduler (moves due retries onto the queue), waiting out Redis outages instead of dying."""
 
     reconnect_backoff = Backoff()
     _register_again = False
 
     def work(self) -> None:
-        self._install_signal_handlers()
+        self.install_signal_handlers()
         self._riding_out(self.register_birth)
-        while not self._stop_requested:
+        while not self.stop_requested:
             self._riding_out(self._schedule_due_jobs)
             _pause(self.interval, self._stopping)
         try:
@@ -171,10 +170,10 @@ class OutageTolerantScheduler(RQScheduler):
         self.enqueue_scheduled_jobs()
 
     def _stopping(self) -> bool:
-        return bool(self._stop_requested)
+        return bool(self.stop_requested)
 
     def _riding_out(self, step: Callable[[], object]) -> None:
-        while not self._stop_requested:
+        while not self.stop_requested:
             try:
                 step()
                 return

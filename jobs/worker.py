@@ -22,8 +22,9 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.worker import WorkerStatus
 
+from crmsync.core import rq_internals
 from crmsync.core.counters import record_job
 from crmsync.core.errors import SyncError
 from crmsync.core.events import ERASURE_REQUESTED
@@ -53,7 +54,7 @@ log = logging.getLogger("crmsync.worker")
 T = TypeVar("T")
 
 
-class SyncWorker(SimpleWorker):
+class SyncWorker(rq_internals.WorkerHooks):
     """An in-process RQ worker that stops a running job within Heroku's shutdown window, rides out
     Redis outages (jobs/redis_outage.py), and hands its runtime (settings and clients) to each job
     it performs."""
@@ -178,7 +179,7 @@ class SyncWorker(SimpleWorker):
             if self.pubsub is not None:
                 self.pubsub.close()
 
-    def _start_scheduler(
+    def start_scheduler(
         self,
         burst: bool = False,
         logging_level: str | None = "INFO",
@@ -221,7 +222,7 @@ class SyncWorker(SimpleWorker):
         return wait_for_redis(self.connection, self.reconnect_backoff, self._stopping, cause, "worker")
 
     def _stopping(self) -> bool:
-        return bool(self._stop_requested)
+        return self.stop_requested
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()

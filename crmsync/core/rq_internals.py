@@ -30,8 +30,10 @@ from redis.client import Pipeline
 from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.results import Result
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat, utcparse
+from rq.worker import SimpleWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from .redis_conn import as_text
@@ -291,3 +293,52 @@ def drop_started_entries(pipe: Pipeline, redis: Redis, queue: Queue, job_id: str
     stale = [member for member in members if registry.parse_job_id(member) == job_id]
     if stale:
         pipe.zrem(registry.key, *stale)
+
+
+class WorkerHooks(SimpleWorker):
+    """RQ 3.0's private worker hooks under names crmsync owns: jobs/ overrides and reads these, so
+    no module but this one names RQ's private attributes (rq is pinned to the range tested)."""
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._stop_requested)
+
+    def ask_to_stop(self) -> None:
+        """Stop once the running job (if any) ends, as RQ's warm shutdown does."""
+        self._stop_requested = True
+
+    def _install_signal_handlers(self) -> None:
+        self.install_signal_handlers()
+
+    def install_signal_handlers(self) -> None:
+        """RQ's SIGINT/SIGTERM handlers; a worker that is not a process's main thread replaces them."""
+        super()._install_signal_handlers()
+
+    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        self.start_scheduler(*args, **kwargs)
+
+    def start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        """RQ's: take the scheduler lock and run the scheduler (arguments as RQ passes them)."""
+        super()._start_scheduler(*args, **kwargs)
+
+
+class SchedulerHooks(RQScheduler):
+    """RQ 3.0's private scheduler attributes under names crmsync owns (see WorkerHooks)."""
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._stop_requested)
+
+    def ask_to_stop(self) -> None:
+        self._stop_requested = True
+
+    @property
+    def scheduled_queue_names(self) -> set[str]:
+        return set(self._queue_names)
+
+    def _install_signal_handlers(self) -> None:
+        self.install_signal_handlers()
+
+    def install_signal_handlers(self) -> None:
+        """RQ's SIGINT/SIGTERM handlers; a scheduler running as a thread replaces them."""
+        super()._install_signal_handlers()
