@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from crmsync.operations.export_events import import_event, reconcile_event
+from crmsync.operations.export_events import import_event, reconcile_event, utc_timestamp
 from crmsync.operations.exports import ExportLine
 from crmsync.operations.reconcile_plan import (
     PlatformIndex,
+    ReconcilePlan,
     default_max_deletes,
     plan_reconcile,
+    platform_fields,
     refusal,
 )
-from crmsync.operations.records import CustomerRecord, Skipped, StandardMapping, map_records
+from crmsync.operations.records import (
+    DIGEST_BYTES,
+    CustomerRecord,
+    RecordSkipped,
+    Skipped,
+    SkippedLog,
+    StandardMapping,
+    field_digests,
+    map_records,
+    parse_time,
+)
 
 STANDARD = StandardMapping()
 
@@ -209,3 +222,102 @@ def test_skipped_records_are_all_counted_and_the_first_thousand_kept() -> None:
 def test_a_record_versioned_in_the_future_is_skipped() -> None:
     (skipped,) = mapped({"external_id": "crm-1", "name": "Acme", "updated_at": "2099-01-01T00:00:00Z"})
     assert skipped == Skipped(2, "its version is in the future", "crm-1")
+
+
+def test_platform_nodes_with_null_fields_compare_as_empty() -> None:
+    assert platform_fields({"externalId": "crm-1", "name": None, "description": None, "labels": None}) == {
+        "name": "",
+        "description": "",
+        "labels": [],
+    }
+
+
+def test_a_fresh_plan_counts_nothing_and_has_no_drift() -> None:
+    plan = ReconcilePlan()
+    assert set(plan.counts().values()) == {0}
+    assert plan.drift == 0
+
+
+def test_drift_is_the_creates_updates_and_deletes_and_the_index_is_consumed() -> None:
+    index = platform()
+    records = mapped(
+        {"external_id": "crm-name", "name": "New name"}, {"external_id": "crm-new", "name": "New"}
+    )
+    plan = plan_reconcile(index, records, delete_missing=True)
+    assert (len(plan.create), len(plan.update), len(plan.delete), plan.drift) == (1, 1, 4, 6)
+    assert index.digests == {}  # its memory is given back as soon as the plan is made
+
+
+def test_skip_reasons_for_a_duplicate_and_for_a_create_without_a_name() -> None:
+    plan = plan_reconcile(
+        platform(),
+        mapped(
+            {"external_id": "crm-skipped", "name": ""},
+            {"external_id": "crm-skipped", "name": "Later, valid"},
+            {"external_id": "crm-new", "description": "no name"},
+        ),
+        delete_missing=False,
+    )
+    assert [(s.line, s.reason) for s in plan.skipped.kept] == [
+        (2, "'name' is empty"),
+        (3, "duplicate external id: an earlier record has it"),
+        (4, "not on the platform, and no name to create it with"),
+    ]
+    assert plan.unreadable == 0  # each was read: only what it held was wrong
+
+
+def test_unreadable_lines_refuse_nothing_when_nothing_is_deleted() -> None:
+    plan = plan_reconcile(PlatformIndex(), mapped("not valid JSON"), delete_missing=True)
+    assert plan.unreadable == 1
+    assert refusal(plan, 0) == ""
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"external_id": "crm-1", "updated_at": ""}, CustomerRecord(2, "crm-1", {})),
+        (
+            {"external_id": "crm-1", "description": None, "labels": None},
+            CustomerRecord(2, "crm-1", {"description": "", "labels": []}),
+        ),
+        (
+            {"external_id": "crm-1", "updated_at": "2026-11-20t09:30:00z"},
+            CustomerRecord(2, "crm-1", {}, "2026-11-20T09:30:00.000000+00:00"),
+        ),
+    ],
+)
+def test_empty_and_null_values_map_as_the_platform_stores_them(
+    record: dict[str, Any], expected: CustomerRecord
+) -> None:
+    assert mapped(record) == [expected]
+
+
+def test_versions_up_to_five_minutes_ahead_are_clock_skew_later_ones_are_skipped() -> None:
+    now = datetime.now(UTC)
+    ahead = [utc_timestamp(now + timedelta(minutes=minutes)) for minutes in (1, 4.5, 5.5)]
+    records = mapped(*({"external_id": f"crm-{n}", "updated_at": at} for n, at in enumerate(ahead)))
+    assert [type(item).__name__ for item in records] == ["CustomerRecord", "CustomerRecord", "Skipped"]
+
+
+def test_parse_time_names_the_setting_and_no_customer() -> None:
+    with pytest.raises(RecordSkipped) as raised:
+        parse_time("yesterday", "--as-of")
+    assert (str(raised.value), raised.value.external_id) == ("'--as-of' is not an RFC 3339 time", "")
+
+
+def test_skipped_records_as_json_carry_the_external_id_only_when_known() -> None:
+    log = SkippedLog()
+    log.add(Skipped(2, "no usable external id in 'external_id'", unreadable=False))
+    log.add(Skipped(3, "'name' is empty", "crm-1"))
+    assert log.to_json() == [
+        {"line": 2, "reason": "no usable external id in 'external_id'"},
+        {"line": 3, "reason": "'name' is empty", "external_id": "crm-1"},
+    ]
+    assert StandardMapping().source == "standard"
+
+
+def test_field_digests_leave_absent_fields_zero() -> None:
+    digests = field_digests({"name": "Acme"})
+    assert len(digests) == 3 * DIGEST_BYTES
+    assert digests[DIGEST_BYTES:] == bytes(2 * DIGEST_BYTES)
+    assert digests[:DIGEST_BYTES] != bytes(DIGEST_BYTES)

