@@ -45,6 +45,8 @@ log = logging.getLogger("crmsync.jobs")
 
 # An idle worker notices a stop request once its blocking dequeue returns: at most this long.
 IDLE_DEQUEUE_SECONDS = 1
+# The scheduler thread notices a stop within its interval (1 s).
+STOPPED_SCHEDULER_SECONDS = 2
 # Heroku sends SIGKILL 30 s after SIGTERM: the dyno exits by then, whatever is still running (its jobs
 # are then recovered as abandoned, like those of a dyno that crashed).
 EXIT_BY_SECONDS = 28
@@ -185,36 +187,34 @@ class WorkerDyno:
     def work(self, burst: bool = False, with_scheduler: bool = True) -> None:
         """Run every worker until stopped (or until the queue is empty, with `burst`)."""
         level = rq_logging_level()
-        # In a burst the first worker moves due jobs onto the queue once (RQ forks nothing then);
-        # otherwise the dyno's scheduler thread does, all along.
+        # No worker schedules: RQ would fork its scheduler from this process of threads (on taking
+        # the lock, in any maintenance pass). The dyno's scheduler thread moves due jobs instead.
         threads = [
             threading.Thread(
                 target=worker.work,
-                kwargs={
-                    "burst": burst,
-                    "with_scheduler": with_scheduler and burst and index == 0,
-                    "logging_level": level,
-                },
+                kwargs={"burst": burst, "with_scheduler": False, "logging_level": level},
                 name=f"crmsync-worker-{index}",
                 daemon=True,
             )
             for index, worker in enumerate(self.workers)
         ]
-        if with_scheduler and not burst:
+        scheduling = None
+        if with_scheduler:
             first = self.workers[0]
             self.scheduler = ThreadScheduler(first.queues, connection=self.redis, serializer=first.serializer)
             self.scheduler.reconnect_backoff = first.reconnect_backoff
-            threads.append(
-                threading.Thread(target=self.scheduler.work, name="crmsync-scheduler", daemon=True)
-            )
+            scheduling = threading.Thread(target=self.scheduler.work, name="crmsync-scheduler", daemon=True)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._request_stop)
-        for thread in threads:
+        for thread in [*threads, *([scheduling] if scheduling else [])]:
             thread.start()
         while any(thread.is_alive() for thread in threads) and not self._stop.wait(0.2):
             pass
         if self._stop.is_set():
             self._shut_down(threads)
+        if self.scheduler is not None and scheduling is not None:
+            self.scheduler._stop_requested = True  # a burst ended, or a stop
+            scheduling.join(STOPPED_SCHEDULER_SECONDS)
         for worker in self.workers:
             worker.runtime.close()
 
@@ -235,7 +235,7 @@ class WorkerDyno:
         grace_ends = stopped_at + self.settings.worker_shutdown_grace_seconds
         for thread in threads:
             thread.join(max(0.0, grace_ends - time.monotonic()))
-        for worker, thread in zip(self.workers, threads, strict=False):
+        for worker, thread in zip(self.workers, threads, strict=True):
             if thread.is_alive() and worker.get_current_job_id() is not None:
                 _raise_in(thread, JobTimeoutException)
         for thread in threads:
