@@ -3,17 +3,22 @@ returns, and the message for each way a body can break it. The HTTP answers are 
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from webhooks.schemas import EVENT_TYPES, ValidationError, load_event
+from webhooks.schemas import EVENT_TYPES, ValidationError, full_load, load_event, quick_load
 
 MISSING = ["Missing data for required field."]
 AT = "2026-11-22T10:00:00Z"
 
 
-def body(kind: str, timestamp: str = AT, **data: Any) -> dict[str, Any]:
+def body(kind: str, timestamp: Any = AT, **data: Any) -> dict[str, Any]:
     return {"type": f"customer.{kind}", "timestamp": timestamp, "data": data}
 
 
@@ -139,3 +144,111 @@ def test_a_time_outside_years_1_to_9999_in_utc_is_refused(timestamp: str) -> Non
     assert errors(body("deleted", timestamp, external_id="crm-1")) == {
         "timestamp": ["Not a time between years 1 and 9999 in UTC."]
     }
+
+
+# quick_load (plain checks compiled from the schemas) must return exactly what marshmallow returns,
+# or None. Bodies are generated near the contract: the right keys with values of every JSON type,
+# odd times and integers, a key missing or added, so that most examples test a boundary.
+_NEAR_STRINGS = st.sampled_from(["", "crm-1", "Mars Missions", " "]) | st.text(max_size=4)
+_NEAR_INTS = st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, True, False, 1.0]) | st.integers()
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _NEAR_STRINGS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NEAR_STRINGS, inner, max_size=3),
+    max_leaves=6,
+)
+_FIELD_VALUES = {
+    "external_id": _NEAR_STRINGS,
+    "name": _NEAR_STRINGS,
+    "description": _NEAR_STRINGS,
+    "labels": st.lists(_NEAR_STRINGS, max_size=3),
+    "purchase_ids": st.lists(_NEAR_INTS, max_size=3),
+}
+_TIMES = st.sampled_from(
+    [
+        AT,
+        "2026-11-22T10:00:00",
+        "2026-11-22T10:00:00.5+02:00",
+        "2026-11-22 10:00Z",
+        "20261122T100000Z",
+        "2026-W47-1T10:00Z",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "2026-11-22",
+        "2026-11-22T10:00:00+24:00",
+        "2026-11-22T10:00:00.1234567Z",
+        "",
+    ]  # fmt: skip
+) | st.datetimes(timezones=st.none() | st.timezones()).map(lambda moment: moment.isoformat())
+
+
+def rarely(draw: st.DrawFn) -> bool:
+    return draw(st.integers(0, 9)) == 0
+
+
+_CUSTOMER_FIELDS = ["external_id", "name", "description", "labels"]
+_TYPE_FIELDS = dict(zip(EVENT_TYPES, [_CUSTOMER_FIELDS, _CUSTOMER_FIELDS, ["external_id"],
+                                      ["external_id", "purchase_ids"]], strict=True))  # fmt: skip
+
+
+@st.composite
+def near_events(draw: st.DrawFn) -> Any:
+    """A body of the contract's shape with values near its limits; now and then something off."""
+    event_type = draw(st.sampled_from(EVENT_TYPES))
+    fields = _TYPE_FIELDS[event_type] if not rarely(draw) else list(_FIELD_VALUES)
+    names = draw(st.sets(st.sampled_from(fields)))
+    if not rarely(draw):
+        names.add("external_id")
+    data: dict[str, Any] = {
+        name: draw(_ANY_JSON if rarely(draw) else _FIELD_VALUES[name]) for name in sorted(names)
+    }
+    if rarely(draw):
+        data["merged_into"] = "crm-2"
+    timestamp = draw(_TIMES) if rarely(draw) else draw(st.sampled_from([AT, "2026-11-22T12:00:00.5+02:00"]))
+    envelope = {"type": event_type if not rarely(draw) else draw(_ANY_JSON), "timestamp": timestamp,
+                "data": data if not rarely(draw) else draw(_ANY_JSON)}  # fmt: skip
+    if rarely(draw):
+        del envelope[draw(st.sampled_from(sorted(envelope)))]
+    if rarely(draw):
+        envelope["id"] = "msg_1"
+    return envelope if not rarely(draw) else draw(st.sampled_from([[envelope], None, "event"]))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(near_events())
+@example(body("erasure_requested", external_id="crm-1", purchase_ids=[2**31]))
+@example(body("erasure_requested", external_id="crm-1", purchase_ids=[True]))
+@example(body("erasure_requested", external_id="crm-1", purchase_ids=[]))
+@example(body("updated", 1_700_000_000, external_id="crm-1"))
+@example(body("updated", external_id="crm-1", labels=[""]))
+def test_quick_load_returns_what_marshmallow_does_or_leaves_it_to_marshmallow(payload: Any) -> None:
+    quick = quick_load(payload)
+    hypothesis.event("quick" if quick is not None else "left to marshmallow")
+    if quick is None:
+        return
+    full = full_load(payload)
+    # As JSON: `True == 1` in Python, not on the wire (the order of keys means nothing).
+    assert json.dumps(full, sort_keys=True) == json.dumps(quick, sort_keys=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(EVENT_TYPES),
+    st.datetimes(timezones=st.timezones(), min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.text(min_size=1),
+    st.text(min_size=1),
+    st.text(),
+    st.lists(st.text(min_size=1), max_size=3),
+    st.lists(st.integers(min_value=1, max_value=2**31 - 1), min_size=1, max_size=3),
+)
+def test_quick_load_takes_every_event_the_crms_send(
+    event_type: str, moment: datetime, external_id: str, name: str, description: str,
+    labels: list[str], purchase_ids: list[int],
+) -> None:  # fmt: skip
+    """Valid events in the usual shapes (what the sources map to) never pay for marshmallow."""
+    data: dict[str, Any] = {"external_id": external_id}
+    if event_type in ("customer.created", "customer.updated"):
+        data |= {"name": name, "description": description, "labels": labels}
+    elif event_type == "customer.erasure_requested":
+        data["purchase_ids"] = purchase_ids
+    payload = {"type": event_type, "timestamp": moment.isoformat(), "data": data}
+    assert quick_load(payload) == full_load(payload)
