@@ -112,10 +112,11 @@ class EventQueue:
         args: list[Any] = [self._settings.dedup_ttl_seconds, MINUTE_COUNTER_TTL, CUSTOMER_JOBS_TTL_SECONDS,
                            REJECTED_ITEMS_TTL_SECONDS, REJECTED_ITEMS_KEPT, SOURCE_ITEMS_TTL_SECONDS,
                            len(events), len(counts), len(rejected)]  # fmt: skip
+        enqueued_at = rq_internals.enqueue_time()
         for event in events:
             job_id = job_id_for(event.webhook_id)
             # The type only as description: identifiers are in `meta`, and every byte is kept per event.
-            fields = self._job_fields.packed((event.to_payload(),), event.type, summary(event))
+            fields = self._job_fields.packed((event.to_payload(),), event.type, summary(event), enqueued_at)
             keys += [
                 delivery_key(event.webhook_id),
                 Job.key_for(job_id),

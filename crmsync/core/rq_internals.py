@@ -41,6 +41,7 @@ from .redis_conn import as_text
 __all__ = [
     "ACCEPT_SCRIPT",
     "QueuedJobFields",
+    "enqueue_time",
     "mark_queued",
     "QUEUE_FIGURES_SCRIPT",
     "queue_figures_keys",
@@ -133,26 +134,36 @@ class QueuedJobFields:
         if retry is not None:
             fixed |= {"retries_left": retry.max, "retry_intervals": json.dumps(retry.intervals)}
         self._fixed = [item for pair in fixed.items() for item in pair]
-
         self._packed_fixed = b"".join(map(_msgpack_string, self._fixed))
+        self._length = _MSGPACK_ARRAY16 + (len(self._fixed) + 2 * len(_OWN_FIELDS)).to_bytes(2, "big")
+        self._names = [_msgpack_string(name) for name in _OWN_FIELDS]
+        self._descriptions: dict[str, bytes] = {}  # packed once each: they are the few event types
 
-    def pairs(self, args: tuple[Any, ...], description: str, meta: dict[str, Any]) -> list[Any]:
-        """Field/value pairs of one job calling `func_name(*args)`, queued now."""
-        return [*self._fixed, *self._own(args, description, meta)]
-
-    def packed(self, args: tuple[Any, ...], description: str, meta: dict[str, Any]) -> bytes:
-        """The same pairs as one MessagePack array of strings, which ACCEPT_SCRIPT unpacks (Redis's
-        Lua has cmsgpack): one script argument per job. redis-py handles each argument in Python, so a
-        batch of 100 events as ~2,600 arguments cost ~1 ms of CPU to pack (docs/benchmarks.md)."""
-        own = self._own(args, description, meta)
-        return b"".join([_MSGPACK_ARRAY16 + (len(self._fixed) + len(own)).to_bytes(2, "big"),
-                         self._packed_fixed, *map(_msgpack_string, own)])  # fmt: skip
-
-    def _own(self, args: tuple[Any, ...], description: str, meta: dict[str, Any]) -> list[Any]:
-        stamp = utcformat(now())
+    def packed(
+        self, args: tuple[Any, ...], description: str, meta: dict[str, Any], enqueued_at: str
+    ) -> bytes:
+        """The job's field/value pairs as one MessagePack array of strings, which ACCEPT_SCRIPT
+        unpacks (Redis's Lua has cmsgpack): one script argument per job. redis-py handles each
+        argument in Python, so a batch of 100 events as ~2,600 arguments cost ~1 ms of CPU to pack
+        (docs/benchmarks.md). `enqueued_at` (`enqueue_time()`) is also its creation time."""
+        packed_description = self._descriptions.get(description)
+        if packed_description is None:
+            packed_description = self._descriptions.setdefault(description, _msgpack_string(description))
+        stamp = _msgpack_string(enqueued_at)
         data = zlib.compress(JSONSerializer.dumps([self._func_name, None, list(args), {}]))
-        return ["created_at", stamp, "enqueued_at", stamp, "description", description,
-                "meta", JSONSerializer.dumps(meta), "data", data]  # fmt: skip
+        meta_value, data_value = _msgpack_string(JSONSerializer.dumps(meta)), _msgpack_string(data)
+        created, enqueued, described, meta_name, data_name = self._names
+        return b"".join((self._length, self._packed_fixed, created, stamp, enqueued, stamp, described,
+                         packed_description, meta_name, meta_value, data_name, data_value))  # fmt: skip
+
+
+def enqueue_time() -> str:
+    """Now, as RQ writes a job's `enqueued_at` (one per request: its jobs are enqueued together)."""
+    return utcformat(now())
+
+
+# The fields of a queued job that vary, in the order QueuedJobFields packs them (after the fixed ones).
+_OWN_FIELDS = ("created_at", "enqueued_at", "description", "meta", "data")
 
 
 _MSGPACK_ARRAY16 = b"\xdc"
@@ -160,10 +171,9 @@ _MSGPACK_ARRAY16 = b"\xdc"
 
 def _msgpack_string(value: Any) -> bytes:
     """One MessagePack str (bytes as they are; other values as Redis would store them)."""
-    data = value if isinstance(value, bytes) else str(value).encode()
-    if len(data) < 0x10000:
-        return b"\xda" + len(data).to_bytes(2, "big") + data
-    return b"\xdb" + len(data).to_bytes(4, "big") + data
+    data = value if type(value) is bytes else str(value).encode()
+    size = len(data)
+    return (b"\xda" + size.to_bytes(2, "big") if size < 0x10000 else b"\xdb" + size.to_bytes(4, "big")) + data
 
 
 def mark_queued(job: Job) -> None:
