@@ -5,8 +5,11 @@ from __future__ import annotations
 from redis import Redis
 from rq.job import Job
 
+from crmsync.core.counters import current_minute
 from crmsync.core.events import Event
-from crmsync.core.queue import EventQueue
+from crmsync.core.keys import minute_counter_key
+from crmsync.core.queue import EventQueue, app_queue
+from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 
 DATA = {"external_id": "crm-1", "name": "N"}
@@ -35,3 +38,21 @@ def test_a_worker_reads_the_accepted_job_as_rq_built_it(settings: Settings, redi
                       "result_ttl", "failure_ttl", "retries_left", "retry_intervals"):  # fmt: skip
         assert getattr(job, attribute) == getattr(reference, attribute), attribute
     assert job.get_status() == "queued"
+
+
+def test_a_batch_past_luas_unpack_limit_is_queued_whole_in_order(settings: Settings, redis: Redis) -> None:
+    """ACCEPT_SCRIPT pushes a request's new jobs with one RPUSH per 1,000: Lua's `unpack` refuses
+    ~8,000 values, and a request of small events under MAX_BODY_BYTES can hold more."""
+    queue = EventQueue(redis, settings)
+    events = [Event(f"msg_{n}", "customer.deleted", EVENT.timestamp, {"external_id": f"crm-{n}"})
+              for n in range(9_000)]  # fmt: skip
+    before = current_minute()
+    accepted = queue.accept_batch([*events, *events[:10]])
+    minutes = {before, current_minute()}  # the counters' minute, should one have begun meanwhile
+    assert [outcome.is_new for outcome in accepted] == [True] * 9_000 + [False] * 10
+    assert [as_text(job_id) for job_id in redis.lrange(app_queue(redis, settings.queue_name).key, 0, -1)] == [
+        outcome.job_id for outcome in accepted[:9_000]
+    ]
+    counts = [sum(int(redis.get(minute_counter_key(outcome, minute)) or 0) for minute in minutes)
+              for outcome in ("accepted", "duplicate")]  # fmt: skip
+    assert counts == [9_000, 10]

@@ -72,30 +72,37 @@ __all__ = [
 ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local at = 10
-local results = {}
+local results, queued, duplicates = {}, {}, 0
 for i = 0, events - 1 do
   local delivery, job, index = KEYS[8 + 3 * i], KEYS[9 + 3 * i], KEYS[10 + 3 * i]
   local job_id = ARGV[at]
   -- A delivery id maps to one job id (crmsync.core.keys.job_id_for): the key only marks it as seen.
-  if redis.call('EXISTS', delivery) == 1 then
-    redis.call('INCR', KEYS[4])
-    redis.call('EXPIRE', KEYS[4], ARGV[2])
-    results[#results + 1] = 0
-    results[#results + 1] = job_id
-  else
-    redis.call('INCR', KEYS[3])
-    redis.call('EXPIRE', KEYS[3], ARGV[2])
-    redis.call('SET', delivery, 1, 'EX', ARGV[1])
+  if redis.call('SET', delivery, 1, 'NX', 'EX', ARGV[1]) then
     redis.call('HSET', job, unpack(cmsgpack.unpack(ARGV[at + 1])))
-    redis.call('SADD', KEYS[2], KEYS[1])
-    redis.call('RPUSH', KEYS[1], job_id)
     -- The customer's job index, so an erasure finds their jobs without a scan.
     redis.call('SADD', index, job_id)
     redis.call('EXPIRE', index, ARGV[3])
+    queued[#queued + 1] = job_id
     results[#results + 1] = 1
-    results[#results + 1] = job_id
+  else
+    duplicates = duplicates + 1
+    results[#results + 1] = 0
   end
+  results[#results + 1] = job_id
   at = at + 2
+end
+if #queued > 0 then
+  redis.call('SADD', KEYS[2], KEYS[1])
+  -- In the request's order; in slices, as Lua's unpack has a limit (~8,000 values).
+  for first = 1, #queued, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(queued, first, math.min(first + 999, #queued)))
+  end
+  redis.call('INCRBY', KEYS[3], #queued)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+if duplicates > 0 then
+  redis.call('INCRBY', KEYS[4], duplicates)
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
 end
 for _ = 1, increments do
   redis.call('HINCRBY', KEYS[6], ARGV[at], ARGV[at + 1])
