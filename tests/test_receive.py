@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from werkzeug.datastructures import EnvironHeaders
 
 from tests.support import PREVIOUS_SECRET, SECRET, Deliver
+from webhooks.receive import request_headers
 
 
 def created(external_id: str = "crm-1", **data: Any) -> dict[str, Any]:
@@ -387,3 +391,16 @@ def test_health_and_readiness(web: str) -> None:
     base = web.replace("/webhooks/crm", "")
     assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
     assert requests.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}
+
+
+_ENVIRON_NAMES = st.text(max_size=12) | st.sampled_from(
+    ["HTTP_WEBHOOK_ID", "HTTP_X_FORWARDED_HOST", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH",
+     "CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_", "REQUEST_METHOD", "wsgi.input_terminated"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ENVIRON_NAMES, st.text(max_size=5)))
+def test_the_sources_see_the_headers_werkzeug_sees(environ: dict[str, str]) -> None:
+    expected = {name.lower(): value for name, value in EnvironHeaders(environ).items()}
+    assert request_headers(environ) == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
@@ -21,7 +22,7 @@ from .metrics import record_webhook
 from .sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 from .sources.standard import InvalidEvent, StandardSource
 
-__all__ = ["bp", "read_request_body", "inbound_request"]
+__all__ = ["bp", "read_request_body", "inbound_request", "request_headers"]
 
 bp = Blueprint("receive", __name__)
 log = logging.getLogger("crmsync.webhooks")
@@ -108,7 +109,22 @@ def inbound_request(body: bytes) -> InboundRequest:
         scheme=request.scheme,
         host=request.host,
         target=target,
-        headers={name.lower(): value for name, value in request.headers.items()},
+        headers=request_headers(environ),
         body=body,
         query=request.args,
     )
+
+
+def request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-case name, read off the WSGI environ as werkzeug's
+    EnvironHeaders does, without its title-casing of every name (~10 µs a request)."""
+    headers = {name[5:].replace("_", "-").lower(): value for name, value in environ.items()
+               if name.startswith("HTTP_") and name not in _BODY_HEADERS_AS_HTTP}  # fmt: skip
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers[name.replace("_", "-").lower()] = environ[name]
+    return headers
+
+
+# A client's own `Content-Type` header arrives as CONTENT_TYPE; these duplicates are not headers.
+_BODY_HEADERS_AS_HTTP = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
