@@ -14,6 +14,7 @@ from redis import Redis
 
 from crmsync.cli import main
 from crmsync.core.settings import Settings, SettingsError
+from crmsync.operations.activity import read_snapshot
 from crmsync.web import create_app
 from tests.support import (
     AUTH,
@@ -127,6 +128,9 @@ def test_the_dashboard_shows_ignored_types_and_rejected_items_without_values(
         [hubspot_object_event("contact.creation"), hubspot_event(objectId=None, propertyValue="Secret Co")]
     )
     requests.post(url, data=body, headers=hubspot_signed_headers(url, body.encode()), timeout=10)
+    # The overview's last hour counts the rejected item too (the ignored one is no rejection).
+    last_hour = read_snapshot(redis, sources_settings.queue_name).webhooks_last_hour
+    assert (last_hour["accepted"], last_hour["rejected"]) == (0, 1)
     app = create_app(
         replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
     )

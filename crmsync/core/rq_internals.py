@@ -73,6 +73,13 @@ ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local at = 10
 local results, queued, duplicates = {}, {}, 0
+-- This minute's counter of an outcome (accepted, duplicate, rejected), raised once per request.
+local function count(key, n)
+  if n > 0 then
+    redis.call('INCRBY', key, n)
+    redis.call('EXPIRE', key, ARGV[2])
+  end
+end
 for i = 0, events - 1 do
   local delivery, job, index = KEYS[8 + 3 * i], KEYS[9 + 3 * i], KEYS[10 + 3 * i]
   local job_id = ARGV[at]
@@ -97,23 +104,16 @@ if #queued > 0 then
   for first = 1, #queued, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(queued, first, math.min(first + 999, #queued)))
   end
-  redis.call('INCRBY', KEYS[3], #queued)
-  redis.call('EXPIRE', KEYS[3], ARGV[2])
 end
-if duplicates > 0 then
-  redis.call('INCRBY', KEYS[4], duplicates)
-  redis.call('EXPIRE', KEYS[4], ARGV[2])
-end
+count(KEYS[3], #queued)
+count(KEYS[4], duplicates)
+count(KEYS[5], rejected)
 for _ = 1, increments do
   redis.call('HINCRBY', KEYS[6], ARGV[at], ARGV[at + 1])
   at = at + 2
 end
 if increments > 0 then
   redis.call('EXPIRE', KEYS[6], ARGV[6])
-end
-if rejected > 0 then
-  redis.call('INCRBY', KEYS[5], rejected)
-  redis.call('EXPIRE', KEYS[5], ARGV[2])
 end
 for _ = 1, rejected do
   local fields = tonumber(ARGV[at])
