@@ -11,8 +11,9 @@ import hypothesis
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from marshmallow import Schema, fields, validate
 
-from webhooks.schemas import EVENT_TYPES, ValidationError, full_load, load_event, quick_load
+from webhooks.schemas import EVENT_TYPES, ValidationError, full_load, load_event, quick_load, quick_schema
 
 MISSING = ["Missing data for required field."]
 AT = "2026-11-22T10:00:00Z"
@@ -252,3 +253,38 @@ def test_quick_load_takes_every_event_the_crms_send(
         data["purchase_ids"] = purchase_ids
     payload = {"type": event_type, "timestamp": moment.isoformat(), "data": data}
     assert quick_load(payload) == full_load(payload)
+
+
+# The quick checks are compiled from whatever the schemas declare: each validator's bounds are kept,
+# and a field or validator they cannot mirror exactly stops the import rather than pass unchecked.
+class _Bounded(Schema):
+    short = fields.String(validate=validate.Length(min=1, max=3))
+    count = fields.Integer(strict=True, validate=validate.Range(min=1, max=3))
+
+
+@pytest.mark.parametrize("data", [{"short": "abc", "count": 3}, {"short": "a", "count": 1}, {}])
+def test_the_quick_checks_take_what_each_validator_takes(data: dict[str, Any]) -> None:
+    assert quick_schema(_Bounded())(data) == _Bounded().load(data)
+
+
+@pytest.mark.parametrize("data", [{"short": "abcd"}, {"short": ""}, {"count": 4}, {"count": 0}])
+def test_the_quick_checks_refuse_what_each_validator_refuses(data: dict[str, Any]) -> None:
+    assert quick_schema(_Bounded())(data) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (fields.Float(), "no quick check for Float"),
+        (fields.Integer(), "no quick check for Integer"),  # not strict: "1" would load as 1
+        (fields.String(validate=validate.Length(equal=2)), "no quick check for <Length"),
+        (fields.Integer(strict=True, validate=validate.Range(min=1, min_inclusive=False)), "for <Range"),
+        (fields.Integer(strict=True, validate=validate.Range(max=1, max_inclusive=False)), "for <Range"),
+        (fields.String(data_key="Name"), "no quick check for field: renamed or defaulted"),
+        (fields.String(attribute="other"), "no quick check for field: renamed or defaulted"),
+        (fields.String(load_default="x"), "no quick check for field: renamed or defaulted"),
+    ],
+)
+def test_a_field_the_quick_checks_cannot_mirror_is_refused(field: fields.Field, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        quick_schema(Schema.from_dict({"field": field})())

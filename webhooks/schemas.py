@@ -27,7 +27,7 @@ from crmsync.core.events import (
     EVENT_TYPES,
 )
 
-__all__ = ["load_event", "quick_load", "full_load", "ValidationError"]
+__all__ = ["load_event", "quick_load", "full_load", "quick_schema", "ValidationError"]
 
 NonEmpty = validate.Length(min=1)
 # The platform's purchase ids are GraphQL `Int`s: 32-bit signed, so a larger one could never succeed.
@@ -141,15 +141,15 @@ def _event(event_type: str, moment: datetime, data: dict[str, Any]) -> dict[str,
 _Check = Callable[[Any], bool]
 
 
-def _quick_schema(schema: Schema) -> Callable[[Any], dict[str, Any] | None]:
+def quick_schema(schema: Schema) -> Callable[[Any], dict[str, Any] | None]:
     """A schema's plain check: a dict with its required fields and no others, each passing its
     field's check, is returned as marshmallow would load it (a copy); anything else, None."""
     checks = {name: _quick_field(field) for name, field in schema.fields.items()}
     required = frozenset(name for name, field in schema.fields.items() if field.required)
     for name, field in schema.fields.items():
         # A field renamed, or filled in when missing, would load to something else than was sent.
-        assert field.data_key is None and field.attribute is None, name
-        assert field.load_default is missing, name
+        if field.data_key is not None or field.attribute is not None or field.load_default is not missing:
+            raise TypeError(f"no quick check for {name}: renamed or defaulted fields load to other data")
 
     def load(data: Any) -> dict[str, Any] | None:
         if type(data) is not dict or not required <= data.keys():
@@ -202,4 +202,4 @@ def _quick_rule(validator: Any) -> _Check:
 
 _ENVELOPE_FIELDS = frozenset(_ENVELOPE.fields)
 assert all(field.required for field in _ENVELOPE.fields.values()), "quick_load wants them all"
-_QUICK_DATA = {event_type: _quick_schema(schema) for event_type, schema in DATA_SCHEMAS.items()}
+_QUICK_DATA = {event_type: quick_schema(schema) for event_type, schema in DATA_SCHEMAS.items()}
