@@ -43,6 +43,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {
             'assert tuple(DATA_SCHEMAS) == EVENT_TYPES, "one data schema per event type"',
             "'one data schema per event type' -> 'XXone data schema per event typeXX'",
         ): "the message of that check, which never fails",
+        ("_Check = Callable[[Any], bool]", "drop statement"): "a type alias, read only by mypy",
+        ("kind: _Check", "drop statement"): "an annotation, read only by mypy",
+        ("if not rules:", "drop statement"): "a shortcut: all() of no rules is true; the lambda agrees",
+        ("return kind", "drop statement"): "as above: without the shortcut the lambda checks the same",
+        ('assert all(field.required for field in _ENVELOPE.fields.values()), "quick_load wants them all"',
+         "drop statement"): "an import-time check of the module's own consistency: it holds",
+        ('assert all(field.required for field in _ENVELOPE.fields.values()), "quick_load wants them all"',
+         "'quick_load wants them all' -> 'XXquick_load wants them allXX'"): "the message of that check",
     },
     "jobs/ordering.py": {
         ("erased_ledger_ttl_seconds: int = 0,", "0 -> 1"):
