@@ -1,5 +1,5 @@
 """Drain benchmark: events/s of one worker dyno (`crmsync worker`, the Procfile's `worker:` line, with
-WORKER_CONCURRENCY processes) against a plain loop with the same number of requests in flight (a thread
+WORKER_CONCURRENCY workers, over WORKER_PROCESSES processes) against a plain loop with the same number of requests in flight (a thread
 pool, gql, kept-alive sessions, as the Customer.io sync tool does), both against the sandbox answering
 every call after `--api-latency-ms`, in the same run. Also the dyno's memory: PSS of all its processes
 together (/proc/PID/smaps_rollup), per concurrency level.
@@ -96,6 +96,10 @@ def main() -> None:
         "60 events per process each, for events/s and PSS per level"
     )  # fmt: skip
     parser.add_argument(
+        "--one-process", action="store_true", help="also drain the same backlog with WORKER_PROCESSES=1 "
+        "(every worker a thread of one process), to show what the dyno's processes buy"
+    )  # fmt: skip
+    parser.add_argument(
         "--rate-limit", type=float, default=0, help="also drain with CUSTOMERS_/PERSONAL_DATA_API_RATE_LIMIT "
         "set to this (requests/s), from 2 dynos, and report the most requests the sandbox saw in a second"
     )  # fmt: skip
@@ -113,6 +117,9 @@ def main() -> None:
             runs.append(_plain_loop(sandbox, options.events, options.customers, options.in_flight))
             per_event = _backlog(redis_url, sandbox, options.events, options.customers)
             runs.append(_dyno(redis_url, sandbox, options.events, options.concurrency))
+            if options.one_process:
+                _backlog(redis_url, sandbox, options.events, options.customers)
+                runs.append(_dyno(redis_url, sandbox, options.events, options.concurrency, processes=1))
             for level in levels:
                 events = max(200, 60 * level)
                 _backlog(redis_url, sandbox, events, min(options.customers, events))
@@ -211,9 +218,10 @@ def _group_cpu(group: int, seen: dict[int, float]) -> None:
                 continue
 
 
-def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Drain:
-    """`crmsync worker --burst` with WORKER_CONCURRENCY=`concurrency`: timed from the first job taken
-    until the finished and failed registries hold every job (start-up is excluded)."""
+def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int, processes: int = 0) -> Drain:
+    """`crmsync worker --burst` with WORKER_CONCURRENCY=`concurrency` (and WORKER_PROCESSES=`processes`
+    if given): timed from the first job taken until the finished and failed registries hold every job
+    (start-up is excluded)."""
     redis = Redis.from_url(redis_url)
     finished = FinishedJobRegistry(QUEUE, connection=redis)
     failed = FailedJobRegistry(QUEUE, connection=redis)
@@ -221,9 +229,13 @@ def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Dr
     if redis.llen(queue_key) != events:
         raise RuntimeError(f"expected {events} queued jobs, found {redis.llen(queue_key)}")
     env = {**worker_env(redis_url, sandbox.port), "WORKER_CONCURRENCY": str(concurrency)}
+    if processes:
+        env["WORKER_PROCESSES"] = str(processes)
+    label = f"worker dyno, WORKER_CONCURRENCY={concurrency}"
+    label += f", WORKER_PROCESSES={processes}" if processes else ""
     dyno = start(["crmsync", "worker", "--burst"], env)
     cpu: dict[int, float] = {}
-    pss = processes = 0.0
+    pss = peak_processes = 0.0
     try:
         while redis.llen(queue_key) >= events and dyno.poll() is None:
             time.sleep(0.002)
@@ -235,7 +247,7 @@ def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Dr
         while finished.count + failed.count < events and dyno.poll() is None:
             group_pss, count = group_pss_mb(dyno.pid)
             if group_pss > pss:
-                pss, processes = group_pss, count
+                pss, peak_processes = group_pss, count
             _group_cpu(dyno.pid, cpu)
             time.sleep(0.1)
         done = time.perf_counter()
@@ -244,8 +256,8 @@ def _dyno(redis_url: str, sandbox: Sandbox, events: int, concurrency: int) -> Dr
     finally:
         stop(dyno)
     drained = finished.count + failed.count
-    result = Drain(f"worker dyno, WORKER_CONCURRENCY={concurrency}", drained, done - first,
-                   _mutations(sandbox.port), failed.count, int(processes), pss,
+    result = Drain(label, drained, done - first,
+                   _mutations(sandbox.port), failed.count, int(peak_processes), pss,
                    (sum(cpu.values()) - started_cpu) / drained * 1000, sandbox_cpu / drained * 1000,
                    redis_cpu / drained * 1000, commands / drained)  # fmt: skip
     redis.close()

@@ -76,13 +76,11 @@ def main(ctx: click.Context) -> None:
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
     """Run a worker dyno: WORKER_CONCURRENCY workers that apply queued events to the platform."""
-    from jobs.dyno import run_dyno
-    from jobs.worker import run_worker
+    from jobs.dyno_processes import run_worker_dyno
 
     settings = command_settings("worker")
     configure_logs(os.environ.get("LOG_LEVEL", "INFO"))
-    run = run_dyno if settings.worker_concurrency > 1 else run_worker
-    run(settings, connect(settings.redis_url), burst=burst, with_scheduler=scheduler)
+    run_worker_dyno(settings, burst=burst, with_scheduler=scheduler)
 
 
 @main.command("send-sample")

@@ -1,14 +1,16 @@
-"""A worker dyno: WORKER_CONCURRENCY crmsync workers as threads of one process.
+"""A worker dyno's process: its share of WORKER_CONCURRENCY crmsync workers as threads (a dyno of
+several processes forks one of these per share: jobs/dyno_processes.py).
 
 A platform call waits 50-100 ms for the API, so one worker applies ~10 events/s. The dyno runs several
 in-process RQ workers side by side, each one job at a time with its own kept-alive API sessions;
 per-customer order still rests on the ledger's lock, and the jobs of a dyno that dies are recovered
 by the maintenance of another worker, as for any dead worker (jobs/worker.py).
 
-Threads, not RQ's worker pool of forked processes: both were measured (docs/benchmarks.md). While
-waiting on the API the threads share one warm interpreter; 25 processes each wake to cold caches, and
-spent twice the CPU per event, which on a busy machine halved the throughput (0.41 vs 0.84 of the
-baseline in the same run). One process also holds a fraction of the memory.
+Threads, not RQ's worker pool of one forked process per worker: both were measured
+(docs/benchmarks.md). While waiting on the API the threads share one warm interpreter; 25 processes
+each wake to cold caches, and spent twice the CPU per event, which on a busy machine halved the
+throughput (0.41 vs 0.84 of the baseline in the same run). One process also holds a fraction of the
+memory; a few processes of threads are for when one interpreter lock is the limit.
 
 In a thread RQ cannot use signals: a job's timeout is raised in its thread by one watchdog thread (as
 RQ's TimerDeathPenalty does, without its timer thread per job), and the dyno's main thread handles

@@ -72,6 +72,8 @@ class Settings:
     redis_reconnect_max_seconds: int = 10
     # Workers one worker dyno runs (`crmsync worker`: threads, jobs/dyno.py), each one job at a time.
     worker_concurrency: int = 1
+    # The processes those workers run in (jobs/dyno_processes.py); 0: one per 8 workers, at most one per CPU.
+    worker_processes: int = 0
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"
     dashboard_password: str = field(default="", repr=False)
@@ -130,6 +132,7 @@ class Settings:
             redis_reconnect_max_seconds=_positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
             reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
             worker_concurrency=_positive_int(env, "WORKER_CONCURRENCY", 1),
+            worker_processes=_positive_int(env, "WORKER_PROCESSES", 0, allow_zero=True),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
             dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
