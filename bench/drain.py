@@ -1,8 +1,8 @@
 """Drain benchmark: events/s of one worker dyno (`crmsync worker`, the Procfile's `worker:` line, with
-WORKER_CONCURRENCY workers, over WORKER_PROCESSES processes) against a plain loop with the same number of requests in flight (a thread
-pool, gql, kept-alive sessions, as the Customer.io sync tool does), both against the sandbox answering
-every call after `--api-latency-ms`, in the same run. Also the dyno's memory: PSS of all its processes
-together (/proc/PID/smaps_rollup), per concurrency level.
+WORKER_CONCURRENCY workers over WORKER_PROCESSES processes) against a plain loop with the same number
+of requests in flight (a thread pool, gql, kept-alive sessions, as the Customer.io sync tool does),
+both against the sandbox answering every call after `--api-latency-ms`, in the same run. Also the
+dyno's memory: PSS of all its processes together (/proc/PID/smaps_rollup), per concurrency level.
 
     python -m bench.drain --api-latency-ms 50                      # the published run (~6 min)
     python -m bench.drain --api-latency-ms 50 --levels 1,8,16,25,32 # PSS and events/s per level

@@ -237,6 +237,11 @@ def wait_drained(redis: Redis, job_ids: list[str], timeout: float) -> dict[str, 
         if not pending:
             return {job.id: job for job in jobs}
         if time.monotonic() > deadline:
+            for job in pending[:10]:  # identifiers and states only: what an operator would look at
+                attempts = [attempt.get("class") for attempt in job.meta.get("attempts", [])]
+                state = f"{job.get_status(refresh=False)}, worker {job.worker_name}"
+                print(f"pending {job.id}: {state}, enqueued {job.enqueued_at}, started {job.started_at}, "
+                      f"attempts {attempts}")  # fmt: skip
             raise SystemExit(f"{len(pending)} jobs still pending after {timeout:.0f} s")
         time.sleep(0.5)
 
