@@ -39,6 +39,7 @@ log = logging.getLogger("crmsync.jobs")
 WORKERS_PER_PROCESS = 8
 # A process that keeps dying is restarted at most this often.
 RESTART_DELAY_SECONDS = 1.0
+RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def dyno_processes(settings: Settings, cpus: int | None = None) -> int:
@@ -88,7 +89,7 @@ class _Parent:
         self.stopping = False
 
     def run(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in RELAYED_SIGNALS:
             signal.signal(signum, self._relay)
         # Objects that exist now stay shared with every child: the collector would otherwise touch
         # (and so copy) each page of them in every process.
@@ -112,14 +113,19 @@ class _Parent:
                 self._fork(index)
 
     def _fork(self, index: int) -> None:
+        # Signals wait while the child is forked: the parent's relay must know every child, and a
+        # child must not run the parent's handler (it would signal its siblings).
+        signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED_SIGNALS)
         pid = os.fork()
         if pid:
             self.children[pid] = index
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED_SIGNALS)
             return
         code = 1
         try:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in RELAYED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)  # until the worker installs its own
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED_SIGNALS)
             # One scheduler per dyno is enough (RQ's lock lets one run per queue in any case).
             scheduler = self.with_scheduler and index == 0
             _run_share(self.settings, self.shares[index], self.burst, scheduler)
