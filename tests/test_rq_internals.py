@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from redis import Redis
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from crmsync.core.counters import current_minute
 from crmsync.core.events import Event
@@ -11,6 +13,7 @@ from crmsync.core.keys import minute_counter_key
 from crmsync.core.queue import EventQueue, app_queue
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
+from jobs.worker import SyncWorker
 
 DATA = {"external_id": "crm-1", "name": "N"}
 EVENT = Event("msg_1", "customer.updated", "2026-11-22T10:00:00.000000Z", DATA)
@@ -56,3 +59,28 @@ def test_a_batch_past_luas_unpack_limit_is_queued_whole_in_order(settings: Setti
     counts = [sum(int(redis.get(minute_counter_key(outcome, minute)) or 0) for minute in minutes)
               for outcome in ("accepted", "duplicate")]  # fmt: skip
     assert counts == [9_000, 10]
+
+
+def test_a_worker_killed_while_scheduling_a_retry_leaves_the_job_to_the_next_workers_cleanup(
+    settings: Settings, redis: Redis, worker: SyncWorker
+) -> None:
+    """RQ's `Job.retry` wrote SCHEDULED at once and the registries in the worker's transaction: a
+    worker killed in between left a job that no registry held, never run (the soak's one stall in
+    ten runs). Here the transaction is dropped, as a killed worker's is; another worker's cleanup of
+    the started registry must find the job and retry it (queued again: the tests' retry delays are 0)."""
+    job_id = EventQueue(redis, settings).accept(EVENT).job_id
+    queue = app_queue(redis, settings.queue_name)
+    job = queue.fetch_job(job_id)
+    assert job is not None and queue.remove(job_id) == 1  # dequeued, as the worker does
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.retry_intervals = [60]  # as jobs.tasks sets the next delay (a 0 s delay queues at once)
+    with redis.pipeline() as transaction:
+        job.retry(queue, transaction)  # the worker's failure handling, until the process dies
+        transaction.reset()
+    assert Job.fetch(job_id, connection=redis).get_status() == JobStatus.STARTED
+    assert job_id not in queue.scheduled_job_registry.get_job_ids()
+
+    queue.started_job_registry.cleanup(timestamp=time.time() + 3_600)  # the dead worker's heartbeat ran out
+    assert queue.get_job_ids() == [job_id]
+    assert Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED

@@ -49,7 +49,8 @@ APPLY_EVENT = "jobs.tasks.apply_event"
 
 def app_queue(redis: Redis, queue_name: str) -> Queue:
     """The app's queue (JSON-serialised jobs) on `redis`."""
-    return Queue(queue_name, connection=redis, serializer=JSONSerializer)
+    job_class = rq_internals.RetryInOneTransaction
+    return Queue(queue_name, connection=redis, serializer=JSONSerializer, job_class=job_class)
 
 
 def retry_policy(schedule: tuple[int, ...]) -> Retry | None:
