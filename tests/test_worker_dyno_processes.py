@@ -23,22 +23,28 @@ from sandbox.server import RunningSandbox
 from tests.support import Dyno, Platform, customers, enqueue, event, set_faults, stats, status, wait_until
 
 
-def group_pids(group: int) -> set[int]:
-    """The processes of a process group (a dyno started in its own session), zombies left out."""
-    pids = set()
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, process group), zombies left out."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # it ended meanwhile
-            if int(fields[2]) == group and fields[0] != "Z":
-                pids.add(int(entry.name))
-    return pids
+            if fields[0] != "Z":
+                found[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return found
 
 
-def children(group: int) -> set[int]:
-    return group_pids(group) - {group}
+def group_pids(group: int) -> set[int]:
+    """The processes of a process group (a dyno started in its own session)."""
+    return {pid for pid, (_, pgrp) in _processes().items() if pgrp == group}
+
+
+def children(parent: int) -> set[int]:
+    """The dyno's worker processes: its own children (RQ's scheduler is a child of the first)."""
+    return {pid for pid, (ppid, _) in _processes().items() if ppid == parent}
 
 
 def create(settings: Settings, redis: Redis, count: int, **overrides: int) -> list[str]:
