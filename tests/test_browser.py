@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 from redis import Redis
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from crmsync.core.counters import current_minute
@@ -72,10 +71,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 
 
 def navigate(browser: webdriver.Chrome, element: WebElement) -> None:
-    """Click `element` and wait until the next page has replaced this one."""
-    page = browser.find_element(By.TAG_NAME, "html")
+    """Click `element` and wait until the next page has replaced this one: a new document has a new
+    window, without the mark set on this one's. (Selenium's `staleness_of` asks the old page's
+    element, which ChromeDriver 156.0.8078.114 answers with an "unknown error", not "stale".)"""
+    browser.execute_script("window.__leaving = true")
     element.click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda driver: driver.execute_script("return window.__leaving === undefined")
+    )
 
 
 def assert_nothing_ran(browser: webdriver.Chrome) -> None:
