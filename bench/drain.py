@@ -100,6 +100,10 @@ def main() -> None:
         "(every worker a thread of one process), to show what the dyno's processes buy"
     )  # fmt: skip
     parser.add_argument(
+        "--processes", default="", help="also drain the same backlog with WORKER_PROCESSES set to each of "
+        "these (e.g. 3,4): processes of fewer threads each"
+    )  # fmt: skip
+    parser.add_argument(
         "--rate-limit", type=float, default=0, help="also drain with CUSTOMERS_/PERSONAL_DATA_API_RATE_LIMIT "
         "set to this (requests/s), from 2 dynos, and report the most requests the sandbox saw in a second"
     )  # fmt: skip
@@ -117,9 +121,9 @@ def main() -> None:
             runs.append(_plain_loop(sandbox, options.events, options.customers, options.in_flight))
             per_event = _backlog(redis_url, sandbox, options.events, options.customers)
             runs.append(_dyno(redis_url, sandbox, options.events, options.concurrency))
-            if options.one_process:
+            for count in [1] * options.one_process + [int(n) for n in options.processes.split(",") if n]:
                 _backlog(redis_url, sandbox, options.events, options.customers)
-                runs.append(_dyno(redis_url, sandbox, options.events, options.concurrency, processes=1))
+                runs.append(_dyno(redis_url, sandbox, options.events, options.concurrency, processes=count))
             for level in levels:
                 events = max(200, 60 * level)
                 _backlog(redis_url, sandbox, events, min(options.customers, events))
