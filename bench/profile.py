@@ -35,6 +35,10 @@ from bench.stack import (
 )
 from bench.workload import signed_lines
 
+# This checkout's root, as py-spy prints it in a frame's path: crmsync's own modules shown relative to it.
+REPOSITORY = f"{Path(__file__).resolve().parents[1]}/"
+STANDARD_LIBRARY = f"/lib/python{sys.version_info.major}.{sys.version_info.minor}/"
+
 __all__ = ["summarise"]
 
 _IDLE = ["--idle"]
@@ -149,7 +153,7 @@ def _short(frame: str) -> str:
     one function is counted once."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", STANDARD_LIBRARY, REPOSITORY):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"
