@@ -127,7 +127,7 @@ def settle_interrupted_job(job: Job, queue: Queue) -> str:
         return "recorded"
     if status == JobStatus.QUEUED and queue.get_job_position(job.id) is not None:
         return "recorded"  # an earlier settle, or RQ's own retry, queued it already
-    fresh = Job.fetch(job.id, connection=connection, serializer=queue.serializer)
+    fresh = queue.job_class.fetch(job.id, connection=connection, serializer=queue.serializer)
     # The outage was not the event's fault, but it is one attempt: operators see why it ran twice.
     add_attempt(fresh, "redis_unavailable", "Redis was unavailable while the job ran")
     fresh.save_meta()

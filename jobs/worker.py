@@ -274,7 +274,11 @@ class SyncWorker(rq_internals.WorkerHooks):
         return int(job.timeout or Queue.DEFAULT_TIMEOUT) + ABANDONED_AFTER_TIMEOUT_SECONDS
 
 
-_UNHANDLED_CLASSES = {"JobTimeoutException": "timeout", "AbandonedJobError": "abandoned"}
+_UNHANDLED_CLASSES = {
+    "JobTimeoutException": "timeout",
+    "AbandonedJobError": "abandoned",
+    "MissingPayload": "payload_missing",  # the job's payload key was deleted outside crmsync
+}
 
 
 def build_worker(

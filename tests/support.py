@@ -31,6 +31,7 @@ from werkzeug.serving import make_server
 
 from crmsync.core.events import Event
 from crmsync.core.keys import ERASURE_AUDIT_KEY
+from crmsync.core.queue import EventJob
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import ApiSettings, Settings
 from crmsync.erasure.audit import ErasureAudit
@@ -105,7 +106,7 @@ def run(worker: SyncWorker) -> None:
 
 
 def job_of(response: requests.Response, redis: Redis) -> Job:
-    return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
+    return EventJob.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
 
 
 def work(settings: Settings, redis: Redis) -> None:
@@ -180,7 +181,7 @@ def release_scheduled(redis: Redis) -> None:
     queue = Queue("crmsync", connection=redis, serializer=JSONSerializer)
     registry = queue.scheduled_job_registry
     for job_id in registry.get_job_ids():
-        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
         registry.remove(job)
         queue.enqueue_job(job)
 
@@ -435,4 +436,4 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
 
 def status(redis: Redis, job_id: str) -> JobStatus | None:
     """The job's status as stored now."""
-    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
+    return EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()

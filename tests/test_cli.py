@@ -11,11 +11,11 @@ from importlib.metadata import requires, version
 
 import pytest
 from redis import Redis
-from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import crmsync
 from crmsync.core.events import ERASURE_REQUESTED, EVENT_TYPES
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.sender import sandbox_purchase_ids
 from crmsync.web import create_app
@@ -156,7 +156,7 @@ def test_send_sample_sends_every_event_type(web: str, redis: Redis, event_type: 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("HTTP 202 ")
     (job_id,) = [key.decode().rpartition(":")[2] for key in redis.scan_iter("rq:job:*")]
-    (event,) = Job.fetch(job_id, connection=redis, serializer=JSONSerializer).args
+    (event,) = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).args
     assert event["type"] == event_type
     if event_type == ERASURE_REQUESTED:
         # The purchases `crmsync dev` seeds the sandbox with, so the erasure succeeds there.

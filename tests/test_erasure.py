@@ -14,6 +14,7 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.erasure.audit import list_erasures
 from jobs.worker import SyncWorker, build_worker
@@ -112,11 +113,11 @@ def test_erasure_scrubs_a_queued_and_a_failed_update_and_a_replay_cannot_restore
     run(worker)
     assert job_of(response, redis).get_status() == JobStatus.FINISHED
     # A replay of the scrubbed failed update does nothing: no data left, and marked superseded.
-    Queue("crmsync", connection=redis, serializer=JSONSerializer).enqueue_job(Job.fetch(
+    Queue("crmsync", connection=redis, serializer=JSONSerializer).enqueue_job(EventJob.fetch(
         failed.id, connection=redis, serializer=JSONSerializer))  # fmt: skip
     run(worker)
 
-    assert Job.fetch(failed.id, connection=redis, serializer=JSONSerializer).return_value() == {
+    assert EventJob.fetch(failed.id, connection=redis, serializer=JSONSerializer).return_value() == {
         "outcome": "superseded"
     }
     assert admin(sandbox, "GET", "/stats")["mutations"]["updateCustomer"] == updates_before

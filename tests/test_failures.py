@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.cli import main
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.operations import (
     ActionResult,
@@ -29,7 +30,7 @@ NAME = "Mars Missions"
 
 
 def fetch(redis: Redis, job_id: str) -> Job:
-    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    return EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
 
 
 @pytest.fixture

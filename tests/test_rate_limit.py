@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 
 from crmsync.core.errors import RateLimited
 from crmsync.core.keys import api_pause_key, api_turn_key
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings, SettingsError
 from jobs.rate_limit import RateLimit
 from jobs.worker import build_worker
@@ -21,7 +22,7 @@ from tests.support import ADMIN, Deliver, Dyno, Platform, enqueue, event, names,
 
 
 def job(redis: Redis, job_id: str) -> Job:
-    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    return EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
 
 
 def test_a_pause_set_by_one_worker_holds_back_the_others(redis: Redis) -> None:

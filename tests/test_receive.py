@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
-from rq.job import Job
 from rq.serializers import JSONSerializer
 from werkzeug.datastructures import EnvironHeaders
 
+from crmsync.core.keys import payload_key
+from crmsync.core.queue import EventJob
 from tests.support import PREVIOUS_SECRET, SECRET, Deliver
 from webhooks.receive import request_headers
 
@@ -41,12 +42,18 @@ def test_new_event_is_queued_as_a_json_serialized_job(deliver: Deliver, redis: R
     assert body["status"] == "queued"
     assert re.fullmatch(r"[A-Za-z0-9_-]+", body["job_id"])
     assert queued_jobs(redis) == [body["job_id"]]
-    job = Job.fetch(body["job_id"], connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(body["job_id"], connection=redis, serializer=JSONSerializer)
     assert job.func_name == "jobs.tasks.apply_event"
     assert job.args[0]["webhook_id"] == "msg_2Lx/01:a.b"
     assert job.args[0]["data"]["name"] == "Mars Missions"
-    # JSON, not pickle: the stored payload is readable as JSON.
-    assert b"Mars Missions" in __import__("zlib").decompress(redis.hget(job.key, "data"))
+    # JSON, not pickle: the stored call and payload are readable as JSON.
+    assert json.loads(__import__("zlib").decompress(redis.hget(job.key, "data"))) == [
+        "jobs.tasks.apply_event",
+        None,
+        [],
+        {},
+    ]
+    assert json.loads(redis.get(payload_key(job.id)) or b"{}")["data"]["name"] == "Mars Missions"
     assert "Mars Missions" not in (job.description or "")
 
 

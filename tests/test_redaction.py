@@ -10,6 +10,7 @@ from rq.job import JobStatus
 from rq.results import Result
 
 from crmsync.core import rq_internals
+from crmsync.core.keys import payload_key
 from crmsync.core.redaction import REDACTED, redact
 from jobs.worker import SyncWorker
 from sandbox import RunningSandbox
@@ -110,7 +111,7 @@ def test_an_erasure_redacts_every_message_stored_on_the_customers_jobs_whatever_
         pipe.execute()
     Result.create_failure(job, ttl=600, exc_string=f"RuntimeError: {echo}")
     stored = {key for key, _ in personal_values_found(redis, [NAME, DESCRIPTION])}
-    assert stored == {job.key, Result.get_key(job.id)}
+    assert stored == {job.key, payload_key(job.id), Result.get_key(job.id)}
 
     deliver(event("erasure_requested", at="2026-11-22T10:05:00Z", purchase_ids=[1]), webhook_id="msg_erase")
     run(worker)

@@ -26,6 +26,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.core.events import Event
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 from jobs.redis_outage import settle_interrupted_job
@@ -64,7 +65,7 @@ def enqueue_burst(redis: Redis, settings: Settings) -> list[str]:
 
 
 def statuses(redis: Redis, job_ids: list[str]) -> list[JobStatus | None]:
-    return [job.get_status(refresh=False) if job else None for job in Job.fetch_many(
+    return [job.get_status(refresh=False) if job else None for job in EventJob.fetch_many(
         job_ids, connection=redis, serializer=JSONSerializer)]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.web import create_app
 from jobs.ordering import CustomerLedgers
@@ -40,7 +41,7 @@ def burst(worker: SyncWorker) -> None:
 
 
 def fetch(response: requests.Response, redis: Redis) -> Job:
-    return Job.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
+    return EventJob.fetch(response.json()["job_id"], connection=redis, serializer=JSONSerializer)
 
 
 def test_unavailable_api_is_retried_later_and_then_succeeds(

@@ -10,7 +10,7 @@ from rq.job import Job, JobStatus
 from crmsync.core.counters import current_minute
 from crmsync.core.events import Event
 from crmsync.core.keys import minute_counter_key
-from crmsync.core.queue import EventQueue, app_queue
+from crmsync.core.queue import EventJob, EventQueue, app_queue
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 from jobs.worker import SyncWorker
@@ -35,8 +35,9 @@ def test_the_accepted_job_hash_is_the_one_rq_would_store(settings: Settings, red
 def test_a_worker_reads_the_accepted_job_as_rq_built_it(settings: Settings, redis: Redis) -> None:
     queue = EventQueue(redis, settings)
     reference = queue.build_job(EVENT)
-    job = Job.fetch(queue.accept(EVENT).job_id, connection=redis, serializer=reference.serializer)
-    assert list(job.args) == list(reference.args)  # a tuple before the JSON round trip, a list after
+    job = EventJob.fetch(queue.accept(EVENT).job_id, connection=redis, serializer=reference.serializer)
+    assert list(reference.args) == []  # the call is stored without its argument ...
+    assert list(job.args) == [EVENT.to_payload()]  # ... which EventJob reads from the payload key
     for attribute in ("func_name", "kwargs", "meta", "description", "origin", "timeout",
                       "result_ttl", "failure_ttl", "retries_left", "retry_intervals"):  # fmt: skip
         assert getattr(job, attribute) == getattr(reference, attribute), attribute
@@ -78,9 +79,9 @@ def test_a_worker_killed_while_scheduling_a_retry_leaves_the_job_to_the_next_wor
     with redis.pipeline() as transaction:
         job.retry(queue, transaction)  # the worker's failure handling, until the process dies
         transaction.reset()
-    assert Job.fetch(job_id, connection=redis).get_status() == JobStatus.STARTED
+    assert EventJob.fetch(job_id, connection=redis).get_status() == JobStatus.STARTED
     assert job_id not in queue.scheduled_job_registry.get_job_ids()
 
     queue.started_job_registry.cleanup(timestamp=time.time() + 3_600)  # the dead worker's heartbeat ran out
     assert queue.get_job_ids() == [job_id]
-    assert Job.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED
+    assert EventJob.fetch(job_id, connection=redis).get_status() == JobStatus.QUEUED

@@ -12,9 +12,10 @@ import signal
 
 from redis import Redis
 from rq import Worker
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from sandbox.server import RunningSandbox
 from tests.support import Dyno, Platform, customers, enqueue, event, set_faults, stats, status, wait_until
@@ -91,7 +92,7 @@ def test_sigterm_stops_a_job_past_the_grace_as_a_timeout_and_it_is_retried(
     wait_until(lambda: status(redis, job_id) == JobStatus.STARTED, "job started")
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=30) == 0
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.SCHEDULED
     # Stopped while waiting on the API: that request's outcome is unknown, so either class may record it.
     assert [attempt["class"] for attempt in job.meta["attempts"]] in (["timeout"], ["api_unavailable"])
@@ -125,7 +126,7 @@ def test_a_job_past_its_timeout_is_stopped_in_its_thread_and_retried(
     slow = event("created", "crm-slow", name="Slow")
     job_id = enqueue(settings, redis, "msg-slow", slow, job_timeout_seconds=1, retry_schedule=(30,))
     wait_until(lambda: status(redis, job_id) == JobStatus.SCHEDULED, "the job stopped and scheduled again")
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
     # Stopped while waiting on the API: that request's outcome is unknown, so either class may record it.
     assert [attempt["class"] for attempt in job.meta["attempts"]] in (["timeout"], ["api_unavailable"])
 

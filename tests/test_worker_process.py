@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 import requests
 from redis import Redis
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.core.events import Event
+from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
@@ -90,7 +91,7 @@ def wait_for_status(job_id: str, redis: Redis, statuses: set[JobStatus], timeout
     """Wait until the job reaches one of `statuses` (polling Redis), or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
+        status = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
         if status in statuses:
             return status
         time.sleep(0.05)
@@ -118,7 +119,9 @@ def test_sigterm_lets_the_running_job_finish_then_exits(
     wait_for_status(job_id, redis, {JobStatus.STARTED})
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
-    assert Job.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    assert (
+        EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+    )
     assert names(platform) == ["Mars Missions"]
 
 
@@ -131,7 +134,7 @@ def test_sigterm_stops_a_job_longer_than_the_grace_and_it_is_retried_later(
     wait_for_status(job_id, redis, {JobStatus.STARTED})
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0  # Heroku's window: SIGKILL comes 30 s after SIGTERM
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
     assert job.get_status() == JobStatus.SCHEDULED
     # The stop lands mid-request (an unanswered API call: the customer is held, see ordering) or just
     # outside one (a plain timeout): either way one attempt, recorded as the job's timeout.
@@ -156,7 +159,7 @@ def test_a_killed_workers_job_is_picked_up_by_another_and_applied_once(
     set_faults(sandbox)
     spawn_worker()  # its maintenance pass finds the abandoned job and retries it
     assert wait_for_status(job_id, redis, {JobStatus.FINISHED, JobStatus.FAILED}) == JobStatus.FINISHED
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
     assert [attempt["class"] for attempt in job.meta["attempts"]] == ["abandoned"]
     assert names(platform) == ["Mars Missions"]
     assert stats(sandbox)["mutations"]["createCustomer"] == 1
@@ -200,7 +203,7 @@ def test_an_erasure_abandoned_for_good_is_audited_as_failed(settings: Settings, 
         "data": {"external_id": "crm-1", "purchase_ids": [356018965]},
     }
     job_id = enqueue(settings, redis, erasure, "msg_erasure_abandoned", retry_schedule=())
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    job = EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
     # What a worker that died mid-job leaves: the job STARTED, its registry entry long expired.
     queue = "crmsync"
     redis.lrem(f"rq:queue:{queue}", 0, job_id)

@@ -16,6 +16,12 @@ def job_id_for(webhook_id: str) -> str:
     return "evt_" + _hash(webhook_id)[:40]
 
 
+def payload_key(job_id: str) -> str:
+    """An event job's argument, the event's payload as JSON, kept beside the job's hash and living as
+    long as it (crmsync.core.rq_internals.EventJob)."""
+    return f"{PREFIX}:payload:{job_id}"
+
+
 def delivery_key(webhook_id: str) -> str:
     """Remembers an accepted delivery id for the dedup window (value 1: its job id derives from it).
     128 bits of the hash are plenty against collisions, and one of these is kept per event for days."""

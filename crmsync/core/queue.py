@@ -6,7 +6,7 @@ Lua script (crmsync.core.rq_internals) does the duplicate check, the job write a
 together, so N parallel deliveries of one webhook id enqueue exactly one job, and a crash can never
 leave a delivery remembered but not queued (which would make the CRM's redelivery look like a
 duplicate and lose it). The job hash itself is RQ's own serialisation, so workers read it as any
-RQ job.
+RQ job: `EventJob`, whose argument, the event's payload, is kept in a key of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from rq.exceptions import DeserializationError
 from rq.job import Job, Retry
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
@@ -37,20 +38,32 @@ from .keys import (
     delivery_key,
     job_id_for,
     minute_counter_key,
+    payload_key,
 )
 from .redis_conn import as_text
 from .settings import Settings
 
-__all__ = ["APPLY_EVENT", "app_queue", "retry_policy", "will_retry", "Accepted", "EventQueue", "summary"]
+__all__ = [
+    "APPLY_EVENT",
+    "EventJob",
+    "app_queue",
+    "retry_policy",
+    "will_retry",
+    "Accepted",
+    "EventQueue",
+    "summary",
+    "job_summary",
+]
 
 # The job function, by name: the receiving side enqueues it without importing the applying side.
 APPLY_EVENT = "jobs.tasks.apply_event"
+# The app's job class: whoever reads a job's arguments fetches it with this class.
+EventJob = rq_internals.EventJob
 
 
 def app_queue(redis: Redis, queue_name: str) -> Queue:
     """The app's queue (JSON-serialised jobs) on `redis`."""
-    job_class = rq_internals.RetryInOneTransaction
-    return Queue(queue_name, connection=redis, serializer=JSONSerializer, job_class=job_class)
+    return Queue(queue_name, connection=redis, serializer=JSONSerializer, job_class=EventJob)
 
 
 def retry_policy(schedule: tuple[int, ...]) -> Retry | None:
@@ -116,14 +129,15 @@ class EventQueue:
         enqueued_at = rq_internals.enqueue_time()
         for event in events:
             job_id = job_id_for(event.webhook_id)
-            # The type only as description: identifiers are in `meta`, and every byte is kept per event.
-            fields = self._job_fields.packed((event.to_payload(),), event.type, summary(event), enqueued_at)
+            # The type only as description (identifiers are in the payload): every byte is kept per event.
+            fields = self._job_fields.packed(event.type, enqueued_at)
             keys += [
                 delivery_key(event.webhook_id),
                 Job.key_for(job_id),
                 customer_jobs_key(event.external_id),
+                payload_key(job_id),
             ]
-            args += [job_id, fields]
+            args += [job_id, fields, JSONSerializer.dumps(event.to_payload())]
         for name, count in counts.items():
             args += [name, count]
         for record in rejected:
@@ -137,19 +151,18 @@ class EventQueue:
 
     def build_job(self, event: Event) -> Job:
         """The RQ job that applies `event`, built by RQ (without saving it): what `accept` stores,
-        field for field, through `QueuedJobFields` (tests/test_rq_internals.py)."""
-        job = Job.create(
+        field for field, through `QueuedJobFields` (tests/test_rq_internals.py). Its call has no
+        arguments: `accept` keeps the payload in the job's payload key."""
+        job = EventJob.create(
             APPLY_EVENT,
-            args=(event.to_payload(),),
             connection=self._redis,
             id=job_id_for(event.webhook_id),
             serializer=JSONSerializer,
             timeout=self._settings.job_timeout_seconds,
             result_ttl=JOB_RESULT_TTL_SECONDS,
             failure_ttl=JOB_FAILURE_TTL_SECONDS,
-            # The type only: identifiers are in `meta`, and every byte here is kept per queued event.
+            # The type only: identifiers are in the payload, and every byte here is kept per queued event.
             description=event.type,
-            meta=summary(event),
             retry=retry_policy(self._settings.retry_schedule),
             origin=self._settings.queue_name,
         )
@@ -165,3 +178,18 @@ def summary(event: Event) -> dict[str, Any]:
         "external_id": event.data["external_id"],
         "event_timestamp": event.timestamp,
     }
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The identifiers of a job's event: from its `meta` once a failure stamped them there
+    (jobs/attempts.py), else read from its payload; {} when neither is there (a foreign job, or a
+    payload gone)."""
+    if "type" in job.meta:
+        return {name: job.meta[name] for name in _SUMMARY_FIELDS if name in job.meta}
+    try:
+        return summary(Event.from_payload(job.args[0]))
+    except (DeserializationError, IndexError, KeyError, TypeError, ValueError):
+        return {}
+
+
+_SUMMARY_FIELDS = ("webhook_id", "type", "external_id", "event_timestamp")

@@ -7,13 +7,16 @@ read or write RQ's Redis structures directly:
   without `Job.create`, `QueuedJobFields`), the queue list and RQ's set of queues;
 - the overview reads the queue's figures (RQ's registries, worker keys and a job's `enqueued_at`)
   in one scripted read;
-- an erasure scrubs stored jobs: their zlib-compressed `data`, JSON `meta`, zlib-compressed
-  `exc_info`, and the results stream whose `exc_string` is base64 of zlib;
+- an erasure scrubs stored jobs: it writes the scrubbed payload into their zlib-compressed `data`
+  (and deletes their payload key), redacts their JSON `meta`, zlib-compressed `exc_info`, and the
+  results stream whose `exc_string` is base64 of zlib;
 - operators' views read a job's `meta` and `ended_at` without loading its arguments;
 - a job cut off by a Redis outage leaves its `<job id>:<execution id>` entry in the started
   registry, whose execution hash may have expired meanwhile (RQ's own lookup then fails);
 - RQ's `Job.retry` writes the SCHEDULED status outside the transaction that schedules the job
-  (`RetryInOneTransaction`).
+  (`RetryInOneTransaction`);
+- an event job's argument (the event's payload) is kept in a key of its own, not in the job hash
+  (`EventJob`), so that the hash stays small enough for Redis's compact encoding.
 
 When upgrading rq, this module (and its tests) is what to check.
 """
@@ -29,6 +32,7 @@ from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
+from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
 from rq.results import Result
@@ -38,10 +42,13 @@ from rq.utils import now, utcformat, utcparse
 from rq.worker import SimpleWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
+from .keys import payload_key
 from .redis_conn import as_text
 
 __all__ = [
     "RetryInOneTransaction",
+    "EventJob",
+    "MissingPayload",
     "ACCEPT_SCRIPT",
     "QueuedJobFields",
     "enqueue_time",
@@ -86,17 +93,54 @@ class RetryInOneTransaction(Job):
         super().set_status(status, pipeline if pipeline is not None else self._retry_pipeline)
 
 
+class MissingPayload(DeserializationError):
+    """The job's payload key is gone (deleted outside crmsync, e.g. by `rq empty`): nothing to apply."""
+
+
+class EventJob(RetryInOneTransaction):
+    """An event's job: its call is stored without its argument, which is in `payload_key(job id)`.
+
+    Redis keeps a hash compact (a listpack, ~3 × smaller) only while each value is ≤ 64 bytes
+    (`hash-max-listpack-value`, which Heroku Redis does not let one change); the event's payload
+    (~170 bytes) would make every queued job a hashtable. The payload key lives exactly as long as
+    the hash: it is written with it (the accept script), given the hash's TTL whenever RQ sets one
+    (`cleanup`: a finished or failed job) and deleted with it (`delete`: a discard). A job whose
+    stored call carries its arguments (a scrubbed job, or a job enqueued through RQ's own API) uses
+    those and ignores the key.
+    """
+
+    def _deserialize_data(self) -> None:
+        super()._deserialize_data()
+        if self._args or self._kwargs:
+            return
+        raw = self.connection.get(payload_key(self.id))
+        if raw is None:
+            raise MissingPayload(f"job {self.id}: its payload key is gone")
+        self._args = (json.loads(raw),)
+
+    def cleanup(self, ttl: int | None = None, pipeline: Pipeline | None = None,
+                remove_from_queue: bool = True) -> None:  # fmt: skip
+        super().cleanup(ttl, pipeline, remove_from_queue)
+        if ttl is not None and ttl > 0:
+            (pipeline if pipeline is not None else self.connection).expire(payload_key(self.id), ttl)
+
+    def delete(self, pipeline: Pipeline | None = None, remove_from_queue: bool = True,
+               delete_dependents: bool = False) -> None:  # fmt: skip
+        super().delete(pipeline, remove_from_queue, delete_dependents)
+        (pipeline if pipeline is not None else self.connection).delete(payload_key(self.id))
+
+
 # Accepts the events of one request (one or many) in one round trip, all or nothing: for each event,
 # a delivery id seen before is a duplicate; a new one is remembered and its job written and queued.
 # The request's ignored and rejected items are counted (and the rejected ones kept) in the same call.
 # KEYS: queue key, set of queues, this minute's accepted, duplicate and rejected counters, the source
 #       items counters (hash), the rejected items (stream); then for each event: its delivery key,
-#       job key and the customer's job index.
+#       job key, the customer's job index and the job's payload key (EventJob).
 # ARGV: delivery ttl, minute counter ttl, customer job index ttl, rejected items ttl, rejected items
 #       kept, source items ttl, number of events, of counter increments, of rejected items; then for
 #       each event: job id, its job hash's field/value pairs as one MessagePack array of strings
-#       (QueuedJobFields.packed: one argument, not ~26, per event); then (hash field, increment)
-#       pairs; then for each rejected item: number of field/value args, those args.
+#       (QueuedJobFields.packed: one argument, not ~24, per event), its payload (JSON); then (hash
+#       field, increment) pairs; then for each rejected item: number of field/value args, those args.
 ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local at = 10
@@ -109,11 +153,12 @@ local function count(key, n)
   end
 end
 for i = 0, events - 1 do
-  local delivery, job, index = KEYS[8 + 3 * i], KEYS[9 + 3 * i], KEYS[10 + 3 * i]
+  local delivery, job, index, payload = KEYS[8 + 4 * i], KEYS[9 + 4 * i], KEYS[10 + 4 * i], KEYS[11 + 4 * i]
   local job_id = ARGV[at]
   -- A delivery id maps to one job id (crmsync.core.keys.job_id_for): the key only marks it as seen.
   if redis.call('SET', delivery, 1, 'NX', 'EX', ARGV[1]) then
     redis.call('HSET', job, unpack(cmsgpack.unpack(ARGV[at + 1])))
+    redis.call('SET', payload, ARGV[at + 2])
     -- The customer's job index, so an erasure finds their jobs without a scan.
     redis.call('SADD', index, job_id)
     redis.call('EXPIRE', index, ARGV[3])
@@ -124,7 +169,7 @@ for i = 0, events - 1 do
     results[#results + 1] = 0
   end
   results[#results + 1] = job_id
-  at = at + 2
+  at = at + 3
 end
 if #queued > 0 then
   redis.call('SADD', KEYS[2], KEYS[1])
@@ -156,16 +201,19 @@ return results
 
 
 class QueuedJobFields:
-    """The hash RQ stores for a queued job of `func_name` with fixed options, as field/value pairs for
-    ACCEPT_SCRIPT: what `Job.create(...)` + `Job.to_dict()` give, minus the empty fields, built ~10 ×
-    faster (the options are serialised once, not for every request; tests/test_rq_internals.py
-    checks the two agree)."""
+    """The hash RQ stores for a queued `EventJob` of `func_name` with fixed options, as field/value
+    pairs for ACCEPT_SCRIPT: what `Job.create(...)` + `Job.to_dict()` give for a call without
+    arguments (the payload has its own key) and without meta, minus the empty fields, built ~10 ×
+    faster (the options and the call are serialised once, not for every request;
+    tests/test_rq_internals.py checks the two agree). Every value is ≤ 64 bytes, so Redis keeps the
+    hash as a listpack."""
 
     def __init__(self, func_name: str, origin: str, timeout: int, result_ttl: int, failure_ttl: int,
                  retry: Retry | None) -> None:  # fmt: skip
-        self._func_name = func_name
+        call = zlib.compress(JSONSerializer.dumps([func_name, None, [], {}]))
         fixed: dict[str, Any] = {"origin": origin, "timeout": timeout, "result_ttl": result_ttl,
-                                 "failure_ttl": failure_ttl, "status": JobStatus.QUEUED.value}  # fmt: skip
+                                 "failure_ttl": failure_ttl, "status": JobStatus.QUEUED.value,
+                                 "data": call}  # fmt: skip
         if retry is not None:
             fixed |= {"retries_left": retry.max, "retry_intervals": json.dumps(retry.intervals)}
         self._fixed = [item for pair in fixed.items() for item in pair]
@@ -174,22 +222,18 @@ class QueuedJobFields:
         self._names = [_msgpack_string(name) for name in _OWN_FIELDS]
         self._descriptions: dict[str, bytes] = {}  # packed once each: they are the few event types
 
-    def packed(
-        self, args: tuple[Any, ...], description: str, meta: dict[str, Any], enqueued_at: str
-    ) -> bytes:
+    def packed(self, description: str, enqueued_at: str) -> bytes:
         """The job's field/value pairs as one MessagePack array of strings, which ACCEPT_SCRIPT
         unpacks (Redis's Lua has cmsgpack): one script argument per job. redis-py handles each
-        argument in Python, so a batch of 100 events as ~2,600 arguments cost ~1 ms of CPU to pack
+        argument in Python, so a batch of 100 events as ~2,400 arguments cost ~1 ms of CPU to pack
         (docs/benchmarks.md). `enqueued_at` (`enqueue_time()`) is also its creation time."""
         packed_description = self._descriptions.get(description)
         if packed_description is None:
             packed_description = self._descriptions.setdefault(description, _msgpack_string(description))
         stamp = _msgpack_string(enqueued_at)
-        data = zlib.compress(JSONSerializer.dumps([self._func_name, None, list(args), {}]))
-        meta_value, data_value = _msgpack_string(JSONSerializer.dumps(meta)), _msgpack_string(data)
-        created, enqueued, described, meta_name, data_name = self._names
+        created, enqueued, described = self._names
         return b"".join((self._length, self._packed_fixed, created, stamp, enqueued, stamp, described,
-                         packed_description, meta_name, meta_value, data_name, data_value))  # fmt: skip
+                         packed_description))  # fmt: skip
 
 
 def enqueue_time() -> str:
@@ -198,7 +242,7 @@ def enqueue_time() -> str:
 
 
 # The fields of a queued job that vary, in the order QueuedJobFields packs them (after the fixed ones).
-_OWN_FIELDS = ("created_at", "enqueued_at", "description", "meta", "data")
+_OWN_FIELDS = ("created_at", "enqueued_at", "description")
 
 
 _MSGPACK_ARRAY16 = b"\xdc"
@@ -255,8 +299,10 @@ def enqueued_at(raw: bytes | str) -> datetime:
 
 
 def save_job_data(pipe: Pipeline, job: Job, meta: dict[str, Any]) -> None:
-    """Overwrite the stored arguments (`job.data`, zlib-compressed) and meta of `job`."""
+    """Overwrite the stored call (`job.data`, zlib-compressed, its arguments now in it) and meta of
+    `job`, and delete its payload key, which the stored call now stands for."""
     pipe.hset(job.key, mapping={"data": zlib.compress(job.data), "meta": JSONSerializer.dumps(meta)})
+    pipe.delete(payload_key(job.id))
 
 
 def stored_exc_info(redis: Redis, job: Job) -> str | None:
@@ -270,9 +316,9 @@ def save_exc_info(pipe: Pipeline, job: Job, text: str) -> None:
     pipe.hset(job.key, "exc_info", zlib.compress(text.encode()))
 
 
-def job_keys(job_id: str) -> tuple[str, str]:
-    """The keys holding a job's stored state: its hash and its results stream (to WATCH them)."""
-    return Job.key_for(job_id), Result.get_key(job_id)
+def job_keys(job_id: str) -> tuple[str, str, str]:
+    """The keys holding a job's stored state: its hash, payload and results stream (to WATCH them)."""
+    return Job.key_for(job_id), payload_key(job_id), Result.get_key(job_id)
 
 
 def stored_results(redis: Redis, job_id: str) -> tuple[list[Any], int]:
@@ -344,7 +390,7 @@ class WorkerHooks(SimpleWorker):
     """RQ 3.0's private worker hooks under names crmsync owns: jobs/ overrides and reads these, so
     no module but this one names RQ's private attributes (rq is pinned to the range tested)."""
 
-    job_class = RetryInOneTransaction
+    job_class = EventJob
 
     @property
     def stop_requested(self) -> bool:

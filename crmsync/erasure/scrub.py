@@ -3,7 +3,8 @@
 Every accepted event's job id is indexed per customer (`customer_jobs_key`, written by the intake
 script). For an erasure, each indexed job whose event is at or before the erasure (by version) and
 that is not running is scrubbed in one transaction: its payload loses the personal fields and gains
-a `superseded_by_erasure` mark (so a replay does nothing), its stored failure messages are redacted,
+a `superseded_by_erasure` mark (so a replay does nothing) — the scrubbed payload is written into the
+job's hash and its payload key (`EventJob`) deleted — its stored failure messages are redacted,
 and a queued, scheduled or failed job is cancelled (moved to RQ's canceled registry). A finished job
 keeps its status, without the data. Events after the erasure are left alone: they are new data the
 CRM sent after the request, applied in order like any other.
@@ -23,7 +24,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 from rq import get_current_job
 from rq.exceptions import DeserializationError, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.core import rq_internals
@@ -98,7 +99,7 @@ def _scrub_job(redis: Redis, job_id: str, erasure: Event) -> str:
 
 def _scrub_watched(redis: Redis, pipe: Pipeline, job_id: str, erasure: Event) -> str:
     try:
-        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        job = rq_internals.EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer)
         payload = job.args[0]
     except NoSuchJobError:
         return "gone"

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from crmsync.core.events import parse_version
 from crmsync.core.keys import customer_jobs_key, customer_lock_key, customer_state_key
-from crmsync.core.queue import app_queue
+from crmsync.core.queue import EventJob, app_queue, job_summary
 from crmsync.core.redis_conn import as_text
 from jobs.ordering import Ledger
 
@@ -116,7 +116,7 @@ def read_customer(redis: Redis, queue_name: str, external_id: str) -> CustomerVi
 
 def _jobs(redis: Redis, queue_name: str, job_ids: list[str]) -> list[CustomerJob]:
     queue = app_queue(redis, queue_name)
-    found = [job for job in Job.fetch_many(job_ids, connection=redis, serializer=JSONSerializer) if job]
+    found = [job for job in EventJob.fetch_many(job_ids, connection=redis, serializer=JSONSerializer) if job]
     with redis.pipeline(transaction=False) as pipe:
         for job in found:
             pipe.zscore(queue.scheduled_job_registry.key, job.id)
@@ -129,13 +129,14 @@ def _jobs(redis: Redis, queue_name: str, job_ids: list[str]) -> list[CustomerJob
 
 def _customer_job(job: Job, scheduled_at: float | None) -> CustomerJob:
     meta = job.meta
+    ids = job_summary(job)
     status = job.get_status(refresh=False)
     result = job.return_value(refresh=True) if status and status.value == "finished" else None
     return CustomerJob(
         job_id=job.id,
-        webhook_id=str(meta.get("webhook_id", "")),
-        type=str(meta.get("type", "")),
-        event_timestamp=str(meta.get("event_timestamp", "")),
+        webhook_id=str(ids.get("webhook_id", "")),
+        type=str(ids.get("type", "")),
+        event_timestamp=str(ids.get("event_timestamp", "")),
         status=status.value if status else "unknown",
         enqueued_at=_iso(job.enqueued_at),
         ended_at=_iso(job.ended_at),

@@ -22,6 +22,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
@@ -30,7 +31,7 @@ from crmsync.core import rq_internals
 from crmsync.core.counters import record_operator_action
 from crmsync.core.events import Event
 from crmsync.core.keys import DISCARDED_KEY, KEEP_OPERATOR_RECORDS, REPLAYED_KEY
-from crmsync.core.queue import app_queue
+from crmsync.core.queue import EventJob, app_queue
 from crmsync.core.redaction import redact
 from crmsync.core.settings import Settings
 
@@ -235,7 +236,7 @@ class FailedJobs:
         return outcome
 
     def _fetch(self, job_id: str) -> Job | None:
-        (job,) = Job.fetch_many([job_id], connection=self.redis, serializer=JSONSerializer)
+        (job,) = EventJob.fetch_many([job_id], connection=self.redis, serializer=JSONSerializer)
         return job
 
     def _fetch_meta(self, job_id: str) -> dict[str, Any]:
@@ -297,5 +298,5 @@ def _moment(value: Any) -> datetime | None:
 def _personal_values(job: Job) -> list[str]:
     try:
         return Event.from_payload(job.args[0]).personal_values()
-    except (IndexError, KeyError, TypeError):
+    except (DeserializationError, IndexError, KeyError, TypeError):
         return []
