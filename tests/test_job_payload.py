@@ -10,7 +10,13 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.core.events import Event
-from crmsync.core.keys import JOB_FAILURE_TTL_SECONDS, JOB_RESULT_TTL_SECONDS, job_id_for, payload_key
+from crmsync.core.keys import (
+    CUSTOMER_JOBS_TTL_SECONDS,
+    JOB_FAILURE_TTL_SECONDS,
+    JOB_RESULT_TTL_SECONDS,
+    job_id_for,
+    payload_key,
+)
 from crmsync.core.queue import EventJob, EventQueue
 from crmsync.core.settings import Settings
 from crmsync.operations import FailedJobs
@@ -34,7 +40,11 @@ def test_a_queued_job_is_a_compact_hash_and_its_payload_a_key_of_its_own(
     assert redis.object("encoding", Job.key_for(job_id)) in (b"listpack", b"ziplist")
     assert not redis.hexists(Job.key_for(job_id), "meta")  # identifiers are in the payload
     assert json.loads(redis.get(payload_key(job_id)) or b"null") == EVENT.to_payload()
-    assert ttls(redis, job_id) == (-1, -1)  # a queued job does not expire, nor does its payload
+    hash_ttl, payload_ttl = ttls(redis, job_id)
+    assert hash_ttl == -1  # RQ's queued job does not expire ...
+    # ... but its personal data does, with the index through which an erasure finds it, so that a job
+    # deleted by a tool that knows nothing of the payload key leaves nothing behind for good.
+    assert CUSTOMER_JOBS_TTL_SECONDS - 60 < payload_ttl <= CUSTOMER_JOBS_TTL_SECONDS
 
 
 def test_a_finished_job_and_its_payload_expire_together(

@@ -78,7 +78,8 @@ DEFAULT_LEDGER_TTL_SECONDS = 30 * 86_400
 
 # Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
 ERASURE_STEPS_TTL_SECONDS = 35 * 86_400
-# The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries.
+# The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries. A
+# queued job's payload expires after as long (crmsync.core.rq_internals.EventJob).
 CUSTOMER_JOBS_TTL_SECONDS = 62 * 86_400
 # RQ keeps a finished job a day, a failed one 30 days (for replay or discard).
 JOB_RESULT_TTL_SECONDS = 86_400

@@ -102,11 +102,14 @@ class EventJob(RetryInOneTransaction):
 
     Redis keeps a hash compact (a listpack, ~3 × smaller) only while each value is ≤ 64 bytes
     (`hash-max-listpack-value`, which Heroku Redis does not let one change); the event's payload
-    (~170 bytes) would make every queued job a hashtable. The payload key lives exactly as long as
-    the hash: it is written with it (the accept script), given the hash's TTL whenever RQ sets one
-    (`cleanup`: a finished or failed job) and deleted with it (`delete`: a discard). A job whose
-    stored call carries its arguments (a scrubbed job, or a job enqueued through RQ's own API) uses
-    those and ignores the key.
+    (~170 bytes) would make every queued job a hashtable. The payload key lives as long as the
+    hash: it is written with it (the accept script), given the hash's TTL whenever RQ sets one
+    (`cleanup`: a finished or failed job) and deleted with it (`delete`: a discard). Until the job
+    ends it expires after CUSTOMER_JOBS_TTL_SECONDS (62 days), as the customer's job index through
+    which an erasure finds it does, so a job deleted by a tool that does not know this class (`rq
+    empty`) cannot leave personal data behind for good; a job still waiting after that fails as
+    `payload_missing`. A job whose stored call carries its arguments (a scrubbed job, or a job
+    enqueued through RQ's own API) uses those and ignores the key.
     """
 
     def _deserialize_data(self) -> None:
@@ -139,7 +142,8 @@ class EventJob(RetryInOneTransaction):
 # ARGV: delivery ttl, minute counter ttl, customer job index ttl, rejected items ttl, rejected items
 #       kept, source items ttl, number of events, of counter increments, of rejected items; then for
 #       each event: job id, its job hash's field/value pairs as one MessagePack array of strings
-#       (QueuedJobFields.packed: one argument, not ~24, per event), its payload (JSON); then (hash
+#       (QueuedJobFields.packed: one argument, not ~24, per event), its payload (JSON, kept for the
+#       customer job index's ttl until the job ends: EventJob); then (hash
 #       field, increment) pairs; then for each rejected item: number of field/value args, those args.
 ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -158,7 +162,8 @@ for i = 0, events - 1 do
   -- A delivery id maps to one job id (crmsync.core.keys.job_id_for): the key only marks it as seen.
   if redis.call('SET', delivery, 1, 'NX', 'EX', ARGV[1]) then
     redis.call('HSET', job, unpack(cmsgpack.unpack(ARGV[at + 1])))
-    redis.call('SET', payload, ARGV[at + 2])
+    -- Personal data is kept no longer than the index that lets an erasure find it (EventJob).
+    redis.call('SET', payload, ARGV[at + 2], 'EX', ARGV[3])
     -- The customer's job index, so an erasure finds their jobs without a scan.
     redis.call('SADD', index, job_id)
     redis.call('EXPIRE', index, ARGV[3])
