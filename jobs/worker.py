@@ -226,6 +226,10 @@ class SyncWorker(rq_internals.WorkerHooks):
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
+        # RQ stops an idle worker by raising StopRequested from the signal handler, wherever the main
+        # thread is; raised inside code that swallows exceptions (a connection's `__del__` during an
+        # outage's reconnects) it is lost. The flag is what the outage wait polls: it stops anyway.
+        self.ask_to_stop()
         # The executions in memory, not in Redis: a shutdown during an outage must not need Redis.
         if self.executions:
             # Re-arm the job's timeout alarm (RQ's death penalty uses SIGALRM) to fire sooner.

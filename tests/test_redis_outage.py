@@ -21,6 +21,7 @@ from dataclasses import replace
 import pytest
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -207,6 +208,26 @@ def test_sigterm_during_an_outage_stops_the_worker_at_once(
     worker_process.send_signal(signal.SIGTERM)
     # Heroku sends SIGKILL 30 s after SIGTERM: waiting for Redis must not hold the shutdown up.
     assert worker_process.wait(timeout=20) == 0
+
+
+def test_a_stop_request_lost_in_library_code_still_stops_a_worker_waiting_for_redis(
+    settings: Settings, redis: Redis
+) -> None:
+    """RQ stops an idle worker by raising from its signal handler; raised while the worker's main
+    thread runs code that swallows exceptions (a redis connection's `__del__`, as happens between
+    reconnects), the exception is gone. The flag the outage wait polls must be set all the same."""
+    worker = build_worker(settings, redis)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            worker.request_stop(signal.SIGTERM, None)
+        except StopRequested:
+            pass  # what `except Exception: pass` in a finalizer does with it
+        assert worker.stop_requested
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        worker.runtime.close()
 
 
 def interrupted_job(redis: Redis, settings: Settings) -> tuple[Job, Queue, Execution]:
