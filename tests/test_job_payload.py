@@ -4,6 +4,7 @@ the event's payload lives in a key of its own, exactly as long as the job's hash
 from __future__ import annotations
 
 import json
+import time
 
 from redis import Redis
 from rq.job import Job, JobStatus
@@ -14,6 +15,7 @@ from crmsync.core.keys import (
     CUSTOMER_JOBS_TTL_SECONDS,
     JOB_FAILURE_TTL_SECONDS,
     JOB_RESULT_TTL_SECONDS,
+    customer_jobs_key,
     job_id_for,
     payload_key,
 )
@@ -68,6 +70,23 @@ def test_a_failed_job_keeps_its_payload_as_long_as_itself_and_names_its_event_in
     meta = job_of_id(redis, job_id).meta
     assert (meta["type"], meta["external_id"]) == ("customer.created", "crm-1")
     assert job_id_for(meta["webhook_id"]) == job_id
+
+
+def test_a_replayed_job_waits_as_a_new_one_not_on_its_failure_ttl(
+    deliver: Deliver, settings: Settings, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    """RQ's requeue keeps the failure TTL on the hash: a replay waiting behind a backlog past it would
+    vanish from the queue without a trace."""
+    (job_id,) = fail(deliver, settings, redis, event("created", name="Mars Missions"))
+    time.sleep(1.1)  # so that the customer's job index, written at acceptance, has aged
+    (outcome,) = FailedJobs(redis, settings).replay([job_id], "tester")
+    assert outcome.status == "replayed"
+    hash_ttl, payload_ttl = ttls(redis, job_id)
+    assert hash_ttl == -1
+    assert CUSTOMER_JOBS_TTL_SECONDS - 60 < payload_ttl <= CUSTOMER_JOBS_TTL_SECONDS
+    # The index through which an erasure finds the job lives at least as long as its payload.
+    index_ms, payload_ms = int(redis.pttl(customer_jobs_key("crm-1"))), int(redis.pttl(payload_key(job_id)))
+    assert index_ms > payload_ms - 500
 
 
 def test_a_discarded_job_leaves_no_payload_behind(

@@ -52,6 +52,7 @@ __all__ = [
     "ACCEPT_SCRIPT",
     "QueuedJobFields",
     "enqueue_time",
+    "wait_as_new",
     "mark_queued",
     "QUEUE_FIGURES_SCRIPT",
     "queue_figures_keys",
@@ -239,6 +240,18 @@ class QueuedJobFields:
         created, enqueued, described = self._names
         return b"".join((self._length, self._packed_fixed, created, stamp, enqueued, stamp, described,
                          packed_description))  # fmt: skip
+
+
+def wait_as_new(pipe: Pipeline, job_id: str, index_key: str | None, waiting_ttl: int) -> None:
+    """A job put back on the queue by hand (a replay) waits like a newly accepted one. RQ's requeue
+    leaves the hash the failure TTL it had, so a replay of a job that failed weeks ago, waiting
+    behind a backlog, could expire in the queue and be skipped without a trace: the hash loses its
+    TTL, the payload (EventJob) gets the waiting one and the customer's job index, through which an
+    erasure finds the job, lives at least as long."""
+    pipe.persist(Job.key_for(job_id))
+    pipe.expire(payload_key(job_id), waiting_ttl)
+    if index_key is not None:
+        pipe.expire(index_key, waiting_ttl)
 
 
 def enqueue_time() -> str:
