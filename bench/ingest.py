@@ -45,7 +45,7 @@ from bench.stack import (
     stop,
     wait_ready,
 )
-from bench.workload import signed_lines
+from bench.workload import line_request, signed_lines
 from crmsync.sender import hubspot_request, salesforce_message
 
 LUA = ROOT / "bench" / "signed_requests.lua"
@@ -226,11 +226,7 @@ def _round_trips(redis_url: str, label: str, port: int) -> int:
         target, headers, body = _batch_request(label, port, f"trips-{time.time_ns()}")
     else:
         target = "/webhooks/crm"
-        line = next(signed_lines(SECRET, 1, tag=f"trips{time.time_ns()}"))
-        webhook_id, timestamp, signature, text = line.split("\t", 3)
-        headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
-                   "webhook-timestamp": timestamp, "webhook-signature": signature}  # fmt: skip
-        body = text.encode()
+        headers, body = line_request(next(signed_lines(SECRET, 1, tag=f"trips{time.time_ns()}")))
     url = base + target
     # Enough requests first that every web process has loaded the script and opened its connection.
     for _ in range(20):

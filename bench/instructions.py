@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.stack import ROOT, SECRET, WEBHOOK_SECRET, bench_redis, flush, free_port, print_table
-from bench.workload import signed_lines
+from bench.workload import line_request, signed_lines
 
 APPS = {
     "floor: bare Flask + 1 Redis SET": "bench.bare_app:create_redis_app()",
@@ -81,9 +81,8 @@ def worker_instructions(redis_url: str, app: str, requests: int, tag: str) -> in
 
 def _deliveries(count: int, tag: str) -> Iterator[tuple[bytes, dict[str, str]]]:
     for line in signed_lines(SECRET, count, None, tag=tag):
-        webhook_id, timestamp, signature, text = line.split("\t", 3)
-        yield text.encode(), {"Content-Type": "application/json", "webhook-id": webhook_id,
-                              "webhook-timestamp": timestamp, "webhook-signature": signature}  # fmt: skip
+        headers, body = line_request(line)
+        yield body, headers
 
 
 def _wait_for_port(port: int, server: subprocess.Popen[str], timeout: float = 300) -> None:

@@ -12,6 +12,8 @@ import multiprocessing
 import time
 from dataclasses import dataclass, field
 
+from bench.workload import line_request
+
 __all__ = ["LoadResult", "run_load"]
 
 
@@ -31,12 +33,7 @@ class LoadResult:
 
 
 def _connection_loop(port: int, lines: list[str], seconds: float) -> LoadResult:
-    prepared: list[tuple[dict[str, str], bytes]] = []
-    for line in lines:
-        webhook_id, timestamp, signature, text = line.split("\t", 3)
-        headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
-                   "webhook-timestamp": timestamp, "webhook-signature": signature}  # fmt: skip
-        prepared.append((headers, text.encode()))
+    prepared = [line_request(line) for line in lines]
     result = LoadResult()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     started = time.perf_counter()

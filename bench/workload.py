@@ -8,7 +8,7 @@ from typing import Any
 
 from crmsync.sender import signed_request
 
-__all__ = ["mixed_events", "purchases", "purchase_id", "ingest_event", "signed_lines"]
+__all__ = ["mixed_events", "purchases", "purchase_id", "ingest_event", "signed_lines", "line_request"]
 
 _START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 # One customer's life, in CRM order: 10 % creates, 70 % updates, 10 % deletes; plus 10 % erasures, each
@@ -97,3 +97,11 @@ def signed_lines(secret: bytes, count: int, distinct_ids: int | None = None, tag
         yield "\t".join(
             (headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"], body.decode())
         )
+
+
+def line_request(line: str) -> tuple[dict[str, str], bytes]:
+    """The headers and body of one `signed_lines` delivery, as a sender posts it."""
+    webhook_id, timestamp, signature, text = line.split("\t", 3)
+    headers = {"Content-Type": "application/json", "webhook-id": webhook_id,
+               "webhook-timestamp": timestamp, "webhook-signature": signature}  # fmt: skip
+    return headers, text.encode()

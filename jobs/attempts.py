@@ -18,8 +18,7 @@ def add_attempt(job: Job, failure_class: str, message: str) -> int:
     first failure also stamps the event's identifiers on `meta` (a queued job has none, to stay
     small), which is where operators' views of failed jobs read them.
     """
-    if "type" not in job.meta:
-        job.meta.update(job_summary(job))
+    job.meta.update(job_summary(job))  # meta's own identifiers, once stamped, are kept as they are
     attempts = job.meta.setdefault("attempts", [])
     attempts.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "class": failure_class,
                      "message": message})  # fmt: skip

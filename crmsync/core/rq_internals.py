@@ -42,7 +42,7 @@ from rq.utils import now, utcformat, utcparse
 from rq.worker import SimpleWorker
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from .keys import payload_key
+from .keys import CUSTOMER_JOBS_TTL_SECONDS, customer_jobs_key, payload_key
 from .redis_conn import as_text
 
 __all__ = [
@@ -144,8 +144,8 @@ class EventJob(RetryInOneTransaction):
 #       kept, source items ttl, number of events, of counter increments, of rejected items; then for
 #       each event: job id, its job hash's field/value pairs as one MessagePack array of strings
 #       (QueuedJobFields.packed: one argument, not ~24, per event), its payload (JSON, kept for the
-#       customer job index's ttl until the job ends: EventJob); then (hash
-#       field, increment) pairs; then for each rejected item: number of field/value args, those args.
+#       customer job index's ttl until the job ends: EventJob); then (hash field, increment) pairs;
+#       then for each rejected item: number of field/value args, those args.
 ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local at = 10
@@ -242,16 +242,16 @@ class QueuedJobFields:
                          packed_description))  # fmt: skip
 
 
-def wait_as_new(pipe: Pipeline, job_id: str, index_key: str | None, waiting_ttl: int) -> None:
+def wait_as_new(pipe: Pipeline, job_id: str, external_id: str | None) -> None:
     """A job put back on the queue by hand (a replay) waits like a newly accepted one. RQ's requeue
     leaves the hash the failure TTL it had, so a replay of a job that failed weeks ago, waiting
     behind a backlog, could expire in the queue and be skipped without a trace: the hash loses its
-    TTL, the payload (EventJob) gets the waiting one and the customer's job index, through which an
-    erasure finds the job, lives at least as long."""
+    TTL, the payload (EventJob) gets the waiting one the accept script gives it, and the customer's
+    job index, through which an erasure finds the job, lives at least as long."""
     pipe.persist(Job.key_for(job_id))
-    pipe.expire(payload_key(job_id), waiting_ttl)
-    if index_key is not None:
-        pipe.expire(index_key, waiting_ttl)
+    pipe.expire(payload_key(job_id), CUSTOMER_JOBS_TTL_SECONDS)
+    if external_id:
+        pipe.expire(customer_jobs_key(external_id), CUSTOMER_JOBS_TTL_SECONDS)
 
 
 def enqueue_time() -> str:

@@ -30,13 +30,7 @@ from rq.serializers import JSONSerializer
 from crmsync.core import rq_internals
 from crmsync.core.counters import record_operator_action
 from crmsync.core.events import Event
-from crmsync.core.keys import (
-    CUSTOMER_JOBS_TTL_SECONDS,
-    DISCARDED_KEY,
-    KEEP_OPERATOR_RECORDS,
-    REPLAYED_KEY,
-    customer_jobs_key,
-)
+from crmsync.core.keys import DISCARDED_KEY, KEEP_OPERATOR_RECORDS, REPLAYED_KEY
 from crmsync.core.queue import EventJob, app_queue
 from crmsync.core.redaction import redact
 from crmsync.core.settings import Settings
@@ -192,9 +186,7 @@ class FailedJobs:
             pipe.multi()
             pipe.zrem(registry_key, job_id)
             self.queue.enqueue_job(job, pipeline=pipe)
-            external_id = job.meta.get("external_id")
-            index = customer_jobs_key(str(external_id)) if external_id else None
-            rq_internals.wait_as_new(pipe, job_id, index, CUSTOMER_JOBS_TTL_SECONDS)
+            rq_internals.wait_as_new(pipe, job_id, job.meta.get("external_id"))
             pipe.zadd(REPLAYED_KEY, {job_id: time.time()})
             pipe.zremrangebyrank(REPLAYED_KEY, 0, -KEEP_OPERATOR_RECORDS - 1)
 
