@@ -34,7 +34,7 @@ def decode_json(body: bytes) -> Any:
     if text.startswith("\ufeff"):
         raise MalformedJSON("The body starts with a byte order mark; UTF-8 JSON must not.")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise MalformedJSON("The body is nested too deeply.") from None
     except _NotJSONConstant:
@@ -57,6 +57,10 @@ class _NotJSONConstant(ValueError):
 
 def _refuse_constant(name: str) -> Any:
     raise _NotJSONConstant(name)
+
+
+# What `json.loads(text, parse_constant=...)` builds for every call, built once.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _holds_lone_surrogate(value: Any) -> bool:

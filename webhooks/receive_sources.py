@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from redis.exceptions import RedisError
 
 from .body import BodyError
@@ -21,7 +21,7 @@ from .connection import close_connection
 from .errors import error_response
 from .intake import Intake
 from .metrics import record_webhook
-from .receive import inbound_request, read_request_body
+from .receive import inbound_request, read_request_body, unproxied
 from .sources import CrmSource
 from .sources.items import AuthenticationFailed, SourceBatch, UnparseableBody
 from .sources.salesforce import ACK_RESPONSE, CONTENT_TYPE, soap_fault
@@ -34,21 +34,22 @@ log = logging.getLogger("crmsync.webhooks")
 
 @bp.post("/webhooks/<any(hubspot, salesforce, pipedrive):name>")
 def receive_from_crm(name: str) -> tuple[Response, int]:
-    source: CrmSource | None = current_app.extensions["crmsync_sources"].get(name)
+    incoming, app = unproxied()
+    source: CrmSource | None = app.extensions["crmsync_sources"].get(name)
     if source is None:
         return error_response(404, "not_found", f"The {name} source is not enabled.")
     try:
-        body = read_request_body()
+        body = read_request_body(incoming, app.config["CRMSYNC_SETTINGS"])
     except BodyError as exc:
         return _refuse(source, exc.status, exc.reason, str(exc), close=True)
     try:
-        source.authenticate(inbound_request(body))
+        source.authenticate(inbound_request(incoming, body))
         batch = source.read(body)
     except AuthenticationFailed as exc:
         return _refuse(source, 401, exc.reason, str(exc))
     except UnparseableBody as exc:
         return _refuse(source, 400, exc.reason, str(exc))
-    intake: Intake = current_app.extensions["crmsync_intake"]
+    intake: Intake = app.extensions["crmsync_intake"]
     try:
         accepted = intake.accept_batch(batch)
     except RedisError:
