@@ -6,12 +6,14 @@ import time
 
 from redis import Redis
 from rq.job import Job, JobStatus
+from rq.utils import now, utcformat, utcparse
 
 from crmsync.core.counters import current_minute
 from crmsync.core.events import Event
 from crmsync.core.keys import minute_counter_key
 from crmsync.core.queue import EventJob, EventQueue, app_queue
 from crmsync.core.redis_conn import as_text
+from crmsync.core.rq_internals import enqueue_time
 from crmsync.core.settings import Settings
 from jobs.worker import SyncWorker
 
@@ -42,6 +44,30 @@ def test_a_worker_reads_the_accepted_job_as_rq_built_it(settings: Settings, redi
                       "result_ttl", "failure_ttl", "retries_left", "retry_intervals"):  # fmt: skip
         assert getattr(job, attribute) == getattr(reference, attribute), attribute
     assert job.get_status() == "queued"
+
+
+def test_the_enqueue_time_is_now_as_rq_writes_it_across_seconds() -> None:
+    """`enqueue_time` formats each second once: every stamp lies between RQ's own before and after,
+    also in the calls right after a new second begins."""
+    seconds: set[str] = set()
+    deadline = time.monotonic() + 2.5
+    while len(seconds) < 3 and time.monotonic() < deadline:
+        before = utcformat(now())
+        stamp = enqueue_time()
+        after = utcformat(now())
+        assert before <= stamp <= after
+        seconds.add(stamp[:19])
+    assert len(seconds) >= 2
+    assert utcformat(utcparse(stamp)) == stamp
+
+
+def test_an_event_is_accepted_after_redis_forgot_the_accept_script(settings: Settings, redis: Redis) -> None:
+    queue = EventQueue(redis, settings)
+    assert queue.accept(EVENT).is_new
+    redis.script_flush()  # as after a restart of a Redis that keeps no scripts
+    second = queue.accept(Event("msg_2", EVENT.type, EVENT.timestamp, DATA))
+    assert second.is_new
+    assert redis.exists(Job.key_for(second.job_id))
 
 
 def test_a_batch_past_luas_unpack_limit_is_queued_whole_in_order(settings: Settings, redis: Redis) -> None:

@@ -13,7 +13,11 @@ def _hash(value: str) -> str:
 
 def job_id_for(webhook_id: str) -> str:
     """An RQ-safe job id (`[A-Za-z0-9_-]+`) derived from the sender's delivery id, which may hold `.:/`."""
-    return "evt_" + _hash(webhook_id)[:40]
+    return _JOB_ID_PREFIX + _hash(webhook_id)[:40]
+
+
+_JOB_ID_PREFIX = "evt_"
+_JOB_ID_HASH_AT = len(_JOB_ID_PREFIX)
 
 
 def payload_key(job_id: str) -> str:
@@ -22,10 +26,11 @@ def payload_key(job_id: str) -> str:
     return f"{PREFIX}:payload:{job_id}"
 
 
-def delivery_key(webhook_id: str) -> str:
-    """Remembers an accepted delivery id for the dedup window (value 1: its job id derives from it).
-    128 bits of the hash are plenty against collisions, and one of these is kept per event for days."""
-    return f"{PREFIX}:delivery:{_hash(webhook_id)[:32]}"
+def delivery_key(job_id: str) -> str:
+    """Remembers an accepted delivery id for the dedup window (value 1), named by the first 128 bits
+    of the hash its job id (`job_id_for`) holds, which are plenty against collisions; one of these is
+    kept per event for days. Taken from the job id, the delivery id is hashed once per event."""
+    return f"{PREFIX}:delivery:{job_id[_JOB_ID_HASH_AT : _JOB_ID_HASH_AT + 32]}"
 
 
 def customer_state_key(external_id: str) -> str:

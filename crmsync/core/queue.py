@@ -40,7 +40,7 @@ from .keys import (
     minute_counter_key,
     payload_key,
 )
-from .redis_conn import as_text
+from .redis_conn import LuaScript, as_text
 from .settings import Settings
 
 __all__ = [
@@ -94,7 +94,7 @@ class EventQueue:
         self._redis = redis
         self._settings = settings
         self._queue = app_queue(redis, settings.queue_name)
-        self._accept = redis.register_script(rq_internals.ACCEPT_SCRIPT)
+        self._accept = LuaScript(redis, rq_internals.ACCEPT_SCRIPT)
         self._job_fields = rq_internals.QueuedJobFields(
             APPLY_EVENT,
             origin=settings.queue_name,
@@ -132,7 +132,7 @@ class EventQueue:
             # The type only as description (identifiers are in the payload): every byte is kept per event.
             fields = self._job_fields.packed(event.type, enqueued_at)
             keys += [
-                delivery_key(event.webhook_id),
+                delivery_key(job_id),
                 Job.key_for(job_id),
                 customer_jobs_key(event.external_id),
                 payload_key(job_id),
