@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 
 from crmsync.core.counters import current_minute
 from crmsync.core.events import Event
-from crmsync.core.keys import minute_counter_key
+from crmsync.core.keys import MINUTE_COUNTER_TTL, minute_counter_key
 from crmsync.core.queue import EventJob, EventQueue, app_queue
 from crmsync.core.redis_conn import as_text
 from crmsync.core.rq_internals import enqueue_time
@@ -68,6 +69,25 @@ def test_an_event_is_accepted_after_redis_forgot_the_accept_script(settings: Set
     second = queue.accept(Event("msg_2", EVENT.type, EVENT.timestamp, DATA))
     assert second.is_new
     assert redis.exists(Job.key_for(second.job_id))
+
+
+def test_each_minutes_counters_count_their_requests_and_expire(
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accept script gives a counter its TTL when it creates it; the queue names the counters
+    once a minute."""
+    queue = EventQueue(redis, settings)
+    minute = current_minute()
+    for n, at in enumerate((minute, minute, minute + 1, minute + 1)):
+        monkeypatch.setattr("crmsync.core.queue.current_minute", lambda at=at: at)
+        queue.accept(Event(f"msg_minute_{n % 3}", EVENT.type, EVENT.timestamp, DATA))  # the last: a duplicate
+    counted = {(outcome, at): redis.get(minute_counter_key(outcome, at))
+               for outcome in ("accepted", "duplicate") for at in (minute, minute + 1)}  # fmt: skip
+    assert counted == {("accepted", minute): b"2", ("duplicate", minute): None,
+                       ("accepted", minute + 1): b"1", ("duplicate", minute + 1): b"1"}  # fmt: skip
+    for (outcome, at), count in counted.items():
+        if count is not None:
+            assert 0 < redis.ttl(minute_counter_key(outcome, at)) <= MINUTE_COUNTER_TTL
 
 
 def test_a_batch_past_luas_unpack_limit_is_queued_whole_in_order(settings: Settings, redis: Redis) -> None:

@@ -95,6 +95,7 @@ class EventQueue:
         self._settings = settings
         self._queue = app_queue(redis, settings.queue_name)
         self._accept = LuaScript(redis, rq_internals.ACCEPT_SCRIPT)
+        self._minute_counters: tuple[int, tuple[str, ...]] = (-1, ())
         self._job_fields = rq_internals.QueuedJobFields(
             APPLY_EVENT,
             origin=settings.queue_name,
@@ -119,9 +120,7 @@ class EventQueue:
         counts = {name: count for name, count in (item_counts or {}).items() if count}
         if not events and not counts and not rejected:
             return []
-        minute = current_minute()
-        keys = [self._queue.key, self._queue.redis_queues_keys, minute_counter_key("accepted", minute),
-                minute_counter_key("duplicate", minute), minute_counter_key("rejected", minute),
+        keys = [self._queue.key, self._queue.redis_queues_keys, *self._counter_keys(),
                 SOURCE_ITEMS_KEY, REJECTED_ITEMS_KEY]  # fmt: skip
         args: list[Any] = [self._settings.dedup_ttl_seconds, MINUTE_COUNTER_TTL, CUSTOMER_JOBS_TTL_SECONDS,
                            REJECTED_ITEMS_TTL_SECONDS, REJECTED_ITEMS_KEPT, SOURCE_ITEMS_TTL_SECONDS,
@@ -148,6 +147,15 @@ class EventQueue:
             Accepted(job_id=as_text(results[i + 1]), is_new=bool(results[i]))
             for i in range(0, len(results), 2)
         ]
+
+    def _counter_keys(self) -> tuple[str, ...]:
+        """This minute's accepted, duplicate and rejected counters, named once a minute."""
+        minute = current_minute()
+        named = self._minute_counters  # one read: another thread may replace it meanwhile
+        if named[0] != minute:
+            keys = tuple(minute_counter_key(outcome, minute) for outcome in _COUNTED_OUTCOMES)
+            named = self._minute_counters = (minute, keys)
+        return named[1]
 
     def build_job(self, event: Event) -> Job:
         """The RQ job that applies `event`, built by RQ (without saving it): what `accept` stores,
@@ -192,4 +200,6 @@ def job_summary(job: Job) -> dict[str, Any]:
         return {}
 
 
+# The order ACCEPT_SCRIPT takes their counters in (KEYS[3] to KEYS[5]).
+_COUNTED_OUTCOMES = ("accepted", "duplicate", "rejected")
 _SUMMARY_FIELDS = ("webhook_id", "type", "external_id", "event_timestamp")

@@ -151,10 +151,10 @@ ACCEPT_SCRIPT = """
 local events, increments, rejected = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local at = 10
 local results, queued, duplicates = {}, {}, 0
--- This minute's counter of an outcome (accepted, duplicate, rejected), raised once per request.
+-- This minute's counter of an outcome (accepted, duplicate, rejected), raised once per request and
+-- given its TTL by the request that creates it.
 local function count(key, n)
-  if n > 0 then
-    redis.call('INCRBY', key, n)
+  if n > 0 and redis.call('INCRBY', key, n) == n then
     redis.call('EXPIRE', key, ARGV[2])
   end
 end
