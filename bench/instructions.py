@@ -58,8 +58,10 @@ def worker_instructions(redis_url: str, app: str, requests: int, tag: str) -> in
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_SECRET": WEBHOOK_SECRET, "PORT": str(port),
            "WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING", "PATH": _path()}  # fmt: skip
+    # Under valgrind a busy worker could miss gunicorn's 20 s heartbeat and be replaced mid-run, its
+    # successor counting part of the requests: hence the longer timeout, and the check below.
     command = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--callgrind-out-file=/dev/null",
-               "gunicorn", "--config", "python:crmsync.gunicorn_conf", app]  # fmt: skip
+               "gunicorn", "--config", "python:crmsync.gunicorn_conf", "--timeout", "600", app]  # fmt: skip
     server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)  # fmt: skip
     try:
@@ -76,7 +78,10 @@ def worker_instructions(redis_url: str, app: str, requests: int, tag: str) -> in
         server.send_signal(signal.SIGTERM)
         _, errors = server.communicate(timeout=600)
     # Two processes report: gunicorn's arbiter (which serves nothing) and the worker, the larger.
-    return max(int(count) for count in re.findall(r"Collected : (\d+)", errors))
+    counts = [int(count) for count in re.findall(r"Collected : (\d+)", errors)]
+    if len(counts) != 2 or errors.count("Booting worker") != 1:
+        raise RuntimeError(f"{app}: the worker was replaced during the run; run the bench again")
+    return max(counts)
 
 
 def _deliveries(count: int, tag: str) -> Iterator[tuple[bytes, dict[str, str]]]:
