@@ -279,3 +279,52 @@ def test_a_request_still_arriving_when_its_worker_process_restarts_is_answered(r
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_a_burst_of_new_connections_is_spread_over_the_web_processes(server: tuple[str, int]) -> None:
+    # gthread lets the process woken first accept every connection waiting (16 of 16 seen), and a
+    # kept-alive connection stays with the process that took it: the other one would idle. Five
+    # bursts, as a CRM or a router opens them; each process must take a fair part of every one.
+    serving: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(serving) < 2:  # both processes have loaded the app (a new server's second may not yet)
+        assert time.monotonic() < deadline, f"only {serving} served"
+        with socket.create_connection(server, timeout=30) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: crmsync.test\r\n\r\n")
+            assert connection.recv(65_536).startswith(b"HTTP/1.1 200 ")
+            serving |= set(connections_by_process(server[1], {connection.getsockname()[1]}))
+    for _ in range(5):
+        connections = [socket.create_connection(server, timeout=30) for _ in range(16)]
+        try:
+            for connection in connections:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: crmsync.test\r\n\r\n")
+            for connection in connections:
+                assert connection.recv(65_536).startswith(b"HTTP/1.1 200 ")
+            held = connections_by_process(
+                server[1], {connection.getsockname()[1] for connection in connections}
+            )
+            assert len(held) == 2 and all(5 <= count <= 11 for count in held.values()), held
+        finally:
+            for connection in connections:
+                connection.close()
+
+
+def connections_by_process(port: int, client_ports: set[int]) -> dict[int, int]:
+    """How many of the connections from `client_ports` to `port` each server process holds open."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+        if local == port and remote in client_ports:
+            inodes.add(f"socket:[{fields[9]}]")
+    held: dict[int, int] = {}
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit() or int(process.name) == os.getpid():
+            continue
+        try:
+            count = sum(os.readlink(fd) in inodes for fd in (process / "fd").iterdir())
+        except OSError:
+            continue  # gone, or not ours to read
+        if count:
+            held[int(process.name)] = count
+    return held
