@@ -6,6 +6,10 @@ the Redis round trips one request takes.
 
     REDIS_URL=redis://127.0.0.1:6379/15 python -m bench.ingest [--seconds 10] [--connections 16]
 
+`--decompose` adds, every round, two steps between the floor and crmsync (bench/bare_app.py): the
+floor plus signature verification and contract validation, and that plus crmsync's accept script
+instead of the SET; a table then gives each one's throughput and CPU against the floor's.
+
 REDIS_URL's database is flushed; without it an embedded redis-server is started on loopback.
 """
 
@@ -55,6 +59,8 @@ BATCH = 100
 CRMSYNC_APP = "crmsync.web:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
 REDIS_FLOOR_APP = "bench.bare_app:create_redis_app()"
+VERIFYING_APP = "bench.bare_app:create_verifying_app()"
+ENQUEUEING_APP = "bench.bare_app:create_enqueueing_app()"
 # More than the fastest server answers in the run, so every delivery in a "distinct" run is new.
 MAX_RATE = 8000
 
@@ -96,27 +102,33 @@ def main() -> None:
         default=1,
         help="repeat every run; each target's ratio is its median over rounds",
     )
+    parser.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also run the floor plus verification, and plus crmsync's accept (bench/bare_app.py)",
+    )
     options = parser.parse_args()
     generator = "wrk" if shutil.which("wrk") else "python (bench/loadgen.py)"
     if generator != "wrk":
         print("wrk not found (apt-get install -y wrk); falling back to the Python load generator")
     print(f"load generator: {generator}; {options.connections} connections, {options.seconds:.0f} s per run; "
           f"WEB_CONCURRENCY={os.environ.get('WEB_CONCURRENCY', '2')}; {os.cpu_count()} CPUs")  # fmt: skip
+    plan: list[tuple[str, str, int | None]] = [
+        (FLOOR, REDIS_FLOOR_APP, None),
+        (SINGLE, CRMSYNC_APP, None),
+        (HUBSPOT, CRMSYNC_APP, None),
+        (SALESFORCE, CRMSYNC_APP, None),
+        (DUPLICATES, CRMSYNC_APP, 200),
+        (BARE, BARE_APP, None),
+    ]
+    if options.decompose:
+        plan[1:1] = [(VERIFYING, VERIFYING_APP, None), (ENQUEUEING, ENQUEUEING_APP, None)]
     runs: list[Run] = []
     with bench_redis() as redis_url, tempfile.TemporaryDirectory(prefix="crmsync-bench-") as scratch:
         for round_number in range(options.rounds):
-            for label, app, distinct in (
-                (FLOOR, REDIS_FLOOR_APP, None),
-                (SINGLE, CRMSYNC_APP, None),
-                (HUBSPOT, CRMSYNC_APP, None),
-                (SALESFORCE, CRMSYNC_APP, None),
-                (DUPLICATES, CRMSYNC_APP, 200),
-                (BARE, BARE_APP, None),
-            ):
-                runs.append(
-                    _measure(f"{label}", app, distinct, redis_url, Path(scratch), options, round_number)
-                )
-    _report(runs, options.rounds)
+            for label, app, distinct in plan:
+                runs.append(_measure(label, app, distinct, redis_url, Path(scratch), options, round_number))
+    _report(runs, options.rounds, len(plan))
 
 
 FLOOR = "floor: bare Flask + 1 Redis SET"
@@ -125,7 +137,8 @@ HUBSPOT = "crmsync, HubSpot: 100 events per request"
 SALESFORCE = "crmsync, Salesforce: 100 notifications per message"
 DUPLICATES = "crmsync, 95 % duplicates"
 BARE = "bare Flask 202, no Redis"
-RUNS_PER_ROUND = 6
+VERIFYING = "floor + signature and contract checks"
+ENQUEUEING = "floor + checks + crmsync's accept script"
 
 
 def _measure(
@@ -308,7 +321,7 @@ def _load(
     }
 
 
-def _report(runs: list[Run], rounds: int) -> None:
+def _report(runs: list[Run], rounds: int, runs_per_round: int) -> None:
     print_table(
         "Ingest runs",
         ["run", "req/s", "events/s", "p50 ms", "p99 ms", "2xx", "other", "sock err", "generator CPU",
@@ -321,7 +334,7 @@ def _report(runs: list[Run], rounds: int) -> None:
             for run in runs
         ],
     )  # fmt: skip
-    rounds_of = [{run.label: run for run in runs[RUNS_PER_ROUND * n : RUNS_PER_ROUND * (n + 1)]}
+    rounds_of = [{run.label: run for run in runs[runs_per_round * n : runs_per_round * (n + 1)]}
                  for n in range(rounds)]  # fmt: skip
     # Each ratio is taken within a round (its runs follow each other), then its median over rounds:
     # the machine is shared, and a burst of load during one run swings that round's ratio either way.
@@ -365,8 +378,30 @@ def _report(runs: list[Run], rounds: int) -> None:
          "Redis round trips/request", "p99 per request (median)"],
         rows,
     )  # fmt: skip
+    if VERIFYING in rounds_of[0]:
+        _report_steps(rounds_of)
     rss = max(run.web_rss_mb for run in runs if run.label.startswith("crmsync"))
     print(f"\nweb worker RSS (largest, any crmsync run): {rss:.1f} MB (target <= 80 MB: {_met(rss <= 80)})")
+
+
+def _report_steps(rounds_of: list[dict[str, Run]]) -> None:
+    """Target 1's gap, step by step from the floor to crmsync: each step's throughput against the
+    floor's, and the machine's CPU per request (web and Redis) against the floor's."""
+    rows = []
+    for label in (FLOOR, VERIFYING, ENQUEUEING, SINGLE):
+        throughput = _median_ratio(rounds_of, label, FLOOR, lambda run: run.requests_per_s)
+        machine = _median_ratio(rounds_of, label, FLOOR, lambda run: run.web_cpu_us + run.redis_cpu_us)
+        rows.append([label, f"{_median(rounds_of, label, lambda r: r.requests_per_s):.0f}",
+                     f"{throughput[0]:.2f}", throughput[1],
+                     f"{_median(rounds_of, label, lambda r: r.web_cpu_us):.0f}",
+                     f"{_median(rounds_of, label, lambda r: r.redis_cpu_us):.0f}",
+                     f"{machine[0]:.2f}"])  # fmt: skip
+    print_table(
+        f"Target 1, step by step (median of {len(rounds_of)} rounds' ratios to the floor)",
+        ["app", "req/s (median)", "throughput / floor", "each round", "web CPU µs/req", "Redis CPU µs/req",
+         "web + Redis CPU / floor's"],
+        rows,
+    )  # fmt: skip
 
 
 def _median_ratio(

@@ -1,5 +1,6 @@
 """Web work per request, counted instead of timed: the instructions a gunicorn web worker executes
-for one signed single-event webhook, crmsync against the floor (bare Flask + one Redis `SET`).
+for one signed single-event webhook, crmsync against the floor (bare Flask + one Redis `SET`), and the
+steps between them (bench/bare_app.py).
 
     python -m bench.instructions [--requests 400]      # needs valgrind (apt-get install -y valgrind)
 
@@ -31,6 +32,9 @@ from bench.workload import line_request, signed_lines
 
 APPS = {
     "floor: bare Flask + 1 Redis SET": "bench.bare_app:create_redis_app()",
+    # The steps between the two (bench/bare_app.py), as `bench.ingest --decompose` runs them.
+    "floor + signature and contract checks": "bench.bare_app:create_verifying_app()",
+    "floor + checks + crmsync's accept script": "bench.bare_app:create_enqueueing_app()",
     "crmsync, 1 event per request": "crmsync.web:create_app()",
 }
 WARM_UP = 100
