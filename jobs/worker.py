@@ -9,6 +9,7 @@ retried, and the per-customer ledger makes the retry's effect happen once.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.timeouts import BaseDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
@@ -52,6 +54,23 @@ ABANDONED_AFTER_TIMEOUT_SECONDS = 5
 
 log = logging.getLogger("crmsync.worker")
 T = TypeVar("T")
+
+
+def _alarm_by(deadline: float) -> type[BaseDeathPenalty]:
+    """RQ's job timeout alarm (SIGALRM), set to go off no later than `deadline` (monotonic).
+
+    RQ sets a job's alarm only once the job is prepared (its status STARTED). A SIGTERM in between
+    shortens an alarm that is not there yet, and RQ then set the job's whole timeout: the job ran on
+    past the shutdown's grace, and on Heroku past the SIGKILL 30 s after SIGTERM
+    (tests/test_worker_process.py). A worker asked to stop uses this for the jobs it has yet to start."""
+
+    class AlarmByDeadline(UnixSignalDeathPenalty):
+        def setup_death_penalty(self) -> None:
+            left = max(1, math.ceil(deadline - time.monotonic()))
+            self._timeout = min(self._timeout, left) if self._timeout > 0 else left
+            super().setup_death_penalty()
+
+    return AlarmByDeadline
 
 
 class SyncWorker(rq_internals.WorkerHooks):
@@ -230,10 +249,12 @@ class SyncWorker(rq_internals.WorkerHooks):
         # thread is; raised inside code that swallows exceptions (a connection's `__del__` during an
         # outage's reconnects) it is lost. The flag is what the outage wait polls: it stops anyway.
         self.ask_to_stop()
+        grace = self.shutdown_grace_seconds
+        # A job whose alarm RQ has not set yet gets one that goes off within the grace too.
+        self.death_penalty_class = _alarm_by(time.monotonic() + grace)
         # The executions in memory, not in Redis: a shutdown during an outage must not need Redis.
         if self.executions:
             # Re-arm the job's timeout alarm (RQ's death penalty uses SIGALRM) to fire sooner.
-            grace = self.shutdown_grace_seconds
             remaining = signal.alarm(0)
             signal.alarm(min(remaining, grace) if remaining else grace)
 

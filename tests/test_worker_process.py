@@ -17,6 +17,7 @@ import requests
 from redis import Redis
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 
 from crmsync.core.events import Event
 from crmsync.core.queue import EventJob
@@ -24,7 +25,7 @@ from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
 from crmsync.web import create_app
-from jobs.worker import build_worker
+from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
 from tests.support import (
     CUSTOMERS_TOKEN,
@@ -123,6 +124,16 @@ def test_sigterm_lets_the_running_job_finish_then_exits(
         EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
     )
     assert names(platform) == ["Mars Missions"]
+
+
+def test_a_sigterm_before_the_jobs_alarm_is_set_still_bounds_the_job(worker: SyncWorker) -> None:
+    # RQ sets a job's alarm only after preparing it (its status STARTED): a SIGTERM in that window
+    # (which the test below once met) found no alarm to shorten, and the job's whole timeout followed.
+    worker.shutdown_grace_seconds = 3
+    worker.handle_warm_shutdown_request()  # what RQ's SIGTERM handler calls, before the job's alarm
+    with worker.death_penalty_class(600, JobTimeoutException, job_id="evt_late"):
+        left = signal.alarm(0)
+    assert 0 < left <= 3
 
 
 def test_sigterm_stops_a_job_longer_than_the_grace_and_it_is_retried_later(
