@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from tests.support import (
     WEBHOOK_SECRET,
     Deliver,
     Dyno,
+    kill_worker_groups,
     served,
 )
 
@@ -255,9 +255,4 @@ def dyno(settings: Settings, redis: Redis) -> Iterator[Dyno]:
         return process
 
     yield start
-    for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # the whole group has exited already
-        process.wait()
+    kill_worker_groups(started, redis)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -432,6 +434,20 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(0.05)
+
+
+def kill_worker_groups(processes: Iterable[subprocess.Popen[bytes]], redis: Redis) -> None:
+    """SIGKILL workers started in process groups of their own, and wait until Redis has dropped their
+    blocked dequeues: a dead worker's `BLMOVE` that Redis still holds takes the next test's first job
+    into RQ's intermediate queue, where RQ leaves it for a minute before failing it as stuck (a test
+    waiting 60 s for that job to start failed so, after the dyno tests)."""
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group has exited already
+        process.wait()
+    wait_until(lambda: not redis.info("clients")["blocked_clients"], "killed workers' dequeues dropped", 30)
 
 
 def status(redis: Redis, job_id: str) -> JobStatus | None:

@@ -32,6 +32,7 @@ from tests.support import (
     PERSONAL_DATA_TOKEN,
     SECRET,
     Platform,
+    kill_worker_groups,
     names,
     release_scheduled,
     served,
@@ -80,12 +81,7 @@ def spawn_worker(settings: Settings, redis: Redis) -> Iterator[Spawn]:
         return process
 
     yield spawn
-    for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # the whole group has exited already
-        process.wait()
+    kill_worker_groups(started, redis)
 
 
 def wait_for_status(job_id: str, redis: Redis, statuses: set[JobStatus], timeout: float = 60) -> JobStatus:
