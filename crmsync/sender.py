@@ -15,7 +15,13 @@ from xml.sax.saxutils import escape
 
 import requests
 
-from crmsync.core.events import CUSTOMER_CREATED, CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED
+from crmsync.core.events import (
+    CUSTOMER_CREATED,
+    CUSTOMER_DELETED,
+    CUSTOMER_MERGED,
+    CUSTOMER_UPDATED,
+    ERASURE_REQUESTED,
+)
 from webhooks.signature import sign
 from webhooks.sources.hubspot import sign_v3
 
@@ -39,7 +45,7 @@ __all__ = [
 ]
 
 # The event types `sample_event` makes, in the order of a customer's life.
-SAMPLE_TYPES = (CUSTOMER_CREATED, CUSTOMER_UPDATED, ERASURE_REQUESTED, CUSTOMER_DELETED)
+SAMPLE_TYPES = (CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_MERGED, ERASURE_REQUESTED, CUSTOMER_DELETED)
 # The formats `crmsync send-sample --source` sends: crmsync's own contract, and each CRM's.
 SAMPLE_SOURCES = ("crm", "hubspot", "salesforce", "pipedrive")
 
@@ -93,6 +99,8 @@ def sample_event(
         data.update(name=name, description="Mars Missions Corp", labels=["Space", "enterprise"])
     elif event_type == CUSTOMER_UPDATED:
         data.update(description="Mars Missions Corp, now on the Moon too", labels=["Space", "lunar"])
+    elif event_type == CUSTOMER_MERGED:
+        data["merged_ids"] = [f"{external_id}-duplicate"]
     elif event_type == ERASURE_REQUESTED:
         data["purchase_ids"] = list(purchase_ids or sandbox_purchase_ids())
     elif event_type != CUSTOMER_DELETED:

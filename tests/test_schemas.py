@@ -29,12 +29,13 @@ def errors(payload: Any) -> Any:
     return raised.value.messages
 
 
-def test_the_four_event_types() -> None:
+def test_the_five_event_types() -> None:
     assert EVENT_TYPES == (
         "customer.created",
         "customer.updated",
         "customer.deleted",
         "customer.erasure_requested",
+        "customer.merged",
     )
 
 
@@ -118,7 +119,7 @@ def test_unknown_fields_are_refused_in_the_envelope_and_in_data() -> None:
 
 
 def test_an_unknown_type_is_refused() -> None:
-    assert list(errors(body("merged", external_id="crm-1"))) == ["type"]
+    assert list(errors(body("renamed", external_id="crm-1"))) == ["type"]
 
 
 def test_a_time_without_an_offset_is_refused() -> None:
@@ -163,6 +164,7 @@ _FIELD_VALUES = {
     "description": _NEAR_STRINGS,
     "labels": st.lists(_NEAR_STRINGS, max_size=3),
     "purchase_ids": st.lists(_NEAR_INTS, max_size=3),
+    "merged_ids": st.lists(_NEAR_STRINGS, max_size=3),
 }
 _TIMES = st.sampled_from(
     [
@@ -188,7 +190,8 @@ def rarely(draw: st.DrawFn) -> bool:
 
 _CUSTOMER_FIELDS = ["external_id", "name", "description", "labels"]
 _TYPE_FIELDS = dict(zip(EVENT_TYPES, [_CUSTOMER_FIELDS, _CUSTOMER_FIELDS, ["external_id"],
-                                      ["external_id", "purchase_ids"]], strict=True))  # fmt: skip
+                                      ["external_id", "purchase_ids"], ["external_id", "merged_ids"]],
+                        strict=True))  # fmt: skip
 
 
 @st.composite
@@ -251,6 +254,8 @@ def test_quick_load_takes_every_event_the_crms_send(
         data |= {"name": name, "description": description, "labels": labels}
     elif event_type == "customer.erasure_requested":
         data["purchase_ids"] = purchase_ids
+    elif event_type == "customer.merged":
+        data["merged_ids"] = labels or [name]
     payload = {"type": event_type, "timestamp": moment.isoformat(), "data": data}
     assert quick_load(payload) == full_load(payload)
 

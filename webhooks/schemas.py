@@ -22,6 +22,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, missing, validat
 from crmsync.core.events import (
     CUSTOMER_CREATED,
     CUSTOMER_DELETED,
+    CUSTOMER_MERGED,
     CUSTOMER_UPDATED,
     ERASURE_REQUESTED,
     EVENT_TYPES,
@@ -61,11 +62,17 @@ class ErasureRequestedData(_Strict):
     )
 
 
+class CustomerMergedData(_Strict):
+    external_id = fields.String(required=True, validate=NonEmpty)
+    merged_ids = fields.List(fields.String(validate=NonEmpty), required=True, validate=NonEmpty)
+
+
 DATA_SCHEMAS: dict[str, Schema] = {
     CUSTOMER_CREATED: CustomerCreatedData(),
     CUSTOMER_UPDATED: CustomerUpdatedData(),
     CUSTOMER_DELETED: CustomerDeletedData(),
     ERASURE_REQUESTED: ErasureRequestedData(),
+    CUSTOMER_MERGED: CustomerMergedData(),
 }
 assert tuple(DATA_SCHEMAS) == EVENT_TYPES, "one data schema per event type"
 

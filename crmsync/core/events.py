@@ -11,6 +11,7 @@ __all__ = [
     "CUSTOMER_CREATED",
     "CUSTOMER_UPDATED",
     "CUSTOMER_DELETED",
+    "CUSTOMER_MERGED",
     "ERASURE_REQUESTED",
     "EVENT_TYPES",
     "Event",
@@ -25,7 +26,12 @@ CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_DELETED = "customer.deleted"
 ERASURE_REQUESTED = "customer.erasure_requested"
-EVENT_TYPES = (CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, ERASURE_REQUESTED)
+# Records merged in the CRM: `external_id` is the survivor as it is known from now on, `merged_ids`
+# the ids merged into it, in order of preference — when no customer has `external_id` yet, the first
+# of them that has one is kept and re-keyed to it (HubSpot's `newObjectId`); the others are deleted,
+# and each id in `merged_ids` becomes an alias of the survivor for events after the merge.
+CUSTOMER_MERGED = "customer.merged"
+EVENT_TYPES = (CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED, ERASURE_REQUESTED, CUSTOMER_MERGED)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Fields of the customer record that crmsync keeps in sync, in their CRM (and GraphQL input) names.
