@@ -127,14 +127,6 @@ class ThreadWorker(SyncWorker):
     def install_signal_handlers(self) -> None:
         pass  # only a process's main thread may; the dyno's handles SIGTERM for all its workers
 
-    def subscribe(self) -> None:
-        # RQ's per-worker command channel (`rq` CLI: stop a job, kill a horse) would cost each thread
-        # a Redis connection and a listener thread; crmsync does not use it.
-        pass
-
-    def unsubscribe(self) -> None:
-        pass
-
     def request_stop_after_job(self) -> None:
         """Finish the running job (if any), then stop; an idle worker stops at its next dequeue."""
         self.ask_to_stop()

@@ -185,18 +185,17 @@ class SyncWorker(rq_internals.WorkerHooks):
         except REDIS_UNAVAILABLE:
             # The worker key expires on its own; what matters is that the process ends.
             log.warning("worker stopped without registering its death: redis unavailable")
-            self.unsubscribe()
+
+    # RQ's per-worker command channel (the `rq` CLI's stop-job and kill-horse) is a pub/sub thread
+    # crmsync never uses, and it made a SIGTERM wait up to a minute: RQ sends UNSUBSCRIBE before it
+    # stops the thread, and when the reply reaches the thread first, redis-py (>= 8.2) waits for a new
+    # subscription for the thread's 60 s poll while stop() joins it. No thread, no wait (and one Redis
+    # connection less per worker): tests/test_worker_dyno_processes.py.
+    def subscribe(self) -> None:
+        pass
 
     def unsubscribe(self) -> None:
-        try:
-            super().unsubscribe()
-        except REDIS_UNAVAILABLE:
-            # Stop listening for `rq` commands without telling Redis, which is away.
-            if self.pubsub_thread:
-                self.pubsub_thread.stop()
-                self.pubsub_thread.join(timeout=1)
-            if self.pubsub is not None:
-                self.pubsub.close()
+        pass
 
     def start_scheduler(
         self,

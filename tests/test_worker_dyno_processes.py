@@ -165,3 +165,17 @@ def test_a_process_that_dies_is_replaced_and_its_jobs_are_applied_once(
     ]  # fmt: skip
     assert stats(sandbox)["mutations"]["createCustomer"] == 2
     assert process.poll() is None  # the dyno itself kept running
+
+
+def test_sigterm_stops_every_process_within_10_s_none_listening_on_rqs_command_channel(
+    redis: Redis, dyno: Dyno
+) -> None:
+    # RQ's command channel is a pub/sub thread whose stop() waited up to 60 s with redis-py 8.2
+    # (jobs/worker.py): no worker may start one, whether a main-thread worker or a thread.
+    process = dyno(WORKER_CONCURRENCY="3", WORKER_PROCESSES="2")  # shares of 2 (threads) and 1
+    wait_until(lambda: redis.info("clients")["blocked_clients"] == 3, "3 workers waiting for jobs")
+    listeners = [client for client in redis.client_list() if int(client["sub"]) or int(client["psub"])]
+    assert listeners == []
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert group_pids(process.pid) == set()
