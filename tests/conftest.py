@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from types import CodeType, FunctionType
 from typing import Any
 
 import pytest
@@ -37,6 +38,46 @@ from tests.support import (
     kill_worker_groups,
     served,
 )
+
+# Names whose use starts a process: what makes a test slow (seconds each: an interpreter, its imports).
+STARTS_PROCESSES = frozenset({"subprocess", "Popen", "fork", "multiprocessing", "webdriver"})
+
+
+def _starts_processes(function: Any, seen: set[Any]) -> bool:
+    """Whether `function`, or a function of the tests it names (a helper, to some depth), names
+    something that starts a process."""
+    if not isinstance(function, FunctionType) or function in seen:
+        return False
+    seen.add(function)
+    names = _names(function.__code__)
+    if names & STARTS_PROCESSES:
+        return True
+    module_globals = function.__globals__
+    return any(
+        _starts_processes(module_globals.get(name), seen)
+        for name in names
+        if getattr(module_globals.get(name), "__module__", "").startswith("tests")
+    )
+
+
+def _names(code: CodeType) -> set[str]:
+    """The global and attribute names a function's code uses, its nested functions' included."""
+    nested = (_names(const) for const in code.co_consts if isinstance(const, CodeType))
+    return set(code.co_names).union(*nested)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts a process: itself, a helper of the tests it calls, or a
+    fixture it uses (worker processes, gunicorn, the browser, `crmsync` commands). A new test falls
+    under the rule by what it does; `pytest -m "not slow"` is the edit loop's fast tier."""
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        fixtures = [defs[-1].func for defs in item._fixtureinfo.name2fixturedefs.values() if defs]
+        seen: set[Any] = set()
+        candidates = [item.function, *(func for func in fixtures if func.__module__.startswith("tests"))]
+        if any(_starts_processes(candidate, seen) for candidate in candidates):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,8 @@ def ensure_chromium() -> None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
         subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+            # Without recommends: the browser and its driver, not fonts, themes and desktop services.
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
             env=env, check=False, capture_output=True,
         )  # fmt: skip
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
