@@ -19,7 +19,7 @@ from crmsync.core.queue import EventQueue
 from crmsync.core.redis_conn import connect
 from crmsync.operations.export_events import utc_timestamp
 from crmsync.operations.export_mappings import SOURCES, MappingUnavailable, mapping_for
-from crmsync.operations.exports import ExportError, read_export
+from crmsync.operations.exports import ExportError, csv_header, read_export
 from crmsync.operations.importer import ImportSummary, import_records
 from crmsync.operations.reconcile import ListingFailed, ReconcileRun, reconcile
 from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
@@ -72,7 +72,7 @@ def import_command(export: Path, source: str, object_type: str, as_of: str | Non
     import again sends nothing to the platform.
     """
     settings = command_settings()
-    mapping = _mapping(source, object_type)
+    mapping = _mapping(source, object_type, export)
     version = _as_of(export, as_of)
     redis = connect(settings.redis_url)
     accept = EventQueue(redis, settings).accept
@@ -136,7 +136,7 @@ def reconcile_command(
         sys.exit(2)
     run = ReconcileRun(
         export=export,
-        mapping=_mapping(source, object_type),
+        mapping=_mapping(source, object_type, export),
         as_of=_as_of(export, as_of),
         object=object_type,
         apply=apply,
@@ -163,11 +163,17 @@ def reconcile_command(
         sys.exit(EXIT_DRIFT)
 
 
-def _mapping(source: str, object_type: str) -> ExportMapping:
+def _mapping(source: str, object_type: str, export: Path) -> ExportMapping:
+    """The source's mapping, once the export's CSV header (if any) fits it: a wrong or misspelled
+    column stops the command before anything is listed or queued, rather than skipping every row."""
     try:
-        return mapping_for(source, object_type)
+        mapping = mapping_for(source, object_type)
     except MappingUnavailable as exc:
         raise click.UsageError(str(exc)) from None
+    columns = csv_header(export)
+    if columns is not None:
+        _exported(lambda: mapping.check_columns(columns))
+    return mapping
 
 
 def _as_of(export: Path, given: str | None) -> str:

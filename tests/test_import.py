@@ -252,3 +252,47 @@ def test_a_version_in_the_future_is_refused(tmp_path: Path, cli: Callable[..., R
     modified = cli("import", str(export))
     assert modified.exit_code == 2
     assert "export.csv was modified in the future (2096-10-02 07:06 UTC): give --as-of" in modified.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        # A misspelled column: its field would silently never sync.
+        (
+            "external_id,nmae,labels",
+            "unknown column(s) nmae; expected external_id, name, description, labels, updated_at",
+        ),  # fmt: skip
+        # Another system's header: every row would be skipped.
+        (
+            "Id,Name",
+            "no external_id column; found Id, Name; expected external_id, name, description, labels, "
+            "updated_at",
+        ),  # fmt: skip
+    ],
+)
+def test_a_csv_whose_header_does_not_fit_stops_naming_the_expected_and_unknown_columns(
+    tmp_path: Path, cli: Callable[..., Result], redis: Redis, header: str, message: str
+) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(f"{header}\ncrm-1,Mars Missions,space\n")
+    result = cli("import", str(export))
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == f"crmsync: cannot read the export: the CSV header does not fit the standard source: {message}\n"
+    )
+    assert redis.keys("rq:job:*") == []  # nothing was queued
+
+
+def test_a_crm_csv_without_its_id_column_stops_naming_it(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    # A Salesforce Data Loader export carries many columns crmsync does not sync: only Id must be there.
+    export = tmp_path / "accounts.csv"
+    export.write_text(
+        "AccountId,Name,LastModifiedDate\n0015g00000QmNoPAAV,Orbital Freight,2026-11-20T09:30:00Z\n"
+    )
+    result = cli("import", str(export), "--source", "salesforce")
+    assert result.exit_code == 2
+    assert (
+        "does not fit the salesforce source: no Id column; found AccountId, Name; expected Id"
+        in result.stderr
+    )

@@ -365,3 +365,16 @@ def test_a_listing_the_platform_refuses_ends_the_run_with_status_4_and_no_plan(
         " nothing was planned or applied\n"
     )
     assert ReconcileReports(redis, 1).recent() == []
+
+
+def test_check_with_a_csv_whose_header_does_not_fit_stops_before_listing_the_platform(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text("external_id,name,lables\ncrm-000,Customer 0,eu\n")
+    result = cli("reconcile", str(export), "--check")
+    assert result.exit_code == 2
+    assert (
+        "the CSV header does not fit the standard source: unknown column(s) lables; expected" in result.stderr
+    )
+    assert cli("reconcile", "--history").stdout == ""  # no run: the platform was not even listed

@@ -15,7 +15,7 @@ customer — same external id (prefix included), same fields, same version field
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from .records import (
     ExportMapping,
     RecordSkipped,
     StandardMapping,
+    check_columns,
     customer_value,
     external_id_of,
     parse_time,
@@ -70,6 +71,11 @@ class CrmExportMapping:
         if self.version_key and record.get(self.version_key) not in (None, ""):
             version = parse_time(record[self.version_key], self.version_key, external_id)
         return CustomerRecord(line, external_id, fields, version)
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        # A CRM's export carries many columns crmsync does not sync: only its id column must be there.
+        expected = [*self.external_id_keys, *filter(None, (self.version_key, self.deleted_key))]
+        check_columns(self.source, columns, expected, self.external_id_keys, unknown_allowed=True)
 
 
 def mapping_for(

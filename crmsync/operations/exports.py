@@ -79,6 +79,19 @@ def read_export(
             raise ExportError(f"{path.name} is not UTF-8 text") from exc
 
 
+def csv_header(path: Path, format: str | None = None) -> list[str] | None:
+    """The column names of a CSV export's header row, stripped; None for another format, or for a
+    CSV without a header (which read_export refuses)."""
+    if (format or detect_format(path)) != "csv":
+        return None
+    with path.open(encoding="utf-8-sig", newline="") as stream:
+        try:
+            header = next(csv.reader(stream), None)
+        except (csv.Error, UnicodeDecodeError):
+            return None  # read_export says what is wrong with the file
+    return [name.strip() for name in header] if header else None
+
+
 class _CountingReader(io.RawIOBase):
     """A binary file that reports how many bytes each read took from it."""
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from crmsync.core.events import CUSTOMER_FIELDS, normalize_labels
 
-from .exports import ExportLine
+from .exports import ExportError, ExportLine
 
 __all__ = [
     "CustomerRecord",
@@ -30,6 +30,7 @@ __all__ = [
     "field_digests",
     "parse_time",
     "LABEL_SEPARATOR",
+    "check_columns",
 ]
 
 LABEL_SEPARATOR = ";"
@@ -106,12 +107,17 @@ class ExportMapping(Protocol):
         """Map one raw record; raise RecordSkipped when it cannot be."""
         ...
 
+    def check_columns(self, columns: Sequence[str]) -> None:
+        """Raise ExportError when a CSV with these columns cannot be this source's export."""
+        ...
+
 
 @dataclass(frozen=True)
 class StandardMapping:
     """The `standard` source: the webhook contract's own names. `labels` is a JSON list, or in CSV a
     `;`-separated string; `updated_at` (RFC 3339), when present, is the record's version. Other keys
-    are ignored: exports carry many columns crmsync does not sync."""
+    of a JSON record are ignored; a CSV column of another name is refused (`check_columns`): in a
+    file written for crmsync it is a misspelling, whose field would silently never sync."""
 
     source: str = "standard"
     external_id_key: str = "external_id"
@@ -131,6 +137,30 @@ class StandardMapping:
         if raw_version not in (None, ""):
             version = parse_time(raw_version, self.version_key, external_id)
         return CustomerRecord(line, external_id, fields, version)
+
+    def check_columns(self, columns: Sequence[str]) -> None:
+        expected = (self.external_id_key, *self.field_keys.values(), self.version_key)
+        check_columns(self.source, columns, expected, (self.external_id_key,), unknown_allowed=False)
+
+
+def check_columns(
+    source: str,
+    columns: Sequence[str],
+    expected: Sequence[str],
+    id_columns: Sequence[str],
+    unknown_allowed: bool,
+) -> None:
+    """Raise ExportError, naming the expected and the unknown columns, when `columns` has none of
+    `id_columns` (a wrong header: every row would be skipped), or has unknown ones where none are."""
+    unknown = [name for name in columns if name not in expected]
+    has_id = any(name in columns for name in id_columns)
+    if has_id and (unknown_allowed or not unknown):
+        return
+    problem = "unknown column(s) " if has_id else f"no {' or '.join(id_columns)} column; found "
+    raise ExportError(
+        f"the CSV header does not fit the {source} source: {problem}{', '.join(unknown) or 'none'}; "
+        f"expected {', '.join(expected)}"
+    )
 
 
 def external_id_of(value: Any, key: str) -> str:
