@@ -1,45 +1,81 @@
-"""The `crmsync` command: crmsync's own commands, and Flask's `routes`, `shell` and `run`.
+"""The `crmsync` command: crmsync's own commands, and nothing else.
 
 A plain click group, not Flask's: Flask's builds the app (and so needs the web's settings) just to
-list the commands, and offers -e/--env-file (python-dotenv) and --app, which crmsync does not use.
+list the commands, and adds its own (`run`, `shell`, `routes`) and options (-e/--env-file, --app).
+Each command's module is imported only when that command runs, so that `crmsync --help` (and every
+command) starts without importing the others' dependencies: tests/test_cli.py times it.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
-import requests
-from flask import Flask
-from flask.cli import NoAppException, ScriptInfo, routes_command, run_command, shell_command
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crmsync import __version__
-from crmsync.cli_settings import command_settings
-from crmsync.core.logs import configure as configure_logs
-from crmsync.core.redis_conn import connect, redact_url
-from crmsync.core.settings import DEFAULT_REDIS_URL, Settings, SettingsError, parse_secrets
 from crmsync.sender import SAMPLE_SOURCES, SAMPLE_TYPES
-from crmsync.web import create_app
-from sandbox.cli import sandbox_command
-from webhooks.mappings import MappingError
 
-from .customer_cli import customer_command
-from .dev import dev_command
-from .failures_cli import discard_command, failed_command, replay_command
-from .reconcile_cli import import_command, reconcile_command
-from .sources_cli import mappings_command, sources_command
+if TYPE_CHECKING:
+    import requests
+
+# The commands of other modules: name -> (module:attribute, the short help `crmsync --help` shows).
+# The help is written here so that listing the commands imports none of them (tests/test_cli.py
+# checks that each entry is the command of that name).
+LAZY_COMMANDS = {
+    "customer": (
+        "crmsync.customer_cli:customer_command",
+        "Show one customer's ordering ledger and its jobs.",
+    ),
+    "dev": ("crmsync.dev:dev_command", "Run web, worker, the sandbox API and (without REDIS_URL) Redis."),
+    "discard": ("crmsync.failures_cli:discard_command", "Discard failed jobs for good."),
+    "failed": ("crmsync.failures_cli:failed_command", "List failed jobs, newest failure first."),
+    "import": ("crmsync.reconcile_cli:import_command", "Queue every record of a CRM export as an upsert."),
+    "mappings": ("crmsync.sources_cli:mappings_command", "The CRM sources' field mappings."),
+    "reconcile": ("crmsync.reconcile_cli:reconcile_command", "Find (and repair) drift from a CRM export."),
+    "replay": ("crmsync.failures_cli:replay_command", "Replay failed jobs by id, or all matching a filter."),
+    "sandbox": ("sandbox.cli:sandbox_command", "Serve local stand-ins for the platform's APIs."),
+    "sources": ("crmsync.sources_cli:sources_command", "What the CRM sources ignored or rejected."),
+}
 
 
 class Commands(click.Group):
-    """crmsync's commands. A Redis that does not answer ends any of them with one line naming it."""
+    """crmsync's commands, each imported when it runs. A Redis that does not answer ends any of them
+    with one line naming it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = LAZY_COMMANDS[cmd_name][0].split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            elif not (command := self.commands[name]).hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from crmsync.core.redis_conn import redact_url
+        from crmsync.core.settings import DEFAULT_REDIS_URL
+
         try:
             return super().invoke(ctx)
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -52,23 +88,10 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _create_app() -> Flask:
-    """The app for Flask's `routes`, `shell` and `run`. Only `run` serves webhooks, so only it needs
-    the web's settings: listing the routes works without any."""
-    serves = click.get_current_context().command.name == "run"
-    try:
-        return create_app(Settings.from_env(role="web" if serves else "cli"))
-    except (SettingsError, MappingError) as exc:
-        raise NoAppException(f"the web app needs its settings: {exc}") from None
-
-
 @click.group(cls=Commands)
 @click.version_option(__version__, prog_name="crmsync", message="%(prog)s %(version)s")
-@click.pass_context
-def main(ctx: click.Context) -> None:
+def main() -> None:
     """crmsync: apply a CRM's webhooks to the customer platform."""
-    # Flask's commands (routes, shell, run) build the app through this, only when they run.
-    ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
 
 
 @main.command("worker")
@@ -76,6 +99,8 @@ def main(ctx: click.Context) -> None:
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
     """Run a worker dyno: WORKER_CONCURRENCY workers that apply queued events to the platform."""
+    from crmsync.cli_settings import command_settings
+    from crmsync.core.logs import configure as configure_logs
     from jobs.dyno_processes import run_worker_dyno
 
     settings = command_settings("worker")
@@ -111,6 +136,9 @@ def send_sample_command(
     unless it is accepted. Signed with the service's own settings: WEBHOOK_SECRET, or for a CRM
     HUBSPOT_CLIENT_SECRET, SALESFORCE_ORGANIZATION_IDS + SALESFORCE_WEBHOOK_TOKEN,
     PIPEDRIVE_WEBHOOK_USER + PIPEDRIVE_WEBHOOK_PASSWORD."""
+    import requests
+
+    from crmsync.core.settings import SettingsError, parse_secrets
     from crmsync.sender import SAMPLE_IDS, SAMPLE_NAMES, sample_event, send_event, send_sample
 
     url = url or f"http://127.0.0.1:8000/webhooks/{source}"
@@ -166,6 +194,8 @@ def erasures_command(status: str | None, as_json: bool) -> None:
     """List GDPR erasures from the audit trail, newest first; overdue and failed ones stand out."""
     from datetime import UTC, datetime
 
+    from crmsync.cli_settings import command_settings
+    from crmsync.core.redis_conn import connect
     from crmsync.erasure.audit import list_erasures
     from crmsync.operations.erasures import with_status
 
@@ -184,18 +214,3 @@ def erasures_command(status: str | None, as_json: bool) -> None:
             line += f"  ({record.failure})"
         needs_action = row["overdue"] or record.status == "failed"
         click.echo(click.style(line, fg="red") if needs_action else line)
-
-
-main.add_command(routes_command)
-main.add_command(shell_command)
-main.add_command(run_command)
-main.add_command(sandbox_command)
-main.add_command(dev_command)
-main.add_command(customer_command)
-main.add_command(failed_command)
-main.add_command(replay_command)
-main.add_command(discard_command)
-main.add_command(import_command)
-main.add_command(reconcile_command)
-main.add_command(mappings_command)
-main.add_command(sources_command)

@@ -10,10 +10,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
-
-import requests
 
 from crmsync.core.events import (
     CUSTOMER_CREATED,
@@ -23,7 +21,10 @@ from crmsync.core.events import (
     ERASURE_REQUESTED,
 )
 from webhooks.signature import sign
-from webhooks.sources.hubspot import sign_v3
+
+if TYPE_CHECKING:
+    # Imported where a request is sent: `crmsync --help` reads this module's samples only.
+    import requests
 
 __all__ = [
     "signed_request",
@@ -82,6 +83,8 @@ def send_event(
     url: str, secret: bytes, event: dict[str, Any], webhook_id: str | None = None
 ) -> requests.Response:
     """POST one signed event to crmsync's webhook endpoint."""
+    import requests
+
     headers, body = signed_request(secret, event, webhook_id)
     return requests.post(url, data=body, headers=headers, timeout=10)
 
@@ -125,6 +128,8 @@ def hubspot_request(
     url: str, client_secret: str, events: list[dict[str, Any]], timestamp_ms: int | None = None
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of a HubSpot delivery of `events`, signed v3 for `url` as HubSpot signs it."""
+    from webhooks.sources.hubspot import sign_v3
+
     timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     body = json.dumps(events, separators=(",", ":")).encode()
     headers = {
@@ -202,6 +207,8 @@ def send_sample(
     """POST a sample of `source`'s own format to `url`, with the credentials the service's settings in
     `env` name; external_id is the CRM's record id (a number for HubSpot and Pipedrive). ValueError
     names a missing setting or an unusable id."""
+    import requests
+
     missing = [name for name in SAMPLE_CREDENTIALS.get(source, ()) if not env.get(name, "").strip()]
     if missing:
         raise ValueError(f"set {' and '.join(missing)} to what the service verifies {source} webhooks with")
