@@ -179,7 +179,8 @@ def _body(response: requests.Response) -> str:
     try:
         return json.dumps(response.json())
     except ValueError:
-        return " ".join(response.text.split())[:200]
+        # Whole, on one line: a Salesforce Ack is a few hundred bytes, and cut short it reads as broken.
+        return " ".join(response.text.split())
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

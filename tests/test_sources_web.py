@@ -252,3 +252,14 @@ def test_send_sample_sends_each_crm_format_that_the_service_accepts(crm: str) ->
         )
         assert result.exit_code == 0, result.output
         assert result.output.startswith("HTTP 200")
+
+
+def test_send_sample_salesforce_prints_the_whole_ack(crm: str) -> None:
+    env = {"SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG, "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN}
+    result = CliRunner().invoke(
+        main, ["send-sample", "--source", "salesforce", f"{crm}/webhooks/salesforce"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("HTTP 200 <?xml") and "<Ack>true</Ack>" in line
+    assert line.endswith("</soapenv:Envelope>")
