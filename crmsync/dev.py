@@ -158,6 +158,8 @@ def _environment(port: int, sandbox_port: int, redis_url: str, scratch: str) -> 
         "PERSONAL_DATA_API_URL": f"{sandbox}/personal-data/graphql",
         "PERSONAL_DATA_API_TOKEN": personal_data_token,
         "SANDBOX_PURCHASES_FILE": str(FIXTURES),
+        # Lines for a person at a terminal; in production they are JSON (crmsync/core/logs.py).
+        "LOG_FORMAT": "plain",
         "WEB_CONCURRENCY": "2",
         "DASHBOARD_PASSWORD": secrets.token_urlsafe(18),
         # A job still running at Ctrl-C is stopped (and retried next time) after this.

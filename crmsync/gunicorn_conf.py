@@ -22,7 +22,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
-from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure
+from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure, line_formatter, plain_logs
 from crmsync.core.settings import Settings, SettingsError
 from webhooks.mappings import MappingError, load_mappings
 
@@ -56,7 +56,14 @@ control_socket_disable = True
 
 class JsonAccessLogger(Logger):
     """One JSON line per request on stdout, built with json.dumps so that no path or header can break
-    the line; the path is logged without its query string and carries no personal data."""
+    the line; the path is logged without its query string and carries no personal data. gunicorn's
+    own lines (starting, workers booting and exiting) take the app's format too (plain with
+    LOG_FORMAT=plain, as `crmsync dev` runs it)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(line_formatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         if not self.access_log_enabled:
@@ -79,6 +86,10 @@ class JsonAccessLogger(Logger):
         # What the view said about the request (a webhook's ids and outcome): safe fields only.
         fields = environ.get(ACCESS_LOG_FIELDS) or {}
         line.update((name, fields[name]) for name in SAFE_FIELDS if fields.get(name) is not None)
+        if plain_logs():
+            facts = " ".join(f"{name}={value}" for name, value in list(line.items())[5:] if value is not None)
+            self.access_log.info(f"{line['ts'][11:19]} info    gunicorn.access: request {facts}")
+            return
         self.access_log.info(json.dumps(line))
 
 
@@ -95,11 +106,31 @@ def on_starting(server: Any) -> None:
     except (SettingsError, MappingError) as exc:
         on_exit(server)  # gunicorn calls it only after a start
         sys.exit(f"crmsync: configuration error: {exc}")
+    _warn_if_redis_is_unreachable(server, settings.redis_url)
     # Counters left by a previous run of this master would be summed into this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(directory):
         if name.endswith(".db"):
             os.remove(os.path.join(directory, name))
+
+
+def _warn_if_redis_is_unreachable(server: Any, url: str) -> None:
+    """Start anyway (Redis may come first or later; /readyz answers 503 meanwhile), but say so: every
+    webhook is refused until Redis answers."""
+    from redis.exceptions import RedisError
+
+    from crmsync.core.redis_conn import connect, redact_url
+
+    client = connect(url)
+    try:
+        client.ping()
+    except RedisError as exc:
+        server.log.warning(
+            f"Redis at {redact_url(url)} is not reachable ({type(exc).__name__}): webhooks are answered "
+            "503 until it is (GET /readyz)"
+        )
+    finally:
+        client.close()
 
 
 def on_exit(server: Any) -> None:

@@ -296,12 +296,34 @@ def test_gunicorn_sums_metrics_over_all_its_worker_processes_and_logs_json(
     assert {entry["path"] for entry in access} >= {"/webhooks/crm", "/metrics", '/no"such\\path'}
     assert all(isinstance(entry["status"], int) and entry["duration_ms"] >= 0 for entry in access)
     assert all(line.startswith("{") for line in stdout.splitlines()), "non-JSON line on stdout"
+    # gunicorn's own lines (starting, booting workers, shutting down) are JSON lines too.
+    assert "Starting gunicorn" in stderr and all(json.loads(line) for line in stderr.splitlines())
     # One line per webhook: its access line carries its identifiers and outcome.
     mentioning = [json.loads(line) for line in stdout.splitlines() if '"msg_3"' in line]
     assert len(mentioning) == 1, mentioning
     assert mentioning[0]["logger"] == "gunicorn.access" and mentioning[0]["status"] == 202
     assert mentioning[0]["event"] == "webhook_received" and mentioning[0]["outcome"] == "queued"
     assert mentioning[0]["external_id"] == "crm-3" and mentioning[0]["job_id"].startswith("evt_")
+
+
+def test_web_starts_without_redis_warns_once_and_healthz_says_so(tmp_path: Path) -> None:
+    port = free_port()
+    unreachable = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    process = start_gunicorn(web_environment(unreachable, port, WEB_CONCURRENCY="1"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(f"{base}/healthz", process)  # liveness: up, whatever Redis does
+        assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok", "redis": "unreachable"}
+        assert requests.get(f"{base}/readyz", timeout=5).status_code == 503
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    warnings = [line["msg"] for line in lines if line["level"] == "warning"]
+    assert warnings == [
+        f"Redis at redis://:***@{unreachable.split('@')[1]} is not reachable (ConnectionError): webhooks are "
+        "answered 503 until it is (GET /readyz)"
+    ]
 
 
 @pytest.mark.parametrize(

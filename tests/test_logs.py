@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -118,3 +119,19 @@ def test_no_personal_value_signature_or_secret_appears_in_any_log_line(
     everything = captured.out + captured.err
     for value in forbidden:
         assert value not in everything, f"{value!r} leaked into the logs"
+
+
+def test_log_format_plain_gives_plain_lines_with_the_same_safe_fields(
+    root_logging: None, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "plain")  # as `crmsync dev` runs web and worker
+    configure("INFO")
+    logging.getLogger("crmsync.jobs").info("applied", extra={"job_id": "evt_1", "label": "vip"})
+    (line,) = capfd.readouterr().out.splitlines()
+    assert line.endswith(" info    crmsync.jobs: applied job_id=evt_1")  # `label` is no safe field
+
+
+def test_crmsync_dev_runs_web_and_worker_with_plain_lines(tmp_path: pathlib.Path) -> None:
+    from crmsync.dev import _environment
+
+    assert _environment(8000, 5050, "redis://127.0.0.1:6379/0", str(tmp_path))["LOG_FORMAT"] == "plain"

@@ -399,7 +399,7 @@ def test_other_routes_and_methods_answer_json(web: str, method: str, path: str, 
 
 def test_health_and_readiness(web: str) -> None:
     base = web.replace("/webhooks/crm", "")
-    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok", "redis": "ok"}
     assert requests.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}
 
 

@@ -1,4 +1,5 @@
-"""JSON log lines on stdout, one object per line (Heroku's log drain convention).
+"""JSON log lines on stdout, one object per line (Heroku's log drain convention); plain lines for a
+person reading a terminal when LOG_FORMAT=plain (`crmsync dev` sets it).
 
 Only the fields named in SAFE_FIELDS are copied from a record's `extra`: identifiers, outcomes and
 timings. Names, descriptions, labels, signatures and secrets have no field here, so a careless
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from datetime import UTC, datetime
 
-__all__ = ["configure", "SAFE_FIELDS", "ACCESS_LOG_FIELDS"]
+__all__ = ["configure", "line_formatter", "plain_logs", "SAFE_FIELDS", "ACCESS_LOG_FIELDS"]
 
 # A WSGI environ key: where a view leaves the fields its request's access log line should carry, so
 # that a request is one line, not an application line and an access line (crmsync/gunicorn_conf.py
@@ -68,10 +70,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class PlainFormatter(logging.Formatter):
+    """One readable line: time, level, logger, message and the same safe fields as `key=value`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        fields = " ".join(
+            f"{name}={record.__dict__[name]}" for name in SAFE_FIELDS if record.__dict__.get(name) is not None
+        )
+        line = f"{at} {record.levelname.lower():<7} {record.name}: {record.getMessage()} {fields}".rstrip()
+        if record.exc_info and record.exc_info[0] is not None:
+            line += f" ({record.exc_info[0].__name__})"  # the class only, as in the JSON lines
+        return line
+
+
+def plain_logs() -> bool:
+    """Whether this process logs plain lines (LOG_FORMAT=plain) rather than JSON."""
+    return os.environ.get("LOG_FORMAT", "json").strip().lower() == "plain"
+
+
+def line_formatter() -> logging.Formatter:
+    """The formatter of every log line of this process: JSON, or plain with LOG_FORMAT=plain."""
+    return PlainFormatter() if plain_logs() else JsonFormatter()
+
+
 def configure(level: str = "INFO") -> None:
-    """Send every logger's records to stdout as JSON lines (idempotent)."""
+    """Send every logger's records to stdout, one line each (idempotent)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(line_formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -12,8 +12,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process is up and serving requests."""
-    return jsonify({"status": "ok"})
+    """The process is up and serving requests (always 200: liveness), and whether Redis answers, for
+    the operator (readiness, which routing may act on, is /readyz)."""
+    try:
+        current_app.extensions["crmsync_redis"].ping()
+    except RedisError:
+        return jsonify({"status": "ok", "redis": "unreachable"})
+    return jsonify({"status": "ok", "redis": "ok"})
 
 
 @bp.get("/readyz")
