@@ -379,3 +379,17 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
     assert set(app["formation"]) == {"web", "worker"}
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
     assert set(app["formation"]) <= set(procfile)
+
+
+def test_the_container_runs_the_procfiles_commands_from_the_lock() -> None:
+    # No Docker engine runs the tests: what can go wrong silently is a command or an install that
+    # drifts from the Procfile's and the buildpack's.
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for command in procfile(ROOT).values():
+        assert f"command: {command}\n" in compose
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "uv sync --locked --no-default-groups" in dockerfile and "--extra" not in dockerfile
+    assert (
+        'CMD ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]'
+        in dockerfile
+    )
