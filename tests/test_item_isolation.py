@@ -19,7 +19,9 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from crmsync.core.settings import Settings
 from crmsync.operations.source_items import rejected_counts, rejected_items
+from crmsync.web import create_app
 from tests.support import (
     SALESFORCE_TOKEN,
     basic_auth,
@@ -28,7 +30,9 @@ from tests.support import (
     pipedrive_body,
     salesforce_account,
     salesforce_message,
+    served,
 )
+from webhooks.sources.items import InvalidItem, MappedEvent, RejectedItem, SourceBatch, item_isolation
 
 BATCHES = settings(
     max_examples=100,
@@ -186,3 +190,42 @@ def test_pipedrive_rejects_each_hostile_event_alone(
         refused += response.json()["rejected"]
     good_events = sum(good for good, _ in events)
     assert (accepted, refused) == (good_events, len(events) - good_events)
+
+
+# -- the boundary itself: an error no check foresaw -------------------------------------------------
+
+
+def test_an_error_no_check_foresaw_rejects_its_item_alone_and_is_kept_for_the_log() -> None:
+    batch = SourceBatch("hubspot")
+    for index in range(3):
+        with item_isolation(batch, lambda: {"index": str(index)}):  # noqa: B023 (called at once)
+            _ = 1 // (index - 1)  # the second item fails as a bug would
+            batch.events.append(MappedEvent(f"d{index}", {}))
+    assert [event.delivery_id for event in batch.events] == ["d0", "d2"]
+    assert batch.rejected == [RejectedItem("unreadable item (ZeroDivisionError)", {"index": "1"})]
+    assert isinstance(batch.unexpected_error, ZeroDivisionError)
+
+
+def test_an_item_whose_ids_cannot_be_read_is_still_rejected() -> None:
+    batch, meta = SourceBatch("pipedrive"), dict[str, str]()
+    with item_isolation(batch, lambda: {"id": meta["id"]}):
+        raise InvalidItem("missing meta.id")
+    assert batch.rejected == [RejectedItem("missing meta.id", {})]
+
+
+def test_a_salesforce_request_failing_unforeseen_gets_a_soap_fault(sources_settings: Settings) -> None:
+    """Salesforce reads only SOAP: even the app's last-resort 500 is a SOAP Server fault."""
+
+    class Failing:
+        name, soap = "salesforce", True
+
+        def authenticate(self, request: object) -> None:
+            raise RuntimeError("a bug")
+
+    app = create_app(sources_settings)
+    app.extensions["crmsync_sources"]["salesforce"] = Failing()
+    with served(app) as base:
+        response = requests.post(f"{base}/webhooks/salesforce", data=b"<x/>", timeout=10)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/xml")
+    assert b"<faultcode>soapenv:Server</faultcode>" in response.content
