@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from redis import Redis
 
 from crmsync.cli import main
-from crmsync.core.events import CUSTOMER_DELETED, Event
+from crmsync.core.events import CUSTOMER_DELETED, ERASURE_REQUESTED, Event
 from crmsync.core.settings import Settings, SettingsError
 from crmsync.web import create_app
 from sandbox import RunningSandbox
@@ -242,12 +242,16 @@ def test_ids_with_terminal_escapes_are_shown_escaped_by_the_cli_and_the_dashboar
     # webhook takes such an id now, but what Redis holds is shown safely all the same.
     old = Event(webhook_id="msg_\x1b[2J", type=CUSTOMER_DELETED, timestamp="2026-11-22T10:00:00.000000+00:00",
                 data={"external_id": TERMINAL_ESCAPE_ID})  # fmt: skip
+    erasure = Event(webhook_id="msg_erasure", type=ERASURE_REQUESTED, timestamp=old.timestamp,
+                    data={"external_id": TERMINAL_ESCAPE_ID, "purchase_ids": [1]})  # fmt: skip
     Intake(redis, settings).accept(old)
+    Intake(redis, settings).accept(erasure)  # its receipt is audited at once
     work(with_wrong_token(settings), redis)
     env = {"REDIS_URL": redis_url}
     outputs = {args[0]: CliRunner().invoke(main, list(args), env=env, catch_exceptions=False).output
-               for args in (["failed"], ["customer", TERMINAL_ESCAPE_ID])}  # fmt: skip
+               for args in (["failed"], ["customer", TERMINAL_ESCAPE_ID], ["erasures"])}  # fmt: skip
     outputs["dashboard"] = requests.get(f"{dashboard}/failed", auth=AUTH, timeout=10).text
+    outputs["erasures page"] = requests.get(f"{dashboard}/erasures", auth=AUTH, timeout=10).text
     outputs["customer page"] = requests.get(f"{dashboard}/customer", auth=AUTH, timeout=10,
                                             params={"external_id": TERMINAL_ESCAPE_ID}).text  # fmt: skip
     for name, output in outputs.items():
