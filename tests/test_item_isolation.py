@@ -229,3 +229,14 @@ def test_a_salesforce_request_failing_unforeseen_gets_a_soap_fault(sources_setti
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("text/xml")
     assert b"<faultcode>soapenv:Server</faultcode>" in response.content
+
+
+def test_a_rejected_items_ids_are_kept_cut_short(crm: str, redis: Redis) -> None:
+    """A sender chooses its ids' length: what is kept of them for the operator is bounded."""
+    long_id = "04l" + "9" * 10_000
+    message = salesforce_message((long_id, ""), (long_id, salesforce_account(record_id="001" + "7" * 5000)))
+    response = requests.post(f"{crm}/webhooks/salesforce?token={SALESFORCE_TOKEN}", data=message, timeout=30)
+    assert response.status_code == 200, response.text
+    kept = rejected_items(redis, 10)
+    assert len(kept) == 2
+    assert all(len(value) <= 64 for item in kept for value in item.identifiers.values())

@@ -35,7 +35,6 @@ from .items import (
     InboundRequest,
     InvalidItem,
     MappedEvent,
-    RejectedItem,
     SourceBatch,
     UnparseableBody,
     check_item_count,
@@ -196,7 +195,7 @@ def read_message(message: OutboundMessage, mappings: Mapping[str, RecordMapping]
     for index, notification in enumerate(message.notifications):
         if isinstance(notification, InvalidNotification):
             ids = {"index": str(index), "notification_id": notification.id}
-            batch.rejected.append(RejectedItem(notification.reason, ids))
+            batch.reject(notification.reason, lambda: ids)  # noqa: B023 (called at once)
             continue
         mapping = mappings.get(notification.sobject_type)
         if mapping is None:
