@@ -196,6 +196,7 @@ def erasures_command(status: str | None, as_json: bool) -> None:
     from datetime import UTC, datetime
 
     from crmsync.cli_settings import command_settings
+    from crmsync.core.display import printable
     from crmsync.core.redis_conn import connect
     from crmsync.erasure.audit import list_erasures
     from crmsync.operations.erasures import with_status
@@ -210,8 +211,9 @@ def erasures_command(status: str | None, as_json: bool) -> None:
             continue
         verdict = record.status.upper() + (" OVERDUE" if row["overdue"] else "")
         purchases = " ".join(f"{pid}={outcome}" for pid, outcome in row["purchases"].items())
-        line = f"{row['received_at']}  {verdict:<17} {record.webhook_id}  {record.external_id}  {purchases}"
+        ids = f"{printable(record.webhook_id)}  {printable(record.external_id)}"
+        line = f"{row['received_at']}  {verdict:<17} {ids}  {purchases}"
         if record.failure:
-            line += f"  ({record.failure})"
+            line += f"  ({printable(record.failure)})"
         needs_action = row["overdue"] or record.status == "failed"
         click.echo(click.style(line, fg="red") if needs_action else line)

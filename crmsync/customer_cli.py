@@ -13,6 +13,7 @@ import sys
 import click
 
 from crmsync.cli_settings import command_settings
+from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
 from crmsync.operations.customer import CustomerView, Version, read_customer
 
@@ -36,7 +37,7 @@ def customer_command(external_id: str, as_json: bool) -> None:
 
 
 def _print(view: CustomerView) -> None:
-    click.echo(f"customer {view.external_id}")
+    click.echo(f"customer {printable(view.external_id)}")
     click.echo("ledger (the version that last wrote each: CRM timestamp, webhook id)")
     for name, version in view.fields.items():
         click.echo(f"  {name:<12} {_version(version)}")
@@ -56,10 +57,11 @@ def _print(view: CustomerView) -> None:
         if job.superseded_by_erasure:
             detail = f"{detail} scrubbed by erasure {job.superseded_by_erasure}".strip()
         click.echo(
-            f"  {job.job_id}  {job.type:<26} {job.event_timestamp}  {job.webhook_id}  {job.status:<9} "
-            f"attempts={job.attempts} replays={job.replays}  {detail}".rstrip()
+            f"  {printable(job.job_id)}  {printable(job.type):<26} {printable(job.event_timestamp)}  "
+            f"{printable(job.webhook_id)}  {job.status:<9} "
+            f"attempts={job.attempts} replays={job.replays}  {printable(detail)}".rstrip()
         )
 
 
 def _version(version: Version | None) -> str:
-    return f"{version.timestamp}  {version.webhook_id}" if version else "-"
+    return f"{printable(version.timestamp)}  {printable(version.webhook_id)}" if version else "-"

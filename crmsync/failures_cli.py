@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from crmsync.cli_settings import command_settings
+from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
 from crmsync.operations import (
     ActionResult,
@@ -63,7 +64,7 @@ def _operator() -> str:
 
 def _report(results: list[ActionResult]) -> None:
     for result in results:
-        click.echo(f"{result.job_id}\t{result.status}")
+        click.echo(f"{printable(result.job_id)}\t{result.status}")
     done = sum(result.status in ("replayed", "discarded") for result in results)
     click.echo(f"{done} of {len(results)} done", err=True)
 
@@ -92,8 +93,9 @@ def failed_command(
             continue
         last = job.last_failed_at.isoformat(timespec="seconds") if job.last_failed_at else "-"
         click.echo(
-            f"{job.job_id}\t{job.type}\t{job.external_id}\t{job.failure_class}\t"
-            f"attempts={job.attempts}\treplays={job.replays}\t{last}\t{job.message}"
+            f"{printable(job.job_id)}\t{printable(job.type)}\t{printable(job.external_id)}\t"
+            f"{job.failure_class}\tattempts={job.attempts}\treplays={job.replays}\t{last}\t"
+            f"{printable(job.message)}"
         )
     click.echo(f"page {found.page} of {found.pages}, {found.total} failed job(s)", err=True)
 

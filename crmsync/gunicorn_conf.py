@@ -48,7 +48,9 @@ timeout = 20
 graceful_timeout = 25
 keepalive = 5
 errorlog = "-"
-forwarded_allow_ips = "*"
+# gunicorn trusts no client's X-Forwarded-* (a `*` here took a client's leftmost X-Forwarded-Proto as
+# the scheme): the app trusts what TRUSTED_PROXY_HOPS proxies set, and only that (crmsync/web/proxies.py).
+forwarded_allow_ips = ""
 # gunicorn 25+ opens a control socket at one fixed path per user by default, which two gunicorns on
 # one machine (a dev run next to the tests) would take from each other; crmsync does not use it.
 control_socket_disable = True

@@ -15,6 +15,7 @@ import click
 from tqdm import tqdm
 
 from crmsync.cli_settings import command_settings
+from crmsync.core.display import printable
 from crmsync.core.queue import EventQueue
 from crmsync.core.redis_conn import connect
 from crmsync.operations.export_events import utc_timestamp
@@ -249,7 +250,7 @@ def _print_import(summary: ImportSummary) -> None:
         f"{summary.already_queued} already queued, {summary.skipped.count} skipped"
     )
     for skipped in summary.skipped.kept[:SHOWN_PER_KIND]:
-        click.echo(f"  skipped line {skipped.line}: {skipped.reason}")
+        click.echo(f"  skipped line {skipped.line}: {printable(skipped.reason)}")
     if summary.skipped.count > SHOWN_PER_KIND:
         click.echo(
             f"  ... and {summary.skipped.count - SHOWN_PER_KIND} more skipped (--json lists up to 1,000)"
@@ -266,7 +267,9 @@ def _print_report(report: ReconcileReport) -> None:
     click.echo(f"plan: {plan}")
     for kind in KINDS:
         ids = report.external_ids[kind]
-        shown = [f"{i} ({', '.join(report.updated_fields[i])})" if kind == "update" else i for i in ids]
+        shown = [
+            printable(f"{i} ({', '.join(report.updated_fields[i])})" if kind == "update" else i) for i in ids
+        ]
         more = (
             f" ... and {len(ids) - SHOWN_PER_KIND} more (--json lists them all)"
             if len(ids) > SHOWN_PER_KIND
@@ -279,7 +282,7 @@ def _print_report(report: ReconcileReport) -> None:
             f"  {counts['not_in_export']} platform customer(s) not in the export (--delete-missing: delete)"
         )
     for skipped in report.skipped_records[:SHOWN_PER_KIND]:
-        click.echo(f"  skipped line {skipped['line']}: {skipped['reason']}")
+        click.echo(f"  skipped line {skipped['line']}: {printable(skipped['reason'])}")
     if counts["skipped"] > SHOWN_PER_KIND:
         click.echo(f"  ... and {counts['skipped'] - SHOWN_PER_KIND} more skipped (--json lists up to 1,000)")
     if report.refused:
@@ -298,4 +301,4 @@ def _print_history(reports: list[ReconcileReport], as_json: bool) -> None:
             continue
         counts = " ".join(f"{kind}={report.counts.get(kind, 0)}" for kind in (*KINDS, "unchanged", "skipped"))
         what = f"{report.outcome:<8} {report.source:<10} {counts}"
-        click.echo(f"{report.started_at}  {report.run_id}  {what}  {report.export}")
+        click.echo(f"{report.started_at}  {report.run_id}  {printable(what)}  {printable(report.export)}")

@@ -20,6 +20,7 @@ from crmsync.core.events import (
     CUSTOMER_UPDATED,
     ERASURE_REQUESTED,
 )
+from crmsync.core.parsing import ascii_int
 from webhooks.signature import sign
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def send_sample(
     missing = [name for name in SAMPLE_CREDENTIALS.get(source, ()) if not env.get(name, "").strip()]
     if missing:
         raise ValueError(f"set {' and '.join(missing)} to what the service verifies {source} webhooks with")
-    if source in ("hubspot", "pipedrive") and not external_id.isdigit():
+    if source in ("hubspot", "pipedrive") and ascii_int(external_id, 20) is None:
         raise ValueError(f"a {source} record id is a number, got {external_id!r}")
     if source == "hubspot":
         secret = env.get("HUBSPOT_CLIENT_SECRET", "")

@@ -10,11 +10,12 @@ from pathlib import Path
 import click
 
 from crmsync.cli_settings import command_settings
+from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
 from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources import CRM_SOURCES, read_payload
-from webhooks.sources.items import UnparseableBody
+from webhooks.sources.items import TooManyItems, UnparseableBody
 
 __all__ = ["mappings_command", "sources_command"]
 
@@ -69,16 +70,17 @@ def preview_command(source: str, payload: Path) -> None:
     or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body)."""
     try:
         batch = read_payload(source, payload.read_bytes(), _mappings())
-    except UnparseableBody as exc:
+    except (UnparseableBody, TooManyItems) as exc:
         click.echo(f"crmsync: {payload} cannot be read as a {source} payload: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{len(batch.events)} event(s), {len(batch.ignored)} ignored, {len(batch.rejected)} rejected")
     for mapped in batch.events:
-        click.echo(f"event    {mapped.delivery_id}  {json.dumps(mapped.event)}")
+        click.echo(f"event    {printable(mapped.delivery_id)}  {json.dumps(mapped.event)}")
     for item in batch.ignored:
-        click.echo(f"ignored  {item.type}" + (f"  ({item.detail})" if item.detail else ""))
+        detail = f"  ({printable(item.detail)})" if item.detail else ""
+        click.echo(f"ignored  {printable(item.type)}{detail}")
     for rejected in batch.rejected:
-        click.echo(f"rejected {rejected.reason}  {json.dumps(rejected.identifiers)}")
+        click.echo(f"rejected {printable(rejected.reason)}  {json.dumps(rejected.identifiers)}")
 
 
 @click.group("sources")
@@ -98,7 +100,8 @@ def rejected_command(limit: int, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(row))
         else:
-            click.echo(f"{row['at']}  {item.source:<10} {item.reason}  {json.dumps(item.identifiers)}")
+            reason, ids = printable(item.reason), json.dumps(item.identifiers)
+            click.echo(f"{row['at']}  {printable(item.source):<10} {reason}  {ids}")
     click.echo(f"{len(items)} rejected item(s) shown (at most {limit})", err=True)
 
 
@@ -108,9 +111,9 @@ def ignored_command() -> None:
     redis = connect(command_settings().redis_url)
     ignored = ignored_counts(redis)
     for (source, item_type), count in ignored.items():
-        click.echo(f"{source:<10} ignored   {item_type:<32} {count}")
+        click.echo(f"{printable(source):<10} ignored   {printable(item_type):<32} {count}")
     rejected = rejected_counts(redis)
     for source, count in rejected.items():
-        click.echo(f"{source:<10} rejected  {'':<32} {count}")
+        click.echo(f"{printable(source):<10} rejected  {'':<32} {count}")
     if not (ignored or rejected):
         click.echo("no CRM source has ignored or rejected anything yet", err=True)

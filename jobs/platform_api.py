@@ -24,11 +24,15 @@ from gql.transport.exceptions import (
 from gql.transport.requests import RequestsHTTPTransport
 
 from crmsync.core.errors import ApiRejected, ApiUnavailable, GraphQLErrors, RateLimited
+from crmsync.core.parsing import ascii_int
 from crmsync.core.settings import ApiSettings
 
 from .rate_limit import RateLimit
 
 __all__ = ["PlatformApi"]
+
+# A delay in seconds beyond 10 digits (three centuries) is no delay a server means.
+RETRY_AFTER_MAX_DIGITS = 10
 
 
 class PlatformApi:
@@ -96,8 +100,9 @@ class PlatformApi:
         value = headers.get("Retry-After")
         if not value:
             return None
-        if value.strip().isdigit():
-            return float(value)
+        seconds = ascii_int(value.strip(), RETRY_AFTER_MAX_DIGITS)
+        if seconds is not None:
+            return float(seconds)
         try:
             return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):

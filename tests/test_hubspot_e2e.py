@@ -166,14 +166,30 @@ def test_an_unsigned_request_or_one_for_another_url_is_401(crm: str, redis: Redi
     assert redis.dbsize() == 0
 
 
-def test_behind_a_proxy_the_signed_public_url_is_rebuilt_from_forwarded_headers(crm: str) -> None:
+def test_behind_heroku_the_signed_url_takes_the_routers_scheme_and_the_host(crm: str) -> None:
+    """Heroku's router appends the scheme it was reached by: the rightmost X-Forwarded-Proto value
+    (TRUSTED_PROXY_HOPS=1); a client's own value, left of it, is not believed."""
     body = json.dumps([hubspot_event()]).encode()
     headers = hubspot_signed_headers("https://crmsync.example.com/webhooks/hubspot", body)
-    forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "crmsync.example.com"}
-    response = requests.post(
-        f"{crm}/webhooks/hubspot", data=body, headers={**headers, **forwarded}, timeout=10
-    )
-    assert response.status_code == 200
+    routed = {"host": "crmsync.example.com", "x-forwarded-for": "203.0.113.9"}
+    for proto, status in (("https", 200), ("http, https", 200), ("https, http", 401)):
+        forwarded = {**routed, "x-forwarded-proto": proto}
+        response = requests.post(
+            f"{crm}/webhooks/hubspot", data=body, headers={**headers, **forwarded}, timeout=10
+        )
+        assert response.status_code == status, proto
+
+
+def test_a_signature_for_the_host_a_client_forwards_is_refused(crm: str, redis: Redis) -> None:
+    """Issue 27: signed for https://evil.example/..., sent with `X-Forwarded-Host: evil.example`."""
+    body = json.dumps([hubspot_event()]).encode()
+    headers = hubspot_signed_headers("https://evil.example/webhooks/hubspot", body)
+    forwarded = {"host": "crmsync.example.com", "x-forwarded-proto": "https",
+                 "x-forwarded-host": "evil.example"}  # fmt: skip
+    url = f"{crm}/webhooks/hubspot"
+    response = requests.post(url, data=body, headers={**headers, **forwarded}, timeout=10)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_signature")
+    assert redis.dbsize() == 0
 
 
 def test_a_body_that_is_not_an_array_of_events_is_400(crm: str, redis: Redis) -> None:

@@ -120,18 +120,23 @@ def test_a_wrong_legacy_signature_is_refused_when_allowed(version: str) -> None:
         verify_signature(request, SECRET, URL, allow_legacy=True, now=NOW)
 
 
-def test_behind_a_proxy_the_url_is_rebuilt_from_forwarded_headers() -> None:
+def test_the_url_is_the_requests_own_scheme_host_and_target() -> None:
     request = signed(body_of(hubspot_event()))
-    proxied = InboundRequest(
-        "POST",
-        "http",
-        "10.1.2.3:8000",
-        "/webhooks/hubspot",
-        {**request.headers, "x-forwarded-proto": "https", "x-forwarded-host": "crmsync.example.com"},
-        request.body,
-    )
+    # The scheme as the trusted proxy set it (crmsync/web/proxies.py), the Host the router routed by.
+    proxied = InboundRequest("POST", "https", "crmsync.example.com", "/webhooks/hubspot",
+                             request.headers, request.body)  # fmt: skip
     assert request_uri(proxied) == URL
     verify_signature(proxied, SECRET, request_uri(proxied), now=NOW)
+
+
+def test_a_clients_forwarded_host_is_never_read() -> None:
+    """Issue 27: a signature made for another URL passed when the client named its host."""
+    request = signed(body_of(hubspot_event()), uri="https://evil.example/webhooks/hubspot")
+    headers = {**request.headers, "x-forwarded-host": "evil.example"}
+    proxied = InboundRequest("POST", "https", "crmsync.example.com", request.target, headers, request.body)
+    assert request_uri(proxied) == URL
+    with pytest.raises(AuthenticationFailed, match="does not match"):
+        verify_signature(proxied, SECRET, request_uri(proxied), now=NOW)
 
 
 def test_the_configured_public_url_wins_over_the_request() -> None:

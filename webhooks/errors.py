@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["error_response", "init_app"]
+__all__ = ["error_response", "http_error_response", "init_app"]
 
 log = logging.getLogger("crmsync.web")
 
@@ -19,14 +19,19 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[
     return jsonify({"error": code, "message": message, **extra}), status
 
 
+def http_error_response(exc: HTTPException) -> tuple[Response, int]:
+    """An HTTP error (404, 405, 413, ...) in the one JSON shape."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return error_response(exc.code or 500, code, exc.description or exc.name)
+
+
 def init_app(app: Flask, count_unexpected: Callable[[str], None]) -> None:
     """Answer every HTTP error (404, 405, 413, ...) and any unexpected failure in the same JSON shape;
     `count_unexpected(endpoint)` counts the unexpected ones in the metrics."""
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        return http_error_response(exc)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:

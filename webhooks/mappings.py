@@ -43,6 +43,8 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from crmsync.core.parsing import ascii_int
+
 __all__ = [
     "MappingError",
     "HubSpotMapping",
@@ -61,6 +63,8 @@ __all__ = [
 SYNC = "sync"
 ERASURE = "erasure"
 LABEL_SEPARATOR = ";"
+# Past 20 digits a purchase id is no number the platform holds (its schema refuses what is too large).
+PURCHASE_ID_MAX_DIGITS = 20
 
 
 class MappingError(ValueError):
@@ -192,9 +196,10 @@ def purchase_ids_from(value: Any) -> list[int]:
     for part in (part.strip() for part in parts):
         if not part:
             continue
-        if not part.isdigit():
+        number = ascii_int(part, PURCHASE_ID_MAX_DIGITS)
+        if number is None:
             raise ValueError("purchase ids must be whole numbers separated by ',' or ';'")
-        ids.append(int(part))
+        ids.append(number)
     return ids
 
 

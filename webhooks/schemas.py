@@ -27,10 +27,24 @@ from crmsync.core.events import (
     ERASURE_REQUESTED,
     EVENT_TYPES,
 )
+from crmsync.core.external_ids import external_id_problem
 
 __all__ = ["load_event", "quick_load", "full_load", "quick_schema", "ValidationError"]
 
 NonEmpty = validate.Length(min=1)
+
+
+class ExternalId(validate.Validator):
+    """An id the platform can store (crmsync/core/external_ids.py): refused here with the reason."""
+
+    def __call__(self, value: Any) -> Any:
+        problem = external_id_problem(value)
+        if problem is not None:
+            raise ValidationError(problem)
+        return value
+
+
+EXTERNAL_ID = ExternalId()
 # The platform's purchase ids are GraphQL `Int`s: 32-bit signed, so a larger one could never succeed.
 PurchaseId = validate.Range(min=1, max=2**31 - 1)
 
@@ -41,7 +55,7 @@ class _Strict(Schema):
 
 
 class CustomerCreatedData(_Strict):
-    external_id = fields.String(required=True, validate=NonEmpty)
+    external_id = fields.String(required=True, validate=EXTERNAL_ID)
     name = fields.String(required=True, validate=NonEmpty)
     description = fields.String()
     labels = fields.List(fields.String(validate=NonEmpty))
@@ -52,19 +66,19 @@ class CustomerUpdatedData(CustomerCreatedData):
 
 
 class CustomerDeletedData(_Strict):
-    external_id = fields.String(required=True, validate=NonEmpty)
+    external_id = fields.String(required=True, validate=EXTERNAL_ID)
 
 
 class ErasureRequestedData(_Strict):
-    external_id = fields.String(required=True, validate=NonEmpty)
+    external_id = fields.String(required=True, validate=EXTERNAL_ID)
     purchase_ids = fields.List(
         fields.Integer(strict=True, validate=PurchaseId), required=True, validate=NonEmpty
     )
 
 
 class CustomerMergedData(_Strict):
-    external_id = fields.String(required=True, validate=NonEmpty)
-    merged_ids = fields.List(fields.String(validate=NonEmpty), required=True, validate=NonEmpty)
+    external_id = fields.String(required=True, validate=EXTERNAL_ID)
+    merged_ids = fields.List(fields.String(validate=EXTERNAL_ID), required=True, validate=NonEmpty)
 
 
 DATA_SCHEMAS: dict[str, Schema] = {
@@ -204,6 +218,8 @@ def _quick_rule(validator: Any) -> _Check:
     if type(validator) is validate.Range and validator.min_inclusive and validator.max_inclusive:
         least, most = validator.min, validator.max
         return lambda value: (least is None or value >= least) and (most is None or value <= most)
+    if validator is EXTERNAL_ID:
+        return lambda value: external_id_problem(value) is None
     raise TypeError(f"no quick check for {validator!r}")
 
 

@@ -82,6 +82,9 @@ class Settings:
     # Native CRM sources (docs/crm-sources.md); each is off unless its credentials are set.
     hubspot_client_secret: str = field(default="", repr=False)
     hubspot_webhook_url: str = ""
+    # Proxies in front of the app whose X-Forwarded-For/-Proto are trusted, counted from the right:
+    # 1 is Heroku's router (crmsync/web/proxies.py); 0 trusts none. X-Forwarded-Host never is.
+    trusted_proxy_hops: int = 1
     hubspot_allow_legacy_signatures: bool = False
     salesforce_organization_ids: tuple[str, ...] = ()
     salesforce_webhook_token: str = field(default="", repr=False)
@@ -139,6 +142,7 @@ class Settings:
             metrics_token=_secret(env, "METRICS_TOKEN"),
             hubspot_client_secret=_secret(env, "HUBSPOT_CLIENT_SECRET"),
             hubspot_webhook_url=_optional_url(env, "HUBSPOT_WEBHOOK_URL"),
+            trusted_proxy_hops=_positive_int(env, "TRUSTED_PROXY_HOPS", 1, allow_zero=True),
             hubspot_allow_legacy_signatures=_flag(env, "HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
             salesforce_organization_ids=_organization_ids(env),
             salesforce_webhook_token=_secret(env, "SALESFORCE_WEBHOOK_TOKEN", min_length=24),

@@ -62,7 +62,7 @@ class CrmExportMapping:
         if self.deleted_key and str(record.get(self.deleted_key) or "").strip().lower() == "true":
             # Deleted in the CRM: no external id, so reconcile sees it as missing from the export.
             raise RecordSkipped(f"deleted in the CRM ({self.deleted_key!r} is true)")
-        external_id = self.external_id_prefix + external_id_of(record.get(key), key)
+        external_id = external_id_of(record.get(key), key, self.external_id_prefix)
         fields = {
             name: customer_value(name, value, name, external_id)
             for name, value in self.fields_of(record).items()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,10 @@ FORMATS = ("csv", "json", "ndjson")
 # treated as malformed rather than read whole into memory.
 MAX_RECORD_CHARS = 1_000_000
 _CHUNK_CHARS = 65_536
+# Python's parser recurses once per nesting level; a record nested deeper than its stack allows is not
+# an export's record (the reasons name no value).
+TOO_DEEP = "not valid JSON (nested too deeply)"
+TOO_LONG_NUMBER = f"not valid JSON (an integer has more than {sys.get_int_max_str_digits():,} digits)"
 _EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
@@ -118,6 +123,12 @@ def _ndjson_records(stream: IO[str]) -> Iterator[ExportLine]:
         except json.JSONDecodeError as exc:
             yield ExportLine(number, error=f"not valid JSON ({exc.msg})")
             continue
+        except RecursionError:
+            yield ExportLine(number, error=TOO_DEEP)
+            continue
+        except ValueError:  # int() past its digit limit (sys.get_int_max_str_digits)
+            yield ExportLine(number, error=TOO_LONG_NUMBER)
+            continue
         yield _as_record(number, value)
 
 
@@ -197,6 +208,9 @@ def _json_array_records(stream: IO[str]) -> Iterator[ExportLine]:
                 if end < len(buffer) or at_eof:
                     break
                 fill()
+            except RecursionError:
+                yield ExportLine(line, error=f"{TOO_DEEP}; the rest is unread", fatal=True)
+                return
             except json.JSONDecodeError as exc:
                 # Incomplete at the end of the buffer, or truly malformed: read on, within a bound.
                 if len(buffer) > MAX_RECORD_CHARS or not fill():
@@ -204,6 +218,9 @@ def _json_array_records(stream: IO[str]) -> Iterator[ExportLine]:
                         line, error=f"not valid JSON ({exc.msg}); the rest is unread", fatal=True
                     )
                     return
+            except ValueError:  # int() past its digit limit
+                yield ExportLine(line, error=f"{TOO_LONG_NUMBER}; the rest is unread", fatal=True)
+                return
         yield _as_record(line, value)
         line += buffer.count("\n", 0, end)
         buffer = buffer[end:]

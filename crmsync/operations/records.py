@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from crmsync.core.events import CUSTOMER_FIELDS, normalize_labels
+from crmsync.core.external_ids import external_id_problem
+from crmsync.core.parsing import utc_isoformat
 
 from .exports import ExportError, ExportLine
 
@@ -163,14 +165,18 @@ def check_columns(
     )
 
 
-def external_id_of(value: Any, key: str) -> str:
-    """The record's external id as text; raise RecordSkipped when it has none."""
+def external_id_of(value: Any, key: str, prefix: str = "") -> str:
+    """The record's external id as text (after `prefix`); raise RecordSkipped when it has none, or one
+    the platform could never store (crmsync/core/external_ids.py)."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RecordSkipped(f"no usable external id in {key!r}")
     text = str(value).strip()
     if not text:
         raise RecordSkipped(f"no usable external id in {key!r}")
-    return text
+    problem = external_id_problem(prefix + text)
+    if problem is not None:
+        raise RecordSkipped(f"{key!r}: {problem}")
+    return prefix + text
 
 
 def customer_value(customer_field: str, value: Any, key: str, external_id: str) -> Any:
@@ -194,7 +200,7 @@ def _labels(value: Any, key: str, external_id: str) -> list[str]:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, an integer past the digit limit, too deep
                 raise RecordSkipped(
                     f"{key!r} is neither a JSON list nor ';'-separated", external_id
                 ) from None
@@ -214,7 +220,10 @@ def parse_time(value: Any, key: str, external_id: str = "") -> str:
         raise RecordSkipped(f"{key!r} is not an RFC 3339 time", external_id) from None
     if moment.tzinfo is None:
         raise RecordSkipped(f"{key!r} has no UTC offset", external_id)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return utc_isoformat(moment)
+    except ValueError as exc:
+        raise RecordSkipped(f"{key!r} is {exc}", external_id) from None
 
 
 def map_records(lines: Iterable[ExportLine], mapping: ExportMapping) -> Iterator[CustomerRecord | Skipped]:

@@ -16,7 +16,7 @@ from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.metrics import count_unexpected_errors_from_zero, record_unexpected_error
 from webhooks.sources import crm_sources, standard_source
 
-from . import dashboard, health, metrics
+from . import dashboard, health, metrics, proxies
 
 __all__ = ["create_app"]
 
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     app.register_blueprint(receive_sources.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)
+    proxies.init_app(app, settings)
     count_unexpected_errors_from_zero([*app.view_functions, "unknown"])
     app.wsgi_app = CloseConnection(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -17,11 +17,11 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED
+from crmsync.core.parsing import ascii_int, from_unix_milliseconds, utc_isoformat
 
 from ..mappings import HubSpotMapping
 from .items import (
@@ -33,6 +33,8 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    check_item_count,
+    item_isolation,
     json_body,
     validated_event,
 )
@@ -45,9 +47,10 @@ TIMESTAMP = "X-HubSpot-Request-Timestamp"
 SIGNATURE_LEGACY = "X-HubSpot-Signature"
 SIGNATURE_VERSION = "X-HubSpot-Signature-Version"
 WINDOW_MS = 5 * 60 * 1000
+# Unix milliseconds have 13 digits until the year 2286; more can only be a hostile header.
+TIMESTAMP_MAX_DIGITS = 16
 # HubSpot's v3 documentation decodes these in the URI before signing (only matters with a query string).
 _DECODED = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A", "%2C", "%3B")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Stable across redeliveries (unlike attemptNumber); `eventId` alone is not promised unique.
 _DELIVERY_ID_PARTS = ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
 
@@ -77,17 +80,12 @@ class HubSpotSource:
 
 
 def request_uri(request: InboundRequest, webhook_url: str = "") -> str:
-    """The URL HubSpot called: the configured public URL, else rebuilt from the forwarded headers
-    a proxy sets (the app itself sees the proxy's scheme and internal host)."""
+    """The URL HubSpot called: the configured public URL, else the request's own scheme (as the
+    trusted proxy set it: crmsync/web/proxies.py), `Host` and target. A client's X-Forwarded-Host is
+    never read: it would let a signature made for another URL pass."""
     if webhook_url:
         return webhook_url
-    scheme = _first(request.header("X-Forwarded-Proto")) or request.scheme
-    host = _first(request.header("X-Forwarded-Host")) or request.host
-    return f"{scheme}://{host}{request.target}"
-
-
-def _first(value: str) -> str:
-    return value.split(",")[0].strip()
+    return f"{request.scheme}://{request.host}{request.target}"
 
 
 def sign_v3(client_secret: str, method: str, uri: str, body: bytes, timestamp_ms: int) -> str:
@@ -132,9 +130,9 @@ def _verify_v3(request: InboundRequest, secret: str, uri: str, signature: str, n
     raw_timestamp = request.header(TIMESTAMP)
     if not raw_timestamp:
         raise AuthenticationFailed("missing_header", f"missing required header {TIMESTAMP}")
-    if not raw_timestamp.isdigit():
+    timestamp_ms = ascii_int(raw_timestamp, TIMESTAMP_MAX_DIGITS)
+    if timestamp_ms is None:
         raise AuthenticationFailed("malformed_timestamp", f"{TIMESTAMP} must be unix milliseconds")
-    timestamp_ms = int(raw_timestamp)
     current_ms = int((time.time() if now is None else now) * 1000)
     if abs(current_ms - timestamp_ms) > WINDOW_MS:
         raise AuthenticationFailed(
@@ -160,15 +158,14 @@ def read_events(body: bytes, mapping: HubSpotMapping) -> SourceBatch:
     items = json_body(body)
     if not isinstance(items, list):
         raise UnparseableBody("HubSpot sends a JSON array of events.")
+    check_item_count(len(items))
     batch = SourceBatch(NAME)
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             batch.rejected.append(RejectedItem("an event must be a JSON object", {"index": str(index)}))
             continue
-        try:
+        with item_isolation(batch, lambda: _identifiers(item, index)):  # noqa: B023 (called at once)
             _map_event(item, mapping, batch)
-        except InvalidItem as exc:
-            batch.rejected.append(RejectedItem(exc.reason, _identifiers(item, index)))
     return batch
 
 
@@ -187,10 +184,12 @@ def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch
         event = validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
         batch.events.append(MappedEvent(delivery_id, event))
     elif change == "merge":
-        for merged in _merged_away(item):
-            data = {"external_id": mapping.external_id_prefix + str(merged)}
-            event = validated_event(CUSTOMER_DELETED, timestamp, data)
-            batch.events.append(MappedEvent(f"{delivery_id}:{merged}", event))
+        deletions = [  # all of them or, when one is invalid, none: the item is rejected as a whole
+            MappedEvent(f"{delivery_id}:{merged}", validated_event(CUSTOMER_DELETED, timestamp, data))
+            for merged in _merged_away(item)
+            for data in [{"external_id": mapping.external_id_prefix + str(merged)}]
+        ]
+        batch.events.extend(deletions)
     else:
         property_name = item.get("propertyName")
         if not isinstance(property_name, str) or not property_name:
@@ -224,7 +223,10 @@ def _id(item: dict[str, Any], key: str) -> int:
 
 
 def _timestamp(milliseconds: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=milliseconds)).isoformat(timespec="microseconds")
+    try:
+        return utc_isoformat(from_unix_milliseconds(milliseconds))
+    except ValueError as exc:
+        raise InvalidItem(f"occurredAt is {exc}") from None
 
 
 def _identifiers(item: dict[str, Any], index: int) -> dict[str, str]:

@@ -9,7 +9,8 @@ item (it should have been mapped but cannot be: kept with a reason and identifie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +32,20 @@ __all__ = [
     "AuthenticationFailed",
     "UnparseableBody",
     "InvalidItem",
+    "TooManyItems",
+    "MAX_ITEMS_PER_REQUEST",
+    "check_item_count",
+    "item_isolation",
     "json_body",
     "validated_event",
     "record_event",
 ]
+
+# HubSpot sends at most 100 events a request, Salesforce at most 100 notifications, Pipedrive one:
+# ten times that is headroom, and bounds what one request costs (a 256 KB body holds 100,000 `0,`).
+MAX_ITEMS_PER_REQUEST = 1000
+# An identifier of a rejected item is kept for the operator, cut to this length (a sender chooses it).
+MAX_IDENTIFIER_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,19 @@ class SourceBatch:
     events: list[MappedEvent] = field(default_factory=list)
     ignored: list[IgnoredItem] = field(default_factory=list)
     rejected: list[RejectedItem] = field(default_factory=list)
+    # The first error no check foresaw while reading an item (a bug): logged once per request.
+    unexpected_error: Exception | None = None
 
     def ignored_by_type(self) -> Counter[str]:
         return Counter(item.type for item in self.ignored)
+
+    def reject(self, reason: str, identifiers: Callable[[], dict[str, str]]) -> None:
+        """Keep an item as rejected, with its identifiers cut short (they come from the sender)."""
+        try:
+            ids = {key: value[:MAX_IDENTIFIER_CHARS] for key, value in identifiers().items()}
+        except Exception:  # the item is so odd its ids cannot be read: it is still counted
+            ids = {}
+        self.rejected.append(RejectedItem(reason, ids))
 
 
 class SourceError(Exception):
@@ -116,12 +137,44 @@ class UnparseableBody(SourceError):
     reason = "unparseable_body"
 
 
+class TooManyItems(SourceError):
+    """The request holds more items than any CRM sends in one (answered 413, nothing recorded)."""
+
+    reason = "too_many_items"
+
+
 class InvalidItem(Exception):
     """One item of a batch cannot be mapped; becomes a RejectedItem with this reason."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def check_item_count(count: int) -> None:
+    """TooManyItems when a request holds more than MAX_ITEMS_PER_REQUEST items."""
+    if count > MAX_ITEMS_PER_REQUEST:
+        raise TooManyItems(
+            f"The request holds {count:,} items; at most {MAX_ITEMS_PER_REQUEST:,} are taken in one request."
+        )
+
+
+@contextmanager
+def item_isolation(batch: SourceBatch, identifiers: Callable[[], dict[str, str]]) -> Iterator[None]:
+    """Read one item of `batch` inside this block: whatever goes wrong rejects that item alone.
+
+    An InvalidItem is rejected with its reason. Any other exception is the documented boundary where
+    one item never fails its batch: a 500 would make the CRM redeliver the whole batch forever, so
+    its other items would never land. It is rejected as `unreadable item (<error type>)`, and the
+    first such error of a request is kept for its one log line with the traceback."""
+    try:
+        yield
+    except InvalidItem as exc:
+        batch.reject(exc.reason, identifiers)
+    except Exception as exc:
+        batch.reject(f"unreadable item ({type(exc).__name__})", identifiers)
+        if batch.unexpected_error is None:
+            batch.unexpected_error = exc
 
 
 def json_body(body: bytes) -> Any:

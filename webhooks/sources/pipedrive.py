@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmsync.core.events import CUSTOMER_DELETED
+from crmsync.core.parsing import ascii_int, utc_isoformat
 
 from ..mappings import ERASURE, RecordMapping, field_value
 from .items import (
@@ -31,6 +32,7 @@ from .items import (
     RejectedItem,
     SourceBatch,
     UnparseableBody,
+    item_isolation,
     json_body,
     record_event,
     validated_event,
@@ -90,13 +92,9 @@ def read_event(body: bytes, mappings: Mapping[str, RecordMapping]) -> SourceBatc
     if mapping is None or (mapping.action == ERASURE and action != "create"):
         batch.ignored.append(IgnoredItem(f"{entity}.{action}"))
         return batch
-    try:
+    with item_isolation(batch, lambda: _identifiers(meta)):
         delivery_id = f"{NAME}:{_required_text(meta, 'id')}"
-        event = _event(action, meta, payload, mapping)
-    except InvalidItem as exc:
-        batch.rejected.append(RejectedItem(exc.reason, _identifiers(meta)))
-        return batch
-    batch.events.append(MappedEvent(delivery_id, event))
+        batch.events.append(MappedEvent(delivery_id, _event(action, meta, payload, mapping)))
     return batch
 
 
@@ -136,17 +134,18 @@ def _required_text(meta: dict[str, Any], key: str) -> str:
 
 def _timestamp(value: Any) -> str:
     """meta.timestamp: ISO 8601 as in Pipedrive's example, or unix seconds (10 digits) as described."""
-    text = "" if value is None or isinstance(value, bool) else str(value).strip()
+    text = value.strip() if isinstance(value, str) else str(value) if type(value) is int else ""
+    seconds = ascii_int(text, 10) if len(text) == 10 else None
     try:
-        if text.isdigit() and len(text) == 10:
-            moment = datetime.fromtimestamp(int(text), UTC)
-        else:
-            moment = datetime.fromisoformat(text)
+        moment = datetime.fromtimestamp(seconds, UTC) if seconds is not None else datetime.fromisoformat(text)
     except ValueError:
         raise InvalidItem("missing or invalid meta.timestamp") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return utc_isoformat(moment)
+    except ValueError as exc:
+        raise InvalidItem(f"meta.timestamp is {exc}") from None
 
 
 def _identifiers(meta: dict[str, Any]) -> dict[str, str]:

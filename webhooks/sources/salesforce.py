@@ -26,6 +26,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from crmsync.core.events import CUSTOMER_DELETED
+from crmsync.core.parsing import utc_isoformat
 
 from ..mappings import ERASURE, RecordMapping
 from .items import (
@@ -34,9 +35,10 @@ from .items import (
     InboundRequest,
     InvalidItem,
     MappedEvent,
-    RejectedItem,
     SourceBatch,
     UnparseableBody,
+    check_item_count,
+    item_isolation,
     record_event,
     validated_event,
 )
@@ -161,7 +163,9 @@ def parse_message(body: bytes) -> OutboundMessage:
     if root.tag != f"{{{SOAP_ENV}}}Envelope" or notifications is None:
         raise UnparseableBody("The body is not a SOAP Outbound Message (no notifications element).")
     organization_id = (notifications.findtext(f"{{{OUTBOUND}}}OrganizationId") or "").strip()
-    items = [_notification(item) for item in notifications.findall(f"{{{OUTBOUND}}}Notification")]
+    elements = notifications.findall(f"{{{OUTBOUND}}}Notification")
+    check_item_count(len(elements))
+    items = [_notification(item) for item in elements]
     return OutboundMessage(organization_id, items)
 
 
@@ -191,18 +195,14 @@ def read_message(message: OutboundMessage, mappings: Mapping[str, RecordMapping]
     for index, notification in enumerate(message.notifications):
         if isinstance(notification, InvalidNotification):
             ids = {"index": str(index), "notification_id": notification.id}
-            batch.rejected.append(RejectedItem(notification.reason, ids))
+            batch.reject(notification.reason, lambda: ids)  # noqa: B023 (called at once)
             continue
         mapping = mappings.get(notification.sobject_type)
         if mapping is None:
             batch.ignored.append(IgnoredItem(notification.sobject_type))
             continue
-        try:
-            event = _event(notification, mapping)
-        except InvalidItem as exc:
-            batch.rejected.append(RejectedItem(exc.reason, _identifiers(notification, mapping, index)))
-            continue
-        batch.events.append(MappedEvent(f"{NAME}:{notification.id}", event))
+        with item_isolation(batch, lambda: _identifiers(notification, index)):  # noqa: B023 (called at once)
+            batch.events.append(MappedEvent(f"{NAME}:{notification.id}", _event(notification, mapping)))
     return batch
 
 
@@ -230,10 +230,13 @@ def _version(value: str, name: str) -> str:
         raise InvalidItem(f"version field {name} is not a date-time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # A date field: Salesforce dates carry no zone.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return utc_isoformat(moment)
+    except ValueError as exc:
+        raise InvalidItem(f"version field {name} is {exc}") from None
 
 
-def _identifiers(notification: Notification, mapping: RecordMapping, index: int) -> dict[str, str]:
+def _identifiers(notification: Notification, index: int) -> dict[str, str]:
     """Ids of a rejected notification: the record's id field, never another value."""
     ids = {"index": str(index), "notification_id": notification.id, "sobject": notification.sobject_type}
     record_id = notification.fields.get("Id") or ""

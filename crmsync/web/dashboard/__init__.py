@@ -12,8 +12,13 @@ an entry in NAV.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, request
+import logging
 
+from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
+from markupsafe import Markup
+from redis.exceptions import RedisError
+
+from crmsync.core.display import printable
 from crmsync.core.settings import Settings
 from webhooks.errors import error_response
 
@@ -21,6 +26,9 @@ from .auth import authenticated_user
 from .csrf import same_origin, token_is_valid
 
 __all__ = ["bp", "init_app", "NAV"]
+
+log = logging.getLogger("crmsync.web")
+API_PREFIX = "/dashboard/api/"
 
 bp = Blueprint(
     "dashboard",
@@ -75,6 +83,15 @@ def require_operator() -> Response | tuple[Response, int] | None:
     return None
 
 
+@bp.errorhandler(RedisError)
+def redis_unavailable(exc: RedisError) -> tuple[Response | str, int]:
+    """Redis is down: a page (or, under the API, JSON) saying so with 503, as /readyz does; not a 500."""
+    log.warning("redis unavailable", extra={"event": "dashboard_unavailable", "path": request.path})
+    if request.path.startswith(API_PREFIX):
+        return error_response(503, "redis_unavailable", "Redis is not reachable; retry later.")
+    return render_template("dashboard/unavailable.html"), 503
+
+
 @bp.after_request
 def add_security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
@@ -85,4 +102,13 @@ def init_app(app: Flask) -> None:
     """Mount the dashboard (it stays 404 until DASHBOARD_PASSWORD is set)."""
     from . import api, pages  # noqa: F401  (registers their views on bp)
 
+    # Every `{{ value }}` of every page passes here before autoescaping: control characters in text a
+    # sender chose (ids, types, reasons) are shown escaped, as the CLI shows them.
+    app.jinja_env.finalize = shown
     app.register_blueprint(bp)
+
+
+def shown(value: object) -> object:
+    """What a page shows for `value`: text with its control characters escaped; markup the app built
+    itself (the charts) as it is."""
+    return printable(value) if isinstance(value, str) and not isinstance(value, Markup) else value

@@ -13,11 +13,14 @@ import hmac
 import time
 from urllib.parse import urlsplit
 
+from crmsync.core.parsing import ascii_int
 from crmsync.core.settings import Settings
 
 __all__ = ["issue_token", "token_is_valid", "same_origin", "TOKEN_LIFETIME_SECONDS"]
 
 TOKEN_LIFETIME_SECONDS = 12 * 3600
+# Unix seconds have 10 digits until the year 2286; a longer `issued` is forged.
+ISSUED_MAX_DIGITS = 12
 
 
 def _key(settings: Settings) -> bytes:
@@ -37,9 +40,9 @@ def issue_token(settings: Settings, user: str, now: float | None = None) -> str:
 
 def token_is_valid(settings: Settings, user: str, token: str | None, now: float | None = None) -> bool:
     issued_text, _, signature = (token or "").partition(".")
-    if not issued_text.isdigit() or not signature:
+    issued = ascii_int(issued_text, ISSUED_MAX_DIGITS)
+    if issued is None or not signature:
         return False
-    issued = int(issued_text)
     age = (time.time() if now is None else now) - issued
     expected = _signature(settings, user, issued)
     return hmac.compare_digest(signature.encode(), expected.encode()) and 0 <= age <= TOKEN_LIFETIME_SECONDS
