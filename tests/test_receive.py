@@ -248,7 +248,7 @@ def test_chunked_body_over_the_limit_is_413(web: str) -> None:
 
 SCHEMA_VIOLATIONS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (
-        {"type": "customer.merged", "timestamp": "2026-11-22T10:00:00Z", "data": {}},
+        {"type": "customer.renamed", "timestamp": "2026-11-22T10:00:00Z", "data": {}},
         {"type": ["Must be one of"]},
     ),
     ({"timestamp": "2026-11-22T10:00:00Z", "data": {}}, {"type": ["Missing data for required field."]}),
