@@ -245,7 +245,7 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         f"{samples}\n"
         "Then see the customer in the sandbox:\n"
         f"  {look}\n\n"
-        "Backfill from the sample CRM export (README: Backfill and reconcile):\n"
+        "Backfill from the sample CRM export (docs/operators.md: Import and reconcile):\n"
         f"  REDIS_URL={shlex.quote(env['REDIS_URL'])} {backfill}\n",
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -378,3 +379,16 @@ def test_check_with_a_csv_whose_header_does_not_fit_stops_before_listing_the_pla
         "the CSV header does not fit the standard source: unknown column(s) lables; expected" in result.stderr
     )
     assert cli("reconcile", "--history").stdout == ""  # no run: the platform was not even listed
+
+
+def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
+    api: Api, export: Path, cli: Callable[..., Result]
+) -> None:
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "operators.md").read_text()
+    example = re.search(r"#   (REFUSED: (\d+) deletion.*)", documented)
+    assert example is not None
+    deletions = int(example.group(2))  # the doc's run refuses 1 deletion with 0 allowed
+    result = cli("reconcile", str(export), "--delete-missing", "--max-deletes", str(deletions - 1))
+    assert result.exit_code == EXIT_REFUSED
+    printed = result.stderr.strip().replace(f"{len(ORPHANS)} deletion", f"{deletions} deletion")
+    assert printed == example.group(1)
