@@ -27,5 +27,6 @@ def test_the_fast_tier_leaves_out_every_test_that_starts_a_process() -> None:
     assert "test_the_buildpacks_slug_carries_no_dev_or_test_dependency" not in fast
     assert "test_the_fast_tier_leaves_out_every_test_that_starts_a_process" not in fast
     # What starts nothing stays in the fast tier (the certificate's tests run openssl, a process).
-    assert fast == {"test_app_json_describes_every_setting_the_service_reads"}
+    assert fast == {"test_app_json_describes_every_setting_the_service_reads",
+                    "test_the_container_runs_the_procfiles_commands_from_the_lock"}  # fmt: skip
     assert fast | collected("-m", "slow", *files) == collected(*files)
