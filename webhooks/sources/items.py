@@ -164,9 +164,10 @@ def item_isolation(batch: SourceBatch, identifiers: Callable[[], dict[str, str]]
     """Read one item of `batch` inside this block: whatever goes wrong rejects that item alone.
 
     An InvalidItem is rejected with its reason. Any other exception is the documented boundary where
-    one item never fails its batch: a 500 would make the CRM redeliver the whole batch forever, so
-    its other items would never land. It is rejected as `unreadable item (<error type>)`, and the
-    first such error of a request is kept for its one log line with the traceback."""
+    one item never fails its batch: a 500 would make the CRM redeliver the whole batch until it gives
+    up (HubSpot after 24 h, Salesforce too), and its good items would never land. It is rejected as
+    `unreadable item (<error type>)`, and the first such error of a request is kept for its one log
+    line with the traceback."""
     try:
         yield
     except InvalidItem as exc:
