@@ -192,6 +192,18 @@ def test_an_export_line_nested_100000_deep_is_a_skipped_line_not_a_traceback(
     assert output["skipped_records"][0] == {"line": 1, "reason": "not valid JSON (nested too deeply)"}
 
 
+def test_a_csv_labels_cell_nested_50000_deep_is_a_skipped_row_not_a_traceback(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    export = tmp_path / "export.csv"
+    deep = "[" * 50_000 + "]" * 50_000  # within the csv module's 131,072-character field limit
+    export.write_text(f"external_id,name,labels\ncrm-1,Deep,{deep}\ncrm-2,Fine,a;b\n")
+    result = cli("import", str(export), "--as-of", "2026-11-20T09:30:00Z", "--json")
+    output = json.loads(result.stdout)
+    assert (output["queued"], output["skipped"]) == (1, 1)
+    assert output["skipped_records"][0]["reason"] == "'labels' is neither a JSON list nor ';'-separated"
+
+
 # -- bounded cost of a hostile batch ------------------------------------------------------------
 
 
