@@ -10,6 +10,8 @@ Fault switches live in `sandbox.admin_faults`, under `/admin/faults`.
 - `POST /admin/purchases` with a JSON list of purchases: add them (all or none).
 - `POST /admin/customers` with `{"customers": [...]}` or `{"generate": {...}}` (see `sandbox.seeding`):
   add customers, system ones and ones without externalId included, without counting mutations.
+- `POST /admin/customers/reissue` with `{"external_ids": [...]}`: out of band, delete each of those
+  customers and create it again with the same values under a new id (a client's cached ids go stale).
 - `GET /admin/rates`: requests each API received since the last reset: `total`, `max_per_second`
   (per wall-clock second), `max_in_sliding_second`, `per_second` `{"<epoch second>": count}`.
 - `DELETE /admin/rates`: start counting requests again from zero.
@@ -78,6 +80,17 @@ def seed_customers() -> tuple[Response, int] | Response:
     except InvalidCustomer as exc:
         return error_response(400, str(exc))
     return jsonify({"seeded": seeded, "customers": store.stats()["customers"]}), 201
+
+
+@bp.post("/customers/reissue")
+def reissue_customers() -> tuple[Response, int] | Response:
+    """Out of band, delete each customer of `external_ids` and create it again with the same values
+    under a new id (a client's cached ids go stale), bypassing the API and its counters."""
+    body = json_body()
+    external_ids = body.get("external_ids") if isinstance(body, dict) else None
+    if not isinstance(external_ids, list) or not all(isinstance(item, str) for item in external_ids):
+        return error_response(400, 'The body must be {"external_ids": [strings]}.')
+    return jsonify({"reissued": current_state().store.reissue_customers(external_ids)})
 
 
 @bp.get("/stats")

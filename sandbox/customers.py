@@ -178,6 +178,18 @@ class CustomerBook:
             self._ticks = [tick for tick in self._ticks if tick in self._by_tick]
         return record
 
+    def reissue(self, external_id: str) -> bool:
+        """Delete the customer with `external_id` and create it again with the same values under a
+        new id, as a restore on the platform's side would; False when there is none."""
+        record = self._by_external_id.get(external_id)
+        if record is None or record.is_system:
+            return False
+        self.delete(record.id)
+        values = {"name": record.name, "description": record.description, "externalId": external_id,
+                  "labels": record.labels}  # fmt: skip
+        self._add(values, is_system=False)
+        return True
+
     def search(
         self, wanted: CustomerFilter, sort_by: Sequence[Mapping[str, str] | None] = ()
     ) -> list[CustomerRecord]:

@@ -65,6 +65,12 @@ class SandboxStore:
         with self._changed:
             return self._customers.seed(customers)
 
+    def reissue_customers(self, external_ids: Iterable[str]) -> int:
+        """Give each customer with one of `external_ids` a new id, out of band (no mutation counted):
+        its old id is then unknown to the API. Returns how many there were."""
+        with self._changed:
+            return sum(self._customers.reissue(external_id) for external_id in external_ids)
+
     def create_customer(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Create a customer and return its node; raises PayloadErrors when refused."""
         with self._counted("createCustomer"):

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from sandbox import FaultSettings, RunningSandbox
-from tests.sandbox.sandbox_documents import CREATE_CUSTOMER, DELETE_PERSONAL_DATA, GET_PURCHASE
+from tests.sandbox.sandbox_documents import (
+    CREATE_CUSTOMER,
+    DELETE_PERSONAL_DATA,
+    GET_CUSTOMER,
+    GET_PURCHASE,
+    LIST_CUSTOMERS,
+    UPDATE_CUSTOMER,
+)
 from tests.sandbox.sandbox_testkit import HAN_SOLO_PURCHASE, PERSONAL_DATA_TOKEN, ApiClient
 
 
@@ -128,3 +135,26 @@ def test_admin_body_must_be_json(admin_api: ApiClient) -> None:
 
     assert response.status_code == 400
     assert response.json() == {"error": {"status": 400, "message": "The request body must be JSON."}}
+
+
+def test_a_reissued_customer_keeps_its_values_under_a_new_id(
+    admin_api: ApiClient, customers_api: ApiClient
+) -> None:
+    values = {"name": "Acme", "description": "Rockets", "externalId": "crm-1", "labels": ["a"]}
+    old = customers_api.data(CREATE_CUSTOMER, {"input": values})["createCustomer"]["customer"]
+
+    response = admin_api.request(
+        "POST", "/customers/reissue", json={"external_ids": ["crm-1", "crm-unknown"]}
+    )
+
+    assert response.json() == {"reissued": 1}
+    assert customers_api.data(GET_CUSTOMER, {"id": old["id"]})["customer"] is None
+    (new,) = customers_api.data(LIST_CUSTOMERS, {"externalId": "crm-1"})["customers"]["nodes"]
+    assert new["id"] != old["id"] and {**new, "id": old["id"]} == old
+    refused = customers_api.data(UPDATE_CUSTOMER, {"input": {"id": old["id"], "name": "Acme 2"}})
+    assert refused["updateCustomer"]["errors"] == [{"field": "id", "messages": ["Customer not found."]}]
+
+
+@pytest.mark.parametrize("body", [{}, {"external_ids": "crm-1"}, {"external_ids": [1]}, []])
+def test_reissue_needs_a_list_of_external_ids(admin_api: ApiClient, body: Any) -> None:
+    assert admin_api.request("POST", "/customers/reissue", json=body).status_code == 400
