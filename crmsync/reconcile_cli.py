@@ -25,6 +25,7 @@ from crmsync.operations.importer import ImportSummary, import_records
 from crmsync.operations.reconcile import ListingFailed, ReconcileRun, reconcile
 from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
 from crmsync.operations.records import CLOCK_SKEW, ExportMapping, map_records, parse_time
+from jobs.id_cache import IdCache
 from jobs.platform_api import PlatformApi
 
 __all__ = ["import_command", "reconcile_command", "EXIT_DRIFT", "EXIT_REFUSED", "EXIT_FAILED"]
@@ -144,11 +145,13 @@ def reconcile_command(
         delete_missing=delete_missing,
         max_deletes=max_deletes,
     )
-    accept = EventQueue(connect(settings.redis_url), settings).accept
+    redis = connect(settings.redis_url)
+    accept = EventQueue(redis, settings).accept
     api = PlatformApi("customers", settings.customers_api, settings.api_timeout_seconds)
+    ids = IdCache(redis, enabled=settings.id_cache)
     try:
         with _listing_progress(quiet=as_json) as on_page:
-            report = _exported(lambda: reconcile(run, api, accept, reports, on_page))
+            report = _exported(lambda: reconcile(run, api, accept, reports, on_page, ids))
     except ListingFailed as exc:
         click.echo(f"crmsync: {exc}; nothing was planned or applied", err=True)
         sys.exit(EXIT_FAILED)

@@ -25,7 +25,7 @@ from dataclasses import replace
 from types import FrameType
 
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings
+from crmsync.core.settings import Settings, memory_limit_bytes
 
 from .dyno import run_dyno
 from .worker import run_worker
@@ -61,11 +61,27 @@ def threads_per_process(concurrency: int, processes: int) -> list[int]:
 def run_worker_dyno(settings: Settings, burst: bool = False, with_scheduler: bool = True) -> None:
     """Run the dyno's WORKER_CONCURRENCY workers until stopped (or the queue is empty, with `burst`)."""
     processes = dyno_processes(settings)
+    _log_concurrency(settings, processes)
     if processes == 1:
         _run_share(settings, settings.worker_concurrency, burst, with_scheduler)
         return
     shares = threads_per_process(settings.worker_concurrency, processes)
     _Parent(settings, shares, burst, with_scheduler).run()
+
+
+def _log_concurrency(settings: Settings, processes: int) -> None:
+    """One line at start: how many workers, in how many processes, and what chose the number."""
+    memory = memory_limit_bytes()
+    log.info(
+        "worker dyno starting",
+        extra={
+            "event": "worker_dyno_started",
+            "workers": settings.worker_concurrency,
+            "processes": processes,
+            "chosen_by": "memory" if settings.worker_concurrency_derived else "WORKER_CONCURRENCY",
+            "memory_limit_mb": memory >> 20 if memory else None,
+        },
+    )
 
 
 def _run_share(settings: Settings, workers: int, burst: bool, with_scheduler: bool) -> None:

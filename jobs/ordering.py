@@ -97,8 +97,17 @@ class Ledger:
         return {name: value for name, value in carried.items() if version > self.fields.get(name, "")}
 
     def after_write(self, version: str, written: dict[str, Any]) -> Ledger:
-        fields = {**self.fields, **dict.fromkeys(written, version)}
-        return replace(self, fields=fields, latest=max(self.latest, version))
+        return self.after_writes(dict.fromkeys(written, version))
+
+    def after_writes(self, versions: dict[str, str]) -> Ledger:
+        """After one write whose fields each carried the value of its own version (coalescing)."""
+        fields = {**self.fields, **versions}
+        return replace(self, fields=fields, latest=max(self.latest, *versions.values()))
+
+    def written_at(self, version: str, carried: dict[str, Any]) -> bool:
+        """Whether a field of `carried` holds the value of exactly `version`: the event was applied,
+        by a write that coalesced it with another (or by an earlier attempt of this very job)."""
+        return any(self.fields.get(name) == version for name in carried)
 
     def may_delete(self, version: str) -> bool:
         """A delete applies only if nothing newer (a re-create, an update) has been applied since."""

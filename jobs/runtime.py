@@ -17,6 +17,8 @@ from redis import Redis
 
 from crmsync.core.settings import ApiSettings, Settings, SettingsError
 
+from .coalescing import QueuedEvents
+from .id_cache import IdCache
 from .ordering import LOCK_MARGIN_SECONDS, CustomerLedgers
 from .platform_api import PlatformApi
 from .rate_limit import RateLimit
@@ -26,13 +28,16 @@ __all__ = ["Runtime", "performing", "for_current_job"]
 
 @dataclass
 class Runtime:
-    """Settings, Redis and one kept-alive session per platform API."""
+    """Settings, Redis, one kept-alive session per platform API, and the ledgers and caches in Redis."""
 
     settings: Settings
     redis: Redis
     customers: PlatformApi
     personal_data: PlatformApi
     ledgers: CustomerLedgers
+    ids: IdCache
+    # None when COALESCE_EVENTS is off: each event is applied on its own.
+    queued: QueuedEvents | None
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis) -> Runtime:
@@ -60,6 +65,8 @@ class Runtime:
                 wait_seconds=2.0,
                 in_flight_hold_seconds=settings.in_flight_hold_seconds,
             ),
+            ids=IdCache(redis, enabled=settings.id_cache),
+            queued=QueuedEvents(redis) if settings.coalesce_events else None,
         )
 
     def close(self) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC
 from functools import partial
 from typing import Any
 
 from rq import get_current_job
+from rq.utils import utcparse
 
-from crmsync.core.counters import outcome_of, record_job
+from crmsync.core.counters import outcome_of, record_freshness, record_job
 from crmsync.core.errors import CustomerLocked, SyncError
 from crmsync.core.events import CUSTOMER_CREATED, CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED, Event
 from crmsync.core.queue import will_retry
@@ -26,6 +28,7 @@ from crmsync.erasure.purchases import erase_personal_data
 from crmsync.erasure.scrub import SUPERSEDED, scrub_current_job, scrub_customer_jobs
 
 from .attempts import add_attempt
+from .coalescing import QueuedEvent, coalesce
 from .customers import clear_description, delete_customer, upsert_customer
 from .personal_data import anonymise_purchase
 from .retry import next_delay
@@ -59,16 +62,65 @@ def apply_event(payload: dict[str, Any]) -> dict[str, str]:
 
 
 def sync_customer(runtime: Runtime, event: Event) -> str:
-    """created/updated: write the fields no newer event has written (create the customer if absent)."""
+    """created/updated: write the fields no newer event has written (create the customer if absent),
+    together with the customer's other updates already queued (jobs/coalescing.py)."""
     carried = event.customer_fields()
     with runtime.ledgers.locked(event.external_id) as customer:
-        fields = customer.ledger.fields_to_write(event.version, carried)
-        if not fields:
-            _forget_if_erased(customer.ledger.erased, event)
+        ledger = customer.ledger
+        if not ledger.fields_to_write(event.version, carried):
+            _forget_if_erased(ledger.erased, event)
+            if ledger.written_at(event.version, carried):
+                return "coalesced"  # applied by a write that carried it with an earlier-taken event
             return "stale" if carried else "noop"
-        upsert_customer(runtime.customers, event.external_id, fields)
-        runtime.ledgers.commit(customer, customer.ledger.after_write(event.version, fields))
+        queued = _queued_with(runtime, event)
+        write = coalesce(ledger, [event, *(other.event for other in queued)])
+        carried_events = write.carried_by([other.event for other in queued])
+        try:
+            upsert_customer(runtime.customers, runtime.ids, event.external_id, write.fields,
+                            may_exist=bool(ledger.fields) or _is_retry())  # fmt: skip
+        except SyncError as exc:
+            _list_coalesced(exc, carried_events)
+            raise
+        answered = time.time()
+        runtime.ledgers.commit(customer, ledger.after_writes(write.versions))
+    enqueued = [other.enqueued_at for other in queued if other.event in carried_events]
+    record_freshness(runtime.redis, _freshness(answered, enqueued))
     return "applied"
+
+
+def _queued_with(runtime: Runtime, event: Event) -> list[QueuedEvent]:
+    """The customer's other queued events to coalesce with `event`; none when coalescing is off or a
+    barrier (a delete, a merge, an erasure) is queued."""
+    job = get_current_job()
+    if runtime.queued is None or job is None:
+        return []
+    return runtime.queued.of(event.external_id, job.id) or []
+
+
+def _is_retry() -> bool:
+    """Whether an attempt of this job failed before: its create may have been applied unanswered."""
+    job = get_current_job()
+    return job is not None and bool(job.meta.get("attempts") or job.meta.get("earlier_attempts"))
+
+
+def _list_coalesced(exc: SyncError, events: list[Event]) -> None:
+    """A failed coalesced write: the failure names every event it carried (ids only, for operators),
+    and its message is redacted of their values too."""
+    job = get_current_job()
+    if job is not None:
+        job.meta["coalesced"] = [other.webhook_id for other in events]
+    if events:
+        exc.args = (redact(str(exc), [value for other in events for value in other.personal_values()]),)
+
+
+def _freshness(answered: float, enqueued: list[str]) -> list[float]:
+    """Seconds from each applied event's enqueue to the write's answer: the taken job's and `enqueued`
+    (RQ's enqueued_at of the others it carried)."""
+    job = get_current_job()
+    stamps = [utcparse(stamp).replace(tzinfo=UTC) for stamp in enqueued if stamp]
+    if job is not None and job.enqueued_at is not None:
+        stamps.append(job.enqueued_at.replace(tzinfo=UTC))
+    return [max(0.0, answered - stamp.timestamp()) for stamp in stamps]
 
 
 def remove_customer(runtime: Runtime, event: Event) -> str:
@@ -76,7 +128,7 @@ def remove_customer(runtime: Runtime, event: Event) -> str:
     with runtime.ledgers.locked(event.external_id) as customer:
         if not customer.ledger.may_delete(event.version):
             return "stale"
-        delete_customer(runtime.customers, event.external_id)
+        delete_customer(runtime.customers, runtime.ids, event.external_id)
         runtime.ledgers.commit(customer, customer.ledger.after_delete(event.version))
     return "applied"
 
@@ -98,8 +150,8 @@ def erase_customer_data(runtime: Runtime, event: Event) -> str:
             )  # fmt: skip
             ledger, action = apply_customer_action(
                 customer_action, customer.ledger, event.version,
-                clear_description=partial(clear_description, runtime.customers, external_id),
-                delete_customer=partial(delete_customer, runtime.customers, external_id),
+                clear_description=partial(clear_description, runtime.customers, runtime.ids, external_id),
+                delete_customer=partial(delete_customer, runtime.customers, runtime.ids, external_id),
             )  # fmt: skip
             if action:
                 audit.customer(erasure_id, external_id, action)

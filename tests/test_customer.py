@@ -76,7 +76,8 @@ def test_the_ledger_shows_which_webhook_wrote_each_field_and_the_jobs_their_outc
     assert view["deleted"] is None and view["erased"] is None and view["hold_seconds"] is None
     jobs = [(job["webhook_id"], job["type"], job["status"], job["outcome"]) for job in view["jobs"]]
     assert jobs == [  # newest event first
-        ("msg_labels", "customer.updated", "finished", "applied"),
+        # Queued with the create, the labels rode in its write (jobs/coalescing.py).
+        ("msg_labels", "customer.updated", "finished", "coalesced"),
         ("msg_create", "customer.created", "finished", "applied"),
         ("msg_late", "customer.updated", "finished", "stale"),
     ]
@@ -154,7 +155,7 @@ def test_the_dashboard_shows_the_same_view_escaped_and_without_values(
     ).json()
     assert api["known"] is True and api["external_id"] == hostile
     assert api["fields"]["labels"]["webhook_id"] == "msg_labels"
-    assert [job["outcome"] for job in api["jobs"]] == ["applied", "applied", "stale"]
+    assert [job["outcome"] for job in api["jobs"]] == ["coalesced", "applied", "stale"]
 
     page = requests.get(f"{dashboard}/customer", params={"external_id": hostile}, auth=AUTH, timeout=10)
     assert page.status_code == 200

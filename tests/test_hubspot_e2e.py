@@ -16,6 +16,7 @@ from redis import Redis
 from crmsync.core.settings import Settings
 from crmsync.operations.source_items import ignored_counts, rejected_items
 from jobs.worker import SyncWorker
+from sandbox.server import RunningSandbox
 from tests.support import (
     HUBSPOT_SECRET,
     Platform,
@@ -27,6 +28,7 @@ from tests.support import (
     redis_round_trips,
     release_scheduled,
     run,
+    stats,
     work,
 )
 
@@ -111,13 +113,29 @@ def test_a_description_before_the_name_waits_for_the_name_to_create_the_customer
         [hubspot_object_event(eventId=2), name_change(5150, "Orbital Freight", 1763630400000, event_id=3)],
     )
     # The description finds no customer yet: its retry waits (a minute here) while the name creates it.
-    waiting = replace(settings, retry_schedule=(60, 60))
+    # (Event by event: coalesced, the two would be one create, as the next test shows.)
+    waiting = replace(settings, retry_schedule=(60, 60), coalesce_events=False)
     work(waiting, redis)
     assert [c["description"] for c in customers(platform, "5150")] == [""]
     release_scheduled(redis)
     work(waiting, redis)
     [customer] = customers(platform, "5150")
     assert (customer["name"], customer["description"]) == ("Orbital Freight", "Cargo")
+
+
+def test_a_description_queued_before_the_name_is_created_with_it_in_one_request(
+    crm: str, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    description = hubspot_event(
+        eventId=1, propertyName="description", propertyValue="Cargo", occurredAt=1763630460000
+    )
+    post(crm, [description])
+    post(crm, [name_change(5150, "Orbital Freight", 1763630400000, event_id=3)])
+    work(settings, redis)
+    [customer] = customers(platform, "5150")
+    assert (customer["name"], customer["description"]) == ("Orbital Freight", "Cargo")
+    assert stats(sandbox)["mutations"] == {"createCustomer": 1, "updateCustomer": 0, "deleteCustomer": 0,
+                                           "deletePersonalCustomerData": 0}  # fmt: skip
 
 
 def test_a_deletion_deletes_and_a_merge_deletes_the_merged_away_companies(

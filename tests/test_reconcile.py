@@ -17,6 +17,8 @@ from redis import Redis
 from rq import Queue
 
 from crmsync.cli import main
+from crmsync.core.keys import customer_id_key
+from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 from crmsync.operations.reconcile_reports import ReconcileReports
 from crmsync.reconcile_cli import EXIT_DRIFT, EXIT_FAILED, EXIT_REFUSED
@@ -30,7 +32,7 @@ WITHOUT_EXTERNAL_ID = 4
 ORPHANS = [f"crm-{n:03}" for n in range(270, 280)]  # on the platform, not in the export
 LIST = """query ($after: String) {
   customers(isSystem: false, first: 100, after: $after) {
-    nodes { externalId name description labels } pageInfo { hasNextPage endCursor }
+    nodes { id externalId name description labels } pageInfo { hasNextPage endCursor }
   }
 }"""
 
@@ -68,6 +70,14 @@ class Api:
             if not page["pageInfo"]["hasNextPage"]:
                 return found
             after = page["pageInfo"]["endCursor"]
+
+    def customers_with_ids(self) -> dict[str | None, dict[str, Any]]:
+        return {
+            node["externalId"]: node
+            for node in self.graphql(
+                "{ customers(isSystem: false, first: 1000) { nodes { id externalId } } }", {}
+            )["customers"]["nodes"]
+        }
 
     def mutations(self) -> dict[str, int]:
         counts: dict[str, int] = self.session.get(f"{self.sandbox.base_url}/admin/stats", timeout=10).json()[
@@ -392,3 +402,22 @@ def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
     assert result.exit_code == EXIT_REFUSED
     printed = result.stderr.strip().replace(f"{len(ORPHANS)} deletion", f"{deletions} deletion")
     assert printed == example.group(1)
+
+
+def test_the_listing_fills_the_id_cache_so_repairs_need_no_lookup(
+    api: Api, export: Path, cli: Callable[..., Result], redis: Redis, worker: SyncWorker
+) -> None:
+    platform_ids = {external_id: node["id"] for external_id, node in api.customers().items() if external_id}
+    assert cli("reconcile", str(export), "--as-of", AS_OF, "--json").exit_code == 0
+    cached = {external_id: redis.get(customer_id_key(external_id)) for external_id in platform_ids}
+    assert {external_id: as_text(found) for external_id, found in cached.items() if found} == platform_ids
+    # The three repairs of drifted customers are then one update each (and the two creates one each).
+    api.session.delete(f"{api.sandbox.base_url}/admin/rates", timeout=10)
+    assert cli("reconcile", str(export), "--as-of", AS_OF, "--apply", "--json").exit_code == 0
+    listing = api.session.get(f"{api.sandbox.base_url}/admin/rates", timeout=10).json()["customers"]["total"]
+    api.session.delete(f"{api.sandbox.base_url}/admin/rates", timeout=10)
+    drain(worker)
+    assert (
+        api.session.get(f"{api.sandbox.base_url}/admin/rates", timeout=10).json()["customers"]["total"] == 5
+    )
+    assert listing == 3  # its three pages

@@ -6,7 +6,13 @@ import base64
 
 import pytest
 
-from crmsync.core.settings import DEFAULT_RETRY_SCHEDULE, Settings, SettingsError, parse_secrets
+from crmsync.core.settings import (
+    DEFAULT_RETRY_SCHEDULE,
+    Settings,
+    SettingsError,
+    default_worker_concurrency,
+    parse_secrets,
+)
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
 WORKER_ENV = {
@@ -76,3 +82,31 @@ def test_several_secrets_separated_by_spaces_or_commas() -> None:
 def test_malformed_secret_is_rejected(value: str) -> None:
     with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
         parse_secrets(value)
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "cpus", "workers"),
+    [
+        (512, 8, 25),  # Heroku standard-1x: 512 MB, 8 CPUs shared with other dynos
+        (1024, 8, 50),  # standard-2x
+        (2560, 2, 50),  # performance-m: 2.5 GB but 2 CPUs
+        (256, 8, 12),
+        (16, 8, 1),  # never none
+        (None, 2, 25),  # no memory limit found: as on a standard dyno
+    ],
+)
+def test_without_worker_concurrency_a_dyno_runs_25_workers_per_512_mb_and_cpu(
+    memory_mb: int | None, cpus: int, workers: int
+) -> None:
+    memory = memory_mb << 20 if memory_mb is not None else 0
+    assert default_worker_concurrency(memory, cpus) == workers
+
+
+def test_worker_concurrency_set_in_the_environment_is_taken_as_it_is() -> None:
+    settings = Settings.from_env({"WORKER_CONCURRENCY": "3"}, role="cli")
+    assert (settings.worker_concurrency, settings.worker_concurrency_derived) == (3, False)
+    derived = Settings.from_env({}, role="cli")
+    assert (derived.worker_concurrency, derived.worker_concurrency_derived) == (
+        default_worker_concurrency(),
+        True,
+    )

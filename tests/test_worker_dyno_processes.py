@@ -70,7 +70,7 @@ def settings_with(**env: str) -> Settings:
         ({"WORKER_CONCURRENCY": "25"}, 8, 4),
         ({"WORKER_CONCURRENCY": "8"}, 8, 1),
         ({"WORKER_CONCURRENCY": "9"}, 8, 2),
-        ({}, 8, 1),
+        ({"WORKER_CONCURRENCY": "1"}, 8, 1),
         ({"WORKER_CONCURRENCY": "25", "WORKER_PROCESSES": "3"}, 2, 3),  # the operator's word
         ({"WORKER_CONCURRENCY": "2", "WORKER_PROCESSES": "5"}, 8, 2),  # never a process without a worker
         ({"WORKER_CONCURRENCY": "25", "WORKER_PROCESSES": "0"}, 2, 2),  # 0: as unset

@@ -19,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from crmsync.core.keys import (
+    FRESHNESS_KEY,
     JOB_DURATIONS_KEY,
     JOB_OUTCOMES_KEY,
     MINUTE_COUNTER_TTL,
@@ -34,6 +35,8 @@ __all__ = [
     "DURATION_BUCKETS",
     "record_job",
     "record_operator_action",
+    "FRESHNESS_BUCKETS",
+    "record_freshness",
     "outcome_of",
     "JobFigures",
     "read_job_figures",
@@ -60,8 +63,7 @@ def outcome_of(result: str) -> str:
 def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> None:
     """Count one finished attempt, its duration, and its outcome in this minute (for the overview's
     chart). A metrics write never fails the job itself."""
-    index = bisect.bisect_left(DURATION_BUCKETS, seconds)
-    bucket = str(DURATION_BUCKETS[index]) if index < len(DURATION_BUCKETS) else "+Inf"
+    bucket = _bucket(DURATION_BUCKETS, seconds)
     this_minute = job_minute_counter_key(outcome, current_minute())
     try:
         with redis.pipeline(transaction=False) as pipe:
@@ -74,6 +76,37 @@ def record_job(redis: Redis, event_type: str, outcome: str, seconds: float) -> N
             pipe.execute()
     except RedisError:
         log.warning("job metrics not recorded", extra={"event": "metrics_unavailable", "type": event_type})
+
+
+# Seconds from an event's enqueue to its write's answer: a backlog or a retry is what moves it up.
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+def record_freshness(redis: Redis, seconds: list[float]) -> None:
+    """Count the freshness of the events one write applied (one pipelined call; never fails the job)."""
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            for value in seconds:
+                pipe.hincrby(FRESHNESS_KEY, _bucket(FRESHNESS_BUCKETS, value), 1)
+            pipe.hincrby(FRESHNESS_KEY, "count", len(seconds))
+            pipe.hincrbyfloat(FRESHNESS_KEY, "sum", sum(seconds))
+            pipe.execute()
+    except RedisError:
+        log.warning("freshness not recorded", extra={"event": "metrics_unavailable"})
+
+
+def _bucket(bounds: tuple[float, ...], value: float) -> str:
+    index = bisect.bisect_left(bounds, value)
+    return str(bounds[index]) if index < len(bounds) else "+Inf"
+
+
+def _cumulative(bounds: tuple[float, ...], parts: dict[str, str]) -> tuple[list[tuple[str, int]], float]:
+    """Prometheus's cumulative (upper bound, count) pairs ending with +Inf, and the sum."""
+    running, buckets = 0, []
+    for bound in [*map(str, bounds), "+Inf"]:
+        running += int(parts.get(bound, 0))
+        buckets.append((bound, running))
+    return buckets, float(parts.get("sum", 0))
 
 
 def record_operator_action(redis: Redis, action: str, event_type: str) -> None:
@@ -89,6 +122,8 @@ class JobFigures:
     operator_actions: dict[tuple[str, str], int] = field(default_factory=dict)
     # Per type: cumulative (upper bound, count) pairs ending with +Inf, then the sum of seconds.
     durations: dict[str, tuple[list[tuple[str, int]], float]] = field(default_factory=dict)
+    # The same for the freshness of applied events.
+    freshness: tuple[list[tuple[str, int]], float] = ([], 0.0)
 
 
 def read_job_figures(redis: Redis) -> JobFigures:
@@ -97,18 +132,18 @@ def read_job_figures(redis: Redis) -> JobFigures:
         pipe.hgetall(JOB_OUTCOMES_KEY)
         pipe.hgetall(OPERATOR_ACTIONS_KEY)
         pipe.hgetall(JOB_DURATIONS_KEY)
-        outcomes, actions, durations = pipe.execute()
+        pipe.hgetall(FRESHNESS_KEY)
+        outcomes, actions, durations, freshness = pipe.execute()
     figures = JobFigures(outcomes=_pairs(outcomes), operator_actions=_pairs(actions))
+    figures.freshness = _cumulative(
+        FRESHNESS_BUCKETS, {as_text(name): as_text(value) for name, value in freshness.items()}
+    )
     by_type: dict[str, dict[str, str]] = {}
     for name, value in durations.items():
         event_type, _, part = name.decode().rpartition("|")
         by_type.setdefault(event_type, {})[part] = value.decode()
     for event_type, parts in by_type.items():
-        running, buckets = 0, []
-        for bound in [*map(str, DURATION_BUCKETS), "+Inf"]:
-            running += int(parts.get(bound, 0))
-            buckets.append((bound, running))
-        figures.durations[event_type] = (buckets, float(parts.get("sum", 0)))
+        figures.durations[event_type] = _cumulative(DURATION_BUCKETS, parts)
     return figures
 
 

@@ -53,6 +53,13 @@ class CustomerNotYetCreated(RetryableError):
     failure_class = "customer_not_found"
 
 
+class CustomerGone(RetryableError):
+    """The platform knows no customer by the id a write used (deleted out of band since it was
+    cached or looked up); a retry looks the customer up afresh."""
+
+    failure_class = "customer_gone"
+
+
 class PermanentError(SyncError):
     """The API refused the request; retrying the same request cannot succeed."""
 

@@ -43,6 +43,12 @@ def customer_lock_key(external_id: str) -> str:
     return f"{PREFIX}:lock:{_hash(external_id)}"
 
 
+def customer_id_key(external_id: str) -> str:
+    """The platform's id of the customer with this external id (jobs/id_cache.py): saves the lookup
+    that every write by external id would start with."""
+    return f"{PREFIX}:platform-id:{_hash(external_id)}"
+
+
 def erasure_steps_key(webhook_id: str) -> str:
     """The purchase ids an erasure has already anonymised, so retries resume where they stopped."""
     return f"{PREFIX}:erasure:{_hash(webhook_id)}:done"
@@ -81,6 +87,8 @@ API_TURN_TTL_MARGIN_MS = 1000
 DEFAULT_DEDUP_TTL_SECONDS = 72 * 3600
 DEFAULT_LEDGER_TTL_SECONDS = 30 * 86_400
 
+# A cached platform id lives this long after its last write or use; a stale one costs a lookup only.
+CUSTOMER_ID_TTL_SECONDS = 30 * 86_400
 # Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
 ERASURE_STEPS_TTL_SECONDS = 35 * 86_400
 # The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries. A
@@ -123,6 +131,8 @@ REJECTED_ITEMS_TTL_SECONDS = 30 * 86_400
 
 JOB_OUTCOMES_KEY = f"{PREFIX}:metrics:jobs"
 JOB_DURATIONS_KEY = f"{PREFIX}:metrics:job_duration"
+# Freshness: from an event's enqueue (its webhook's 2xx) to the answer of the write that applied it.
+FRESHNESS_KEY = f"{PREFIX}:metrics:freshness"
 OPERATOR_ACTIONS_KEY = f"{PREFIX}:metrics:operator"
 
 # -- operators' records of replays and discards (crmsync.operations) --------------------------------

@@ -71,9 +71,14 @@ class Settings:
     reconcile_report_retention_days: int = 30
     redis_reconnect_max_seconds: int = 10
     # Workers one worker dyno runs (`crmsync worker`: threads, jobs/dyno.py), each one job at a time.
+    # Unset in the environment, it is derived from the dyno's memory (`default_worker_concurrency`).
     worker_concurrency: int = 1
+    worker_concurrency_derived: bool = False
     # The processes those workers run in (jobs/dyno_processes.py); 0: one per 8 workers, at most one per CPU.
     worker_processes: int = 0
+    # Fewer platform requests per event (docs/benchmarks.md); off only for a benchmark's baseline.
+    id_cache: bool = True
+    coalesce_events: bool = True
     # The operators' dashboard is off (404) unless a password is set; repr=False keeps secrets out of logs.
     dashboard_user: str = "operator"
     dashboard_password: str = field(default="", repr=False)
@@ -134,7 +139,10 @@ class Settings:
             in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30, allow_zero=True),
             redis_reconnect_max_seconds=_positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
             reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
-            worker_concurrency=_positive_int(env, "WORKER_CONCURRENCY", 1),
+            worker_concurrency=_positive_int(env, "WORKER_CONCURRENCY", 0) or default_worker_concurrency(),
+            worker_concurrency_derived=not env.get("WORKER_CONCURRENCY", "").strip(),
+            id_cache=_flag(env, "ID_CACHE", default=True),
+            coalesce_events=_flag(env, "COALESCE_EVENTS", default=True),
             worker_processes=_positive_int(env, "WORKER_PROCESSES", 0, allow_zero=True),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
@@ -171,6 +179,39 @@ _REQUIRED: dict[Role, tuple[str, ...]] = {
     ),
     "cli": (),
 }
+
+
+# Workers per 512 MB (a standard-1x dyno) when WORKER_CONCURRENCY is unset. A worker waits 50-100 ms on
+# the API per request and spends ~3-8 ms of CPU per event: 25 of them keep a standard dyno's share of
+# CPU busy (200-230 events/s at 50 ms, docs/benchmarks.md) in ~100 MB, a fifth of its memory. Larger
+# dynos get more in proportion to their memory (as Heroku's WEB_CONCURRENCY), at most 25 per CPU.
+WORKERS_PER_512_MB = 25
+# Where a container's memory limit is read: cgroup v2, then v1 (Heroku's own advice for dynos).
+MEMORY_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def default_worker_concurrency(memory_bytes: int | None = None, cpus: int | None = None) -> int:
+    """Workers for a dyno with `memory_bytes` (its cgroup's limit; a 512 MB dyno when none is found)
+    and `cpus` CPUs: WORKERS_PER_512_MB per 512 MB, at most that many per CPU."""
+    memory = memory_bytes if memory_bytes is not None else memory_limit_bytes()
+    available = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    by_memory = WORKERS_PER_512_MB * (memory or 512 << 20) // (512 << 20)
+    return max(1, min(by_memory, WORKERS_PER_512_MB * available))
+
+
+def memory_limit_bytes() -> int | None:
+    """This process's memory limit (its cgroup's), or None when there is none or it cannot be read."""
+    for path in MEMORY_LIMIT_FILES:
+        try:
+            with open(path) as limit:
+                value = limit.read().strip()
+        except OSError:
+            continue
+        # "max" (v2) or a huge number (v1: no limit, rounded down to a page) mean unlimited.
+        if value.isdigit() and int(value) < 1 << 50:
+            return int(value)
+        return None
+    return None
 
 
 def parse_secrets(value: str) -> tuple[bytes, ...]:
@@ -262,11 +303,11 @@ def _optional_url(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     value = env.get(name, "").strip().lower()
-    if value not in ("", "true", "false", "1", "0", "yes", "no"):
+    if value not in ("", "true", "false", "1", "0", "yes", "no", "on", "off"):
         raise SettingsError(f"{name} must be true or false")
-    return value in ("true", "1", "yes")
+    return default if not value else value in ("true", "1", "yes", "on")
 
 
 def _redis_url(value: str) -> str:

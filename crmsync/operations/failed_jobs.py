@@ -286,6 +286,7 @@ def _summary(job_id: str, meta: dict[str, Any] | None, ended: datetime | None) -
         first_failed_at=known[0] if known else ended,
         # A failure that never reached apply_event's handler (timeout, lost worker) has no attempt entry.
         last_failed_at=max([*known, ended]) if ended else (known[-1] if known else None),
+        coalesced=tuple(str(webhook_id) for webhook_id in meta.get("coalesced", [])),
     )
 
 

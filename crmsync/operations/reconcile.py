@@ -25,6 +25,7 @@ from crmsync.core.errors import RetryableError, SyncError
 from crmsync.core.events import Event
 from crmsync.core.queue import Accepted
 from jobs.documents import LIST_CUSTOMERS
+from jobs.id_cache import IdCache
 from jobs.platform_api import PlatformApi
 
 from .export_events import reconcile_event
@@ -58,15 +59,19 @@ class ReconcileRun:
 
 
 def list_platform(
-    api: PlatformApi, on_page: Callable[[int, int], None] | None = None
+    api: PlatformApi, on_page: Callable[[int, int], None] | None = None, ids: IdCache | None = None
 ) -> tuple[PlatformIndex, int]:
     """Index every non-system customer; return the index and the number of pages read. `on_page` is
-    told each page's size and the listing's total (for a progress bar)."""
+    told each page's size and the listing's total (for a progress bar). Each page's platform ids go
+    into the id cache `ids`, which spares the repairs' writes their lookups."""
     index, after, pages = PlatformIndex(), None, 0
     while True:
         connection = _page(api, after)["customers"]
         for node in connection["nodes"]:
             index.add(node)
+        if ids is not None:
+            ids.put_many((str(node["externalId"]), str(node["id"])) for node in connection["nodes"]
+                         if node.get("externalId") and node.get("id"))  # fmt: skip
         pages += 1
         if on_page is not None:
             on_page(len(connection["nodes"]), int(connection.get("totalCount") or 0))
@@ -95,11 +100,12 @@ def reconcile(
     accept: Accept,
     reports: ReconcileReports,
     on_page: Callable[[int, int], None] | None = None,
+    ids: IdCache | None = None,
 ) -> ReconcileReport:
     """List, plan, check, (apply,) and keep the report; return it."""
     started = datetime.now(UTC)
     run_id = f"{started:%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
-    index, pages = list_platform(api, on_page)
+    index, pages = list_platform(api, on_page, ids)
     plan = plan_reconcile(index, map_records(read_export(run.export), run.mapping), run.delete_missing)
     max_deletes = run.max_deletes if run.max_deletes is not None else default_max_deletes(plan)
     refused = refusal(plan, max_deletes) if run.delete_missing else ""

@@ -24,9 +24,12 @@ class FailedJob:
     replays: int
     first_failed_at: datetime | None
     last_failed_at: datetime | None
+    # The webhook ids of the other events its last failed write carried (jobs/coalescing.py).
+    coalesced: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["coalesced"] = list(self.coalesced)
         for name in ("first_failed_at", "last_failed_at"):
             data[name] = data[name].isoformat(timespec="seconds") if data[name] else None
         return data

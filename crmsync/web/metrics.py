@@ -100,6 +100,12 @@ class QueueCollector:
         for event_type, (buckets, total) in sorted(figures.durations.items()):
             durations.add_metric([event_type], buckets, total)
         yield durations
+        freshness = HistogramMetricFamily(
+            "crmsync_event_freshness_seconds",
+            "From an event's acceptance (its webhook's 2xx) to the answer of the write that applied it.",
+        )
+        freshness.add_metric([], *figures.freshness)
+        yield freshness
         yield from _erasure_metrics(audit_entries, erasures)
         items = CounterMetricFamily(
             "crmsync_source_items",

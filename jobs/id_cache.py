@@ -1,0 +1,54 @@
+"""The platform id of each customer, by external id, so that a write needs no lookup first.
+
+The platform mutates only by its own id, and has no lookup by external id but a query: without this
+cache every write costs two requests. An entry is written by every create, update and lookup (and by
+reconcile's listing), and removed by a delete. It is a hint, never the truth: a write whose cached id
+the platform no longer knows (the customer was deleted out of band) drops the entry, looks the
+customer up and tries once more (jobs/customers.py). It holds ids only, never customer data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis import Redis
+
+from crmsync.core.keys import CUSTOMER_ID_TTL_SECONDS, customer_id_key
+from crmsync.core.redis_conn import as_text
+
+__all__ = ["IdCache"]
+
+
+class IdCache:
+    """External id → platform id, in Redis (shared by every worker and dyno)."""
+
+    def __init__(self, redis: Redis, enabled: bool = True, ttl: int = CUSTOMER_ID_TTL_SECONDS) -> None:
+        self._redis = redis
+        # Off only for a benchmark's baseline (ID_CACHE=off): every write then looks up first.
+        self.enabled = enabled
+        self._ttl = ttl
+
+    def get(self, external_id: str) -> str | None:
+        """The cached platform id, or None."""
+        if not self.enabled:
+            return None
+        found = self._redis.get(customer_id_key(external_id))
+        return as_text(found) if found is not None else None
+
+    def put(self, external_id: str, customer_id: str) -> None:
+        """Remember that `external_id` is the platform's `customer_id`."""
+        if self.enabled:
+            self._redis.set(customer_id_key(external_id), customer_id, ex=self._ttl)
+
+    def put_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Remember several (external id, platform id) pairs in one round trip."""
+        if not self.enabled:
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            for external_id, customer_id in pairs:
+                pipe.set(customer_id_key(external_id), customer_id, ex=self._ttl)
+            pipe.execute()
+
+    def drop(self, external_id: str) -> None:
+        """Forget `external_id`'s platform id (deleted, or found gone)."""
+        self._redis.delete(customer_id_key(external_id))
