@@ -12,6 +12,11 @@ of fields), deletes, and creates again after a delete. Erasure requests go to th
 (people known only by their purchases), whose seeded purchases must all end anonymised: an erasure
 on a customer with record events would make the expected record depend on arrival order (events at
 or before an erasure are dropped by design), so the two are kept apart here.
+
+Throughout the run the sandbox also deletes customers out of band and creates each again at once with
+the same values under a new id (`POST /admin/customers/reissue`), so the workers' cached platform ids
+(jobs/id_cache.py) go stale mid-run: every write must find its customer again. A plain delete would
+leave no state the CRM's events describe to compare against.
 """
 
 from __future__ import annotations
@@ -246,6 +251,27 @@ def wait_drained(redis: Redis, job_ids: list[str], timeout: float) -> dict[str, 
         time.sleep(0.5)
 
 
+class OutOfBand(threading.Thread):
+    """Reissues `per_second` random customers a second (out of band) until stopped; counts them."""
+
+    def __init__(
+        self, sandbox: RunningSandbox, external_ids: list[str], per_second: float, seed: int
+    ) -> None:
+        super().__init__(name="out-of-band", daemon=True)
+        self.sandbox, self.external_ids, self.per_second = sandbox, external_ids, per_second
+        self.rng = random.Random(seed)
+        self.stopped = threading.Event()
+        self.reissued = 0
+
+    def run(self) -> None:
+        admin = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
+        while self.per_second > 0 and not self.stopped.wait(1 / self.per_second):
+            chosen = self.rng.choice(self.external_ids)
+            reply = requests.post(f"{self.sandbox.base_url}/admin/customers/reissue",
+                                  json={"external_ids": [chosen]}, headers=admin, timeout=30)  # fmt: skip
+            self.reissued += int(reply.json()["reissued"])
+
+
 def _quiet_sandbox_log() -> None:
     import logging
 
@@ -254,7 +280,7 @@ def _quiet_sandbox_log() -> None:
 
 def run(
     customers: int, events_per_customer: int, workers: int, duplicates: float, window: int, seed: int,
-    concurrency: int = 1,
+    concurrency: int = 1, reissue_per_second: float = 20,
 ) -> int:  # fmt: skip
     rng = random.Random(seed)
     start_at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -303,12 +329,16 @@ def run(
                     # The whole process group, as when a dyno dies: its workers and their scheduler.
                     os.killpg(pool[0].pid, signal.SIGKILL)  # mid-run, mid-job most likely
 
+            out_of_band = OutOfBand(sandbox, sorted(histories), reissue_per_second, seed)
+            out_of_band.start()
             started = time.monotonic()
             statuses = deliver_all(f"http://127.0.0.1:{port}/webhooks/crm", deliveries, progress)
             redis = Redis.from_url(redis_url)
             job_ids = sorted({_job_id(event.webhook_id) for event in events})
             jobs = wait_drained(redis, job_ids, timeout=600)
             elapsed = time.monotonic() - started
+            out_of_band.stopped.set()
+            out_of_band.join()
             fault_stats = requests.get(f"{sandbox.base_url}/admin/stats", headers=admin, timeout=30).json()
             requests.put(f"{sandbox.base_url}/admin/faults", json={}, headers=admin, timeout=30)
             actual = actual_customers(sandbox)
@@ -339,12 +369,14 @@ def run(
         ("duplicates (200)", statuses["200"]),
         ("other answers", sum(n for status, n in statuses.items() if status not in ("200", "202"))),
         ("applied", outcomes["applied"] + outcomes["noop"]),
+        ("coalesced (applied by another event's write)", outcomes["coalesced"]),
         ("stale-skipped", outcomes["stale"]),
         ("retried (jobs with >= 1 failed attempt)", retried),
         ("failed", outcomes["failed"]),
         ("lost (no job for an event)", lost),
         ("faults injected", sum(fault_stats.get("faults", {}).values())),
         ("worker SIGKILLed mid-run", "yes" if killed else "no"),
+        ("customers deleted and re-created out of band", out_of_band.reissued),
         ("customers expected to exist", sum(1 for state in expected.values() if state)),
         ("erasures completed", f"{erased_ok}/{len(erasures)}"),
         ("mismatches (expected vs sandbox)", mismatches),
@@ -383,9 +415,11 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of events delivered twice")
     parser.add_argument("--window", type=int, default=50, help="how far a delivery may move in the order")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reissue-per-second", type=float, default=20,
+                        help="customers deleted and re-created out of band per second (0: none)")  # fmt: skip
     args = parser.parse_args()
     sys.exit(run(args.customers, args.events, args.workers, args.duplicates, args.window, args.seed,
-                 args.concurrency))  # fmt: skip
+                 args.concurrency, args.reissue_per_second))  # fmt: skip
 
 
 if __name__ == "__main__":
