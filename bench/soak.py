@@ -346,6 +346,13 @@ def run(
                 all(anonymised(sandbox, pid) for pid in e.body["data"]["purchase_ids"]) for e in erasures
             )
             outcomes = Counter(_outcome(job) for job in jobs.values())
+            failed_by_class = Counter(
+                "/".join(attempt.get("class", "?") for attempt in job.meta.get("attempts", [])[-2:])
+                for job in jobs.values() if _outcome(job) == "failed"
+            )  # fmt: skip
+            for job in [job for job in jobs.values() if _outcome(job) == "failed"][:5]:
+                last = [(a.get("class"), a.get("message")) for a in job.meta.get("attempts", [])][-3:]
+                print(f"failed {job.id}: {job.meta.get('type')} {job.meta.get('external_id')}: {last}")
             retried = sum(1 for job in jobs.values() if job.meta.get("attempts"))
         finally:
             for process in [*pool, web]:
@@ -372,7 +379,7 @@ def run(
         ("coalesced (applied by another event's write)", outcomes["coalesced"]),
         ("stale-skipped", outcomes["stale"]),
         ("retried (jobs with >= 1 failed attempt)", retried),
-        ("failed", outcomes["failed"]),
+        ("failed", f"{outcomes['failed']} {dict(failed_by_class) if failed_by_class else ''}"),
         ("lost (no job for an event)", lost),
         ("faults injected", sum(fault_stats.get("faults", {}).values())),
         ("worker SIGKILLed mid-run", "yes" if killed else "no"),
