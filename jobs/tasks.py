@@ -104,11 +104,13 @@ def _is_retry() -> bool:
 
 
 def _list_coalesced(exc: SyncError, events: list[Event]) -> None:
-    """A failed coalesced write: the failure names every event it carried (ids only, for operators),
-    and its message is redacted of their values too."""
+    """A failed coalesced write: the failure names every event it carried (ids only, for operators,
+    oldest first), and its message is redacted of their values too."""
     job = get_current_job()
     if job is not None:
-        job.meta["coalesced"] = [other.webhook_id for other in events]
+        job.meta["coalesced"] = [
+            other.webhook_id for other in sorted(events, key=lambda other: other.version)
+        ]
     if events:
         exc.args = (redact(str(exc), [value for other in events for value in other.personal_values()]),)
 

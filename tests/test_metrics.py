@@ -74,6 +74,21 @@ def test_job_outcomes_and_durations_recorded_by_workers_are_exported(
     assert value(samples, f"{duration}_sum", type="customer.created") > 0
 
 
+def test_freshness_counts_every_event_a_write_applied_from_its_enqueue(
+    base_url: str, deliver: Deliver, settings: Settings, redis: Redis
+) -> None:
+    deliver(event("created", name="Mars Missions", at="2026-11-22T10:00:00Z"))
+    deliver(event("updated", description="Red planet", at="2026-11-22T10:01:00Z"))  # coalesced with it
+    deliver(event("updated", name="Older", at="2026-11-22T09:00:00Z"))  # stale: applies nothing
+    work(settings, redis)
+    samples = scrape(base_url)
+    freshness = "crmsync_event_freshness_seconds"
+    assert value(samples, f"{freshness}_count") == 2
+    assert value(samples, f"{freshness}_bucket", le="+Inf") == 2
+    assert value(samples, f"{freshness}_bucket", le="3600.0") == 2  # all seconds old at most
+    assert value(samples, f"{freshness}_sum") > 0
+
+
 def test_a_retried_attempt_is_counted_as_retried(
     base_url: str, deliver: Deliver, settings: Settings, redis: Redis
 ) -> None:

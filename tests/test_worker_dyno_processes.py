@@ -8,8 +8,12 @@ recovered and applied once.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,10 +21,22 @@ from redis import Redis
 from rq import Worker
 from rq.job import JobStatus
 
-from crmsync.core.settings import Settings, SettingsError
+from crmsync.core.settings import Settings, SettingsError, default_worker_concurrency
 from jobs.dyno_processes import dyno_processes, threads_per_process
 from sandbox.server import RunningSandbox
-from tests.support import Dyno, Platform, customers, enqueue, event, set_faults, stats, status, wait_until
+from tests.support import (
+    CUSTOMERS_TOKEN,
+    PERSONAL_DATA_TOKEN,
+    Dyno,
+    Platform,
+    customers,
+    enqueue,
+    event,
+    set_faults,
+    stats,
+    status,
+    wait_until,
+)
 
 
 def _processes() -> dict[int, tuple[int, int]]:
@@ -179,3 +195,24 @@ def test_sigterm_stops_every_process_within_10_s_none_listening_on_rqs_command_c
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert group_pids(process.pid) == set()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "workers", "chosen_by"),
+    [({}, default_worker_concurrency(), "memory"), ({"WORKER_CONCURRENCY": "3"}, 3, "WORKER_CONCURRENCY")],
+)
+def test_the_dyno_says_at_start_how_many_workers_it_runs_and_why(
+    settings: Settings, redis: Redis, sandbox: RunningSandbox, overrides: dict[str, str], workers: int,
+    chosen_by: str,
+) -> None:  # fmt: skip
+    assert settings.customers_api is not None and settings.personal_data_api is not None
+    env = {name: value for name, value in os.environ.items() if name != "WORKER_CONCURRENCY"}
+    env |= {"REDIS_URL": settings.redis_url, "CUSTOMERS_API_URL": settings.customers_api.url,
+            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN, "PERSONAL_DATA_API_URL": settings.personal_data_api.url,
+            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN, "LOG_LEVEL": "INFO", **overrides}  # fmt: skip
+    command = [sys.executable, "-m", "crmsync", "worker", "--burst"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=True)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if "worker_dyno_started" in line]
+    assert len(lines) == 1
+    assert (lines[0]["workers"], lines[0]["chosen_by"]) == (workers, chosen_by)
+    assert lines[0]["processes"] == dyno_processes(replace(settings, worker_concurrency=workers))

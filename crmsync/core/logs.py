@@ -38,6 +38,11 @@ SAFE_FIELDS = (
     "method",
     "path",
     "remote",
+    # A worker dyno's start: how many workers, in how many processes, chosen by what.
+    "workers",
+    "processes",
+    "chosen_by",
+    "memory_limit_mb",
 )
 
 
