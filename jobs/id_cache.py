@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from redis import Redis
 
-from crmsync.core.keys import CUSTOMER_ID_TTL_SECONDS, customer_id_key
+from crmsync.core.keys import CUSTOMER_ID_TTL_SECONDS, customer_ids_key
 from crmsync.core.redis_conn import as_text
 
 __all__ = ["IdCache"]
@@ -32,13 +32,12 @@ class IdCache:
         """The cached platform id, or None."""
         if not self.enabled:
             return None
-        found = self._redis.get(customer_id_key(external_id))
+        found = self._redis.hget(customer_ids_key(external_id), external_id)
         return as_text(found) if found is not None else None
 
     def put(self, external_id: str, customer_id: str) -> None:
         """Remember that `external_id` is the platform's `customer_id`."""
-        if self.enabled:
-            self._redis.set(customer_id_key(external_id), customer_id, ex=self._ttl)
+        self.put_many([(external_id, customer_id)])
 
     def put_many(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Remember several (external id, platform id) pairs in one round trip."""
@@ -46,9 +45,11 @@ class IdCache:
             return
         with self._redis.pipeline(transaction=False) as pipe:
             for external_id, customer_id in pairs:
-                pipe.set(customer_id_key(external_id), customer_id, ex=self._ttl)
+                key = customer_ids_key(external_id)
+                pipe.hset(key, external_id, customer_id)
+                pipe.expire(key, self._ttl)
             pipe.execute()
 
     def drop(self, external_id: str) -> None:
         """Forget `external_id`'s platform id (deleted, or found gone)."""
-        self._redis.delete(customer_id_key(external_id))
+        self._redis.hdel(customer_ids_key(external_id), external_id)

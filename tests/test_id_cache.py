@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from redis import Redis
 
-from crmsync.core.keys import customer_id_key
+from crmsync.core.keys import customer_ids_key
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 from jobs.worker import SyncWorker, build_worker
@@ -32,7 +32,7 @@ def requests_seen(sandbox: RunningSandbox) -> int:
 
 
 def cached_id(redis: Redis, external_id: str = "crm-1") -> str | None:
-    found = redis.get(customer_id_key(external_id))
+    found = redis.hget(customer_ids_key(external_id), external_id)
     return as_text(found) if found is not None else None
 
 

@@ -17,7 +17,7 @@ from redis import Redis
 from rq import Queue
 
 from crmsync.cli import main
-from crmsync.core.keys import customer_id_key
+from crmsync.core.keys import customer_ids_key
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 from crmsync.operations.reconcile_reports import ReconcileReports
@@ -409,7 +409,7 @@ def test_the_listing_fills_the_id_cache_so_repairs_need_no_lookup(
 ) -> None:
     platform_ids = {external_id: node["id"] for external_id, node in api.customers().items() if external_id}
     assert cli("reconcile", str(export), "--as-of", AS_OF, "--json").exit_code == 0
-    cached = {external_id: redis.get(customer_id_key(external_id)) for external_id in platform_ids}
+    cached = {name: redis.hget(customer_ids_key(name), name) for name in platform_ids}
     assert {external_id: as_text(found) for external_id, found in cached.items() if found} == platform_ids
     # The three repairs of drifted customers are then one update each (and the two creates one each).
     api.session.delete(f"{api.sandbox.base_url}/admin/rates", timeout=10)
