@@ -60,6 +60,11 @@ def threads_per_process(concurrency: int, processes: int) -> list[int]:
 
 def run_worker_dyno(settings: Settings, burst: bool = False, with_scheduler: bool = True) -> None:
     """Run the dyno's WORKER_CONCURRENCY workers until stopped (or the queue is empty, with `burst`)."""
+    # Redis unreachable at start fails the command in one line (the CLI's), as one worker does, before
+    # the start line and before any fork: processes of a dyno would fail and be restarted in a loop.
+    probe = connect(settings.redis_url)
+    probe.ping()
+    probe.close()
     processes = dyno_processes(settings)
     _log_concurrency(settings, processes)
     if processes == 1:
