@@ -9,6 +9,7 @@ turns into a lookup and an update, never into a duplicate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,12 @@ from .platform_api import PlatformApi
 __all__ = ["find_customer_id", "upsert_customer", "delete_customer", "clear_description"]
 
 T = TypeVar("T")
+
+# How the platform words a taken external id, and an id it does not know (payload errors on
+# `externalId` and on `id`; the exact wording is not published: docs/crm-sources.md). A refusal of
+# the values themselves (an invalid value) is neither, and fails the job as the payload error it is.
+_TAKEN = re.compile(r"taken|already exists|unique|duplicate", re.IGNORECASE)
+_UNKNOWN = re.compile(r"not found|does not exist|no such|unknown", re.IGNORECASE)
 
 
 def find_customer_id(api: PlatformApi, ids: IdCache, external_id: str) -> str | None:
@@ -94,7 +101,7 @@ def _create(api: PlatformApi, ids: IdCache, external_id: str, fields: dict[str, 
     """The new customer's id, or None when the external id is taken (the customer exists)."""
     data = api.execute(CREATE_CUSTOMER, {"input": {"externalId": external_id, **fields}})
     errors = _errors(data, "createCustomer")
-    if any(error.get("field") == "externalId" for error in errors):
+    if any(_says(error, "externalId", _TAKEN) for error in errors):
         return None
     customer_id = _customer_id(data, "createCustomer", errors)
     ids.put(external_id, customer_id)
@@ -127,12 +134,15 @@ def _errors(data: dict[str, Any], mutation: str) -> list[dict[str, Any]]:
 
 
 def _known_id_errors(data: dict[str, Any], mutation: str) -> list[dict[str, Any]]:
-    """The payload's errors; CustomerGone when they say the platform knows no customer by this id
-    (every error is about the id: a refusal of the values names them)."""
+    """The payload's errors; CustomerGone when they say the platform knows no customer by this id."""
     errors = _errors(data, mutation)
-    if errors and all(error.get("field") == "id" for error in errors):
+    if any(_says(error, "id", _UNKNOWN) for error in errors):
         raise CustomerGone(f"{mutation}: the platform knows no customer by this id")
     return errors
+
+
+def _says(error: dict[str, Any], field: str, wording: re.Pattern[str]) -> bool:
+    return error.get("field") == field and bool(wording.search(" ".join(error.get("messages") or [])))
 
 
 def _customer_id(data: dict[str, Any], mutation: str, errors: list[dict[str, Any]]) -> str:
