@@ -1,5 +1,6 @@
 """`crmsync mappings show | preview` and `crmsync sources ignored | rejected`: the CRM sources' field
-mappings and what they did not map, from a shell (docs/crm-sources.md)."""
+mappings, what they did not map and what they ordered without a version, from a shell
+(docs/crm-sources.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import click
 from crmsync.cli_settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
-from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
+from crmsync.operations.source_items import (
+    ignored_counts,
+    rejected_items,
+    rejected_type_counts,
+    version_fallbacks,
+)
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources import CRM_SOURCES, read_payload
 from webhooks.sources.items import TooManyItems, UnparseableBody
@@ -107,13 +113,20 @@ def rejected_command(limit: int, as_json: bool) -> None:
 
 @sources_command.command("ignored")
 def ignored_command() -> None:
-    """How many items each source ignored, by type, and how many it rejected."""
+    """How many items each source ignored and rejected, by type, and how many events it ordered
+    without their version field (with the fix)."""
     redis = connect(command_settings().redis_url)
     ignored = ignored_counts(redis)
     for (source, item_type), count in ignored.items():
         click.echo(f"{printable(source):<10} ignored   {printable(item_type):<32} {count}")
-    rejected = rejected_counts(redis)
-    for source, count in rejected.items():
-        click.echo(f"{printable(source):<10} rejected  {'':<32} {count}")
-    if not (ignored or rejected):
+    rejected = rejected_type_counts(redis)
+    for (source, item_type), count in rejected.items():
+        click.echo(f"{printable(source):<10} rejected  {printable(item_type):<32} {count}")
+    fallbacks = version_fallbacks(redis)
+    for fallback in fallbacks:
+        what = printable(f"{fallback.record_type} by {fallback.used}")
+        click.echo(
+            f"{printable(fallback.source):<10} no version {what:<31} {fallback.count}  fix: {fallback.fix}"
+        )
+    if not (ignored or rejected or fallbacks):
         click.echo("no CRM source has ignored or rejected anything yet", err=True)

@@ -1,4 +1,4 @@
-"""Pipedrive webhooks v2 end to end: real HTTP, real Redis, a real worker and the sandbox API,
+"""Pipedrive webhooks v2 and v1 end to end: real HTTP, real Redis, a real worker and the sandbox API,
 bodies shaped as Pipedrive sends them, HTTP Basic credentials."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from jobs.worker import SyncWorker
 from tests.support import (
     Platform,
     basic_auth,
+    corpus,
     customers,
     personal_values_found,
     pipedrive_body,
@@ -104,3 +105,43 @@ def test_every_authentication_failure_is_401_and_records_nothing(
 def test_a_body_that_is_not_json_is_400(crm: str, redis: Redis) -> None:
     assert post(crm, b"{not json").status_code == 400
     assert redis.dbsize() == 0
+
+
+# Webhooks v1, still the default in many accounts: each body from tests/corpus/pipedrive (origins in
+# its README). On a v1 body the receiver once answered 200 and dropped it.
+def test_v1_added_and_updated_sync_the_organization_and_a_retry_is_a_duplicate(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    assert post(crm, corpus("pipedrive", "v1-added-organization.json")).json()["queued"] == 1
+    assert post(crm, corpus("pipedrive", "v1-updated-organization.json")).json()["queued"] == 1
+    assert post(crm, corpus("pipedrive", "v1-updated-organization-retry.json")).json()["duplicates"] == 1
+    run(worker)
+    assert [c["name"] for c in customers(platform, "42")] == ["Orbital Freight Group"]
+
+
+def test_v1_an_older_update_arriving_late_does_not_win(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    post(crm, corpus("pipedrive", "v1-updated-organization.json"))
+    post(crm, corpus("pipedrive", "v1-added-organization.json"))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "42")] == ["Orbital Freight Group"]
+
+
+def test_v1_deleted_deletes_the_customer(crm: str, worker: SyncWorker, platform: Platform) -> None:
+    post(crm, corpus("pipedrive", "v1-added-organization.json"))
+    run(worker)
+    assert post(crm, corpus("pipedrive", "v1-deleted-organization.json")).json()["queued"] == 1
+    run(worker)
+    assert customers(platform, "42") == []
+
+
+def test_v1_other_objects_are_ignored_and_counted(crm: str, redis: Redis) -> None:
+    assert post(crm, corpus("pipedrive", "v1-updated-person.json")).json()["ignored"] == 1
+    assert ignored_counts(redis) == {("pipedrive", "person.updated"): 1}
+
+
+def test_a_body_that_is_neither_v1_nor_v2_is_400_and_queues_nothing(crm: str, redis: Redis) -> None:
+    response = post(crm, b'{"event": "updated.organization", "current": {"id": 42}}')
+    assert (response.status_code, response.json()["error"]) == (400, "unparseable_body")
+    assert redis.llen("rq:queue:crmsync") == 0

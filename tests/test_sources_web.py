@@ -26,6 +26,7 @@ from tests.support import (
     SALESFORCE_ORG,
     SALESFORCE_TOKEN,
     basic_auth,
+    corpus,
     hubspot_event,
     hubspot_object_event,
     hubspot_signed_headers,
@@ -152,6 +153,31 @@ def test_the_cli_lists_ignored_and_rejected_items(crm: str, redis_url: str) -> N
     assert "deal.deletion" in ignored.stdout and "rejected" in ignored.stdout
     assert json.loads(rejected.stdout)["reason"] == "missing or invalid occurredAt"
     assert rejected.stderr == "1 rejected item(s) shown (at most 50)\n"
+
+
+def test_version_fallbacks_and_rejected_types_show_in_the_cli_and_on_the_dashboard_with_the_fix(
+    crm: str, sources_settings: Settings, redis_url: str
+) -> None:
+    salesforce = f"{crm}/webhooks/salesforce?token={SALESFORCE_TOKEN}"
+    requests.post(salesforce, data=corpus("salesforce", "account-no-version.xml"), timeout=10)
+    hubspot = f"{crm}/webhooks/hubspot"
+    body = json.dumps([hubspot_event(subscriptionType="object.propertyChange")]).encode()
+    requests.post(hubspot, data=body, headers=hubspot_signed_headers(hubspot, body), timeout=10)
+    listed = CliRunner().invoke(main, ["sources", "ignored"], env={"REDIS_URL": redis_url}).stdout
+    assert "fix: add LastModifiedDate to the outbound message's fields" in listed
+    assert "Account by received_at" in listed and "object.propertyChange" in listed
+    app = create_app(
+        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+    )
+    with served(app) as base:
+        page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text
+        api = requests.get(f"{base}/dashboard/api/sources", auth=AUTH, timeout=5).json()
+    assert "add LastModifiedDate to the outbound message&#39;s fields" in page
+    fix = "add LastModifiedDate to the outbound message's fields"
+    assert api["version_fallbacks"] == [
+        {"source": "salesforce", "record_type": "Account", "used": "received_at", "count": 1, "fix": fix}
+    ]
+    assert api["rejected_by_type"] == [{"source": "hubspot", "type": "object.propertyChange", "count": 1}]
 
 
 def test_the_cli_says_when_nothing_was_ignored_or_rejected(redis_url: str, redis: Redis) -> None:

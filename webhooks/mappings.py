@@ -8,7 +8,8 @@ key, e.g. `hubspot.fields.labels: HubSpot sends one property per event: name one
 ```toml
 [hubspot]
 external_id_prefix = "hs-"        # optional, on every source; prefixes every external id it maps
-object = "company"                # optional: the HubSpot object type whose events are mapped
+object = "company"                # optional: the HubSpot object whose events are mapped, by name
+                                  # or type id ("0-2" is company; a custom object "2-12345")
 [hubspot.fields]                  # customer field = CRM property
 name = "name"
 labels = "industry"               # a value is split on ";" (HubSpot and Salesforce multi-selects)
@@ -73,7 +74,8 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class HubSpotMapping:
-    """HubSpot sends one property per `propertyChange` event: each customer field names one property."""
+    """HubSpot sends one property per `propertyChange` event: each customer field names one property.
+    `object` is a name (`company`) or a type id (`0-2`, a custom object's `2-12345`)."""
 
     fields: Mapping[str, str]
     object: str = "company"
@@ -250,7 +252,13 @@ class HubSpotFields(_Strict):
 
 class HubSpotSchema(_Strict):
     external_id_prefix = fields.String(load_default="")
-    object = fields.String(load_default="company", validate=validate.Regexp(r"^[a-z_]+$"))
+    # An object's name (`company`) or HubSpot's type id (`0-2`; a custom object's `2-12345`).
+    object = fields.String(
+        load_default="company",
+        validate=validate.Regexp(
+            r"^([a-z_]+|[0-9]+-[0-9]+)$", error="an object name (company) or type id (0-2, 2-12345)"
+        ),
+    )
     customer_fields = fields.Nested(
         HubSpotFields, data_key="fields", required=True, validate=validate.Length(min=1)
     )
