@@ -38,6 +38,7 @@ SAFE_FIELDS = (
     "method",
     "path",
     "remote",
+    "sources",  # names of CRM sources (hubspot, salesforce, pipedrive)
 )
 
 

@@ -17,7 +17,14 @@ from . import hubspot, pipedrive, salesforce
 from .items import InboundRequest, SourceBatch
 from .standard import StandardSource
 
-__all__ = ["CrmSource", "crm_sources", "standard_source", "read_payload", "CRM_SOURCES"]
+__all__ = [
+    "CrmSource",
+    "crm_sources",
+    "standard_source",
+    "read_payload",
+    "CRM_SOURCES",
+    "sources_sharing_ids",
+]
 
 CRM_SOURCES = (hubspot.NAME, salesforce.NAME, pipedrive.NAME)
 
@@ -70,3 +77,19 @@ def read_payload(source: str, body: bytes, mappings: Mappings) -> SourceBatch:
     if source == pipedrive.NAME:
         return pipedrive.read_event(body, mappings.pipedrive)
     raise ValueError(f"unknown source {source!r}: expected one of {', '.join(CRM_SOURCES)}")
+
+
+def sources_sharing_ids(settings: Settings, mappings: Mappings) -> list[str]:
+    """The enabled CRM sources whose external ids share a prefix (most often: none), when two or more
+    do: the same id in two CRMs (HubSpot company 5150, Pipedrive organization 5150) would then be one
+    customer. `external_id_prefix` on each source's mapping keeps them apart."""
+    prefixes = {
+        hubspot.NAME: {mappings.hubspot.external_id_prefix},
+        salesforce.NAME: {mapping.external_id_prefix for mapping in mappings.salesforce.values()},
+        pipedrive.NAME: {mapping.external_id_prefix for mapping in mappings.pipedrive.values()},
+    }
+    enabled = [name for name in CRM_SOURCES if name in settings.sources]
+    sharing = {
+        name for name in enabled for other in enabled if other != name and prefixes[name] & prefixes[other]
+    }
+    return [name for name in enabled if name in sharing]
