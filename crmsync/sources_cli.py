@@ -21,6 +21,7 @@ from crmsync.operations.source_items import (
 )
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources import CRM_SOURCES, read_payload
+from webhooks.sources.hubspot import OBJECT_TYPE_IDS
 from webhooks.sources.items import TooManyItems, UnparseableBody
 
 __all__ = ["mappings_command", "sources_command"]
@@ -49,7 +50,10 @@ def show_command(as_json: bool) -> None:
         return
     click.echo(f"mappings file: {described['file']}")
     hubspot = described["hubspot"]
-    click.echo(f"\nhubspot: {hubspot['object']}.* events, external id = objectId"
+    object_type = hubspot["object"]
+    type_id = OBJECT_TYPE_IDS.get(object_type, object_type)
+    named = f"{object_type}.* and " if object_type != type_id else ""
+    click.echo(f"\nhubspot: {named}object.* events of {type_id}, external id = objectId"
                f"{_prefix(hubspot['external_id_prefix'])}")  # fmt: skip
     for field, prop in hubspot["fields"].items():
         click.echo(f"  {field:<12} <- property {prop}")

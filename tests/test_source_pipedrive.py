@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic_auth, corpus, pipedrive_body
 from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
@@ -85,6 +87,23 @@ def test_a_v1_redelivery_has_the_same_delivery_id() -> None:
         read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.pipedrive).events[0] for name in names
     )
     assert first.delivery_id == retried.delivery_id
+
+
+@given(st.integers(min_value=0, max_value=3))
+def test_a_v1_delivery_id_is_the_same_whatever_the_retry_count(retry: int) -> None:
+    body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [again] = read_event(json.dumps({**body, "retry": retry}).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    assert again.delivery_id == first.delivery_id
+
+
+@given(st.sampled_from(["timestamp_micro", "id", "webhook_id", "company_id"]), st.integers(1, 10**6))
+def test_v1_changes_differing_in_any_id_or_time_have_different_delivery_ids(key: str, delta: int) -> None:
+    body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    body["meta"][key] = int(body["meta"][key]) + delta
+    [other] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    assert other.delivery_id != first.delivery_id
 
 
 def test_v1_deleted_takes_the_id_from_previous() -> None:
