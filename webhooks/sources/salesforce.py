@@ -8,8 +8,11 @@ every notification of the message; a body that cannot be read gets a SOAP fault.
 
 Each notification is mapped by its sObject type (`[salesforce.<type>]`): a synced record becomes
 `customer.updated` with the mapped fields it carries (`customer.deleted` when the `deleted` checkbox
-is true); an erasure record becomes `customer.erasure_requested`. Ordering uses the mapped `version`
-date field (default `LastModifiedDate`); the delivery id is the notification `Id`, stable across retries.
+is true; `customer.merged` into its `MasterRecordId` when it also carries one: a merge's loser); an
+erasure record becomes `customer.erasure_requested`. Ids are kept in their 18-character form.
+Ordering uses the mapped `version` date field (default `LastModifiedDate`), else `SystemModstamp`,
+else the time of receipt (counted: the message should include the field); the delivery id is the
+notification `Id`, stable across retries.
 """
 
 from __future__ import annotations
