@@ -46,6 +46,7 @@ DOCUMENTS: dict[str, GraphQLRequest] = {
     name: load(name)
     for name in (
         "find_customer",
+        "find_customer_by_name",
         "create_customer",
         "update_customer",
         "delete_customer",
@@ -54,6 +55,7 @@ DOCUMENTS: dict[str, GraphQLRequest] = {
     )
 }
 FIND_CUSTOMER = DOCUMENTS["find_customer"]
+FIND_CUSTOMER_BY_NAME = DOCUMENTS["find_customer_by_name"]
 CREATE_CUSTOMER = DOCUMENTS["create_customer"]
 UPDATE_CUSTOMER = DOCUMENTS["update_customer"]
 DELETE_CUSTOMER = DOCUMENTS["delete_customer"]

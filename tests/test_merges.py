@@ -1,0 +1,226 @@
+"""Merges (customer.merged) applied as one operation, end to end: signed deliveries through the web
+app, a real worker, the sandbox over HTTP, its state read back over GraphQL.
+
+The merge events are the contract's (`crmsync/core/events.py`): the survivor's `external_id` and the
+`merged_ids` in order of preference, as the CRM sources map them (HubSpot `company.merge` with
+`newObjectId` ≠ `primaryObjectId` is the re-keying case; Pipedrive and Salesforce merge into an
+existing record).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from crmsync.core.keys import customer_alias_key
+from crmsync.core.settings import Settings
+from jobs.ordering import CustomerLedgers
+from jobs.worker import SyncWorker, build_worker
+from sandbox.server import RunningSandbox
+from tests.support import (
+    P1,
+    Deliver,
+    Platform,
+    customers,
+    event,
+    job_of,
+    release_scheduled,
+    run,
+    seed_purchases,
+    set_faults,
+    stats,
+)
+
+T0, T1, T2, T3 = (f"2026-11-22T10:0{minute}:00Z" for minute in range(4))
+
+
+def merge(survivor: str, *merged: str, at: str = T1) -> dict[str, Any]:
+    return event("merged", external_id=survivor, at=at, merged_ids=list(merged))
+
+
+def everyone(platform: Platform) -> list[tuple[str, str, str]]:
+    """Every customer as (external id, name, description), sorted."""
+    nodes = platform("{ customers(isSystem: false) { nodes { externalId name description } } }")
+    return sorted((n["externalId"], n["name"], n["description"]) for n in nodes["data"]["customers"]["nodes"])
+
+
+def drain(worker: SyncWorker, redis: Redis) -> None:
+    """Run the queue until nothing is queued or waiting for a retry (retries released at once)."""
+    scheduled = Queue("crmsync", connection=redis, serializer=JSONSerializer).scheduled_job_registry
+    run(worker)
+    while scheduled.count:
+        release_scheduled(redis)
+        run(worker)
+
+
+def test_a_merge_keeps_the_survivors_customer_and_deletes_the_merged_ones(
+    deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme", description="kept"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(event("created", external_id="m2", at=T0, name="Acme GmbH"))
+    run(worker)
+    (survivor,) = customers(platform, "s")
+    response = deliver(merge("s", "m1", "m2"))
+    run(worker)
+    assert job_of(response, redis).latest_result().return_value == {"outcome": "applied"}  # type: ignore[union-attr]
+    assert everyone(platform) == [("s", "Acme", "kept")]
+    assert customers(platform, "s")[0]["id"] == survivor["id"]
+
+
+def test_a_merge_into_a_new_id_rekeys_the_first_merged_record_that_has_a_customer(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    # HubSpot: merging 101 and 102 makes a new id (newObjectId 103); 100 was never synced.
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    deliver(event("created", external_id="102", at=T0, name="Acme Inc"))
+    run(worker)
+    (first,) = customers(platform, "101")
+    deliver(merge("103", "100", "101", "102"))
+    run(worker)
+    assert everyone(platform) == [("103", "Acme", "first")]
+    assert customers(platform, "103")[0]["id"] == first["id"]  # the same platform customer, re-keyed
+
+
+def test_events_after_the_merge_for_a_merged_id_reach_the_survivor(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(merge("s", "m1"))
+    deliver(event("updated", external_id="m1", at=T2, description="after the merge"))
+    run(worker)
+    assert everyone(platform) == [("s", "Acme", "after the merge")]
+
+
+def test_events_older_than_the_merge_for_a_deleted_record_are_stale(
+    deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(merge("s", "m1", at=T2))
+    run(worker)
+    late = deliver(event("updated", external_id="m1", at=T1, name="Acme Ltd renamed", description="late"))
+    run(worker)
+    assert job_of(late, redis).latest_result().return_value == {"outcome": "stale"}  # type: ignore[union-attr]
+    assert everyone(platform) == [("s", "Acme", "")]
+
+
+def test_older_events_of_the_rekeyed_record_still_describe_the_survivor(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="101", at=T0, name="Acme"))
+    deliver(merge("103", "101", at=T2))
+    run(worker)
+    deliver(event("updated", external_id="101", at=T1, description="sent before the merge"))
+    run(worker)
+    assert everyone(platform) == [("103", "Acme", "sent before the merge")]
+
+
+def test_a_write_after_the_merge_that_arrived_before_it_moves_to_the_survivor(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(event("updated", external_id="m1", at=T2, description="after the merge", labels=["x"]))
+    run(worker)
+    deliver(merge("s", "m1", at=T1))
+    run(worker)
+    assert everyone(platform) == [("s", "Acme", "after the merge")]
+    assert customers(platform, "s")[0]["labels"] == ["x"]
+
+
+def test_the_same_merge_sent_again_changes_nothing(
+    deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    # Salesforce reports a merge once per deleted record: two messages, one merge.
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(merge("s", "m1"))
+    run(worker)
+    mutations = dict(stats(sandbox)["mutations"])
+    again = deliver(merge("s", "m1"), webhook_id="msg_other")
+    run(worker)
+    assert job_of(again, redis).latest_result().return_value == {"outcome": "stale"}  # type: ignore[union-attr]
+    assert stats(sandbox)["mutations"] == mutations
+    assert everyone(platform) == [("s", "Acme", "")]
+
+
+def test_a_rekey_whose_answer_was_lost_is_not_repeated_and_keeps_the_survivor(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30)), redis)
+    deliver(event("created", external_id="101", at=T0, name="Acme"))
+    deliver(event("created", external_id="102", at=T0, name="Acme Inc"))
+    run(worker)
+    (first,) = customers(platform, "101")
+    set_faults(sandbox, lost_response_rate=1.0)  # the re-key is applied, its answer lost
+    response = deliver(merge("103", "101", "102"))
+    run(worker)
+    assert job_of(response, redis).get_status() == JobStatus.SCHEDULED
+    set_faults(sandbox)
+    drain(worker, redis)
+    assert job_of(response, redis).get_status() == JobStatus.FINISHED
+    assert everyone(platform) == [("103", "Acme", "")]
+    assert customers(platform, "103")[0]["id"] == first["id"]
+    # The retry knew whose record the survivor's was: 101's older events still reach it.
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
+    alias = ledgers.read_alias("101")
+    assert alias is not None and alias.survivor == "103" and alias.kept
+    worker.runtime.close()
+
+
+def test_a_delete_whose_answer_was_lost_never_reaches_the_survivor(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30)), redis)
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    run(worker)
+    set_faults(sandbox, lost_response_rate=1.0)
+    response = deliver(merge("s", "m1"))
+    run(worker)
+    assert job_of(response, redis).meta["attempts"][0]["class"] == "api_unavailable"
+    set_faults(sandbox)
+    drain(worker, redis)
+    assert everyone(platform) == [("s", "Acme", "")]
+    assert stats(sandbox)["mutations"]["deleteCustomer"] == 1
+    worker.runtime.close()
+
+
+def test_an_erasure_for_a_merged_id_reaches_the_survivors_record(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    seed_purchases(sandbox.base_url, P1)
+    worker = build_worker(replace(settings, erasure_customer_action="anonymize"), redis)
+    deliver(event("created", external_id="s", at=T0, name="Acme", description="Jane Doe's company"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(merge("s", "m1"))
+    run(worker)
+    queued = deliver(event("updated", external_id="s", at=T1, description="Jane Doe, again"))
+    erasure = deliver(event("erasure_requested", external_id="m1", at=T2, purchase_ids=[P1]))
+    run(worker)
+    assert job_of(erasure, redis).get_status() == JobStatus.FINISHED
+    assert everyone(platform) == [("s", "Acme", "")]
+    # The survivor's queued event older than the erasure was scrubbed of its data, not applied.
+    assert "Jane Doe" not in str(job_of(queued, redis).args)
+    worker.runtime.close()
+
+
+def test_an_alias_outlives_the_ordinary_ledger(
+    deliver: Deliver, worker: SyncWorker, redis: Redis, settings: Settings
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(merge("s", "m1"))
+    run(worker)
+    assert redis.ttl(customer_alias_key("m1")) > settings.ledger_ttl_seconds
+
+
+def test_merge_events_are_accepted_by_the_standard_webhooks_contract(deliver: Deliver) -> None:
+    response = deliver(merge("s", "m1", "m2"))
+    assert response.status_code == 202, response.text
