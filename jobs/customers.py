@@ -9,7 +9,7 @@ suffix goes away with the customer's next name change after the conflict ends.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from gql import GraphQLRequest
 
@@ -21,12 +21,21 @@ from crmsync.core.errors import (
     PermanentError,
 )
 
-from .documents import CREATE_CUSTOMER, DELETE_CUSTOMER, FIND_CUSTOMER, FIND_CUSTOMER_BY_NAME, UPDATE_CUSTOMER
+from .documents import (
+    CREATE_CUSTOMER,
+    DELETE_CUSTOMER,
+    FIND_CUSTOMER,
+    FIND_CUSTOMER_BY_NAME,
+    FIND_CUSTOMER_FIELDS,
+    UPDATE_CUSTOMER,
+)
 from .platform_api import PlatformApi
 
 __all__ = [
     "find_customer_id",
+    "find_customer",
     "upsert_customer",
+    "Written",
     "rekey_customer",
     "delete_customer",
     "clear_description",
@@ -47,10 +56,25 @@ def find_customer_id(api: PlatformApi, external_id: str) -> str | None:
     return str(nodes[0]["id"]) if nodes else None
 
 
+def find_customer(api: PlatformApi, external_id: str) -> dict[str, Any] | None:
+    """The (non-system) customer with `external_id`: its platform id and synced fields, or None."""
+    nodes = api.execute(FIND_CUSTOMER_FIELDS, {"externalId": external_id})["customers"]["nodes"]
+    if len(nodes) > 1:
+        raise PermanentError("several platform customers share this external id")
+    return dict(nodes[0]) if nodes else None
+
+
+class Written(NamedTuple):
+    """What `upsert_customer` did: the customer's platform id, and whether it created the customer."""
+
+    customer_id: str
+    created: bool
+
+
 def upsert_customer(
     api: PlatformApi, external_id: str, fields: dict[str, Any], name_conflict_policy: str = "fail"
-) -> str:
-    """Create the customer with `fields`, or update only `fields` on the existing one; return its id.
+) -> Written:
+    """Create the customer with `fields`, or update only `fields` on the existing one.
 
     The lookup happens on every attempt, so a retry after a create whose answer was lost finds the
     customer and updates it instead of creating it twice.
@@ -63,11 +87,12 @@ def upsert_customer(
     else:
         values, document, mutation = {"id": customer_id, **fields}, UPDATE_CUSTOMER, "updateCustomer"
     try:
-        return _write(api, document, mutation, values)
+        return Written(_write(api, document, mutation, values), customer_id is None)
     except NameConflict:
         if name_conflict_policy != "suffix":
             raise
-        return _write(api, document, mutation, {**values, "name": suffixed_name(fields["name"], external_id)})
+        suffixed = {**values, "name": suffixed_name(fields["name"], external_id)}
+        return Written(_write(api, document, mutation, suffixed), customer_id is None)
 
 
 def suffixed_name(name: str, external_id: str) -> str:

@@ -35,7 +35,7 @@ from crmsync.core.events import Event
 from crmsync.core.keys import MERGE_STEPS_TTL_SECONDS, job_id_for, merge_steps_key, payload_key
 from crmsync.core.redis_conn import as_text
 
-from .customers import delete_customer, find_customer_id, rekey_customer, upsert_customer
+from .customers import delete_customer, find_customer, find_customer_id, rekey_customer, upsert_customer
 from .ordering import Alias, CustomerLedgers, Ledger, LockedCustomer
 from .runtime import Runtime
 
@@ -90,10 +90,10 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
         pending = [m for m in merged if locked[m].alias is None]
         if not pending:
             return "stale"  # every merged id is an alias already: a redelivery
-        kept = _keep_survivor_record(runtime, event, survivor, pending)
+        kept = _keep_survivor_record(runtime, event, survivor, locked[survivor].ledger, pending)
         for merged_id in pending:
-            if merged_id != kept:
-                delete_customer(runtime.customers, merged_id)
+            # By its own external id: a record re-keyed to the survivor is not found, so never deleted.
+            delete_customer(runtime.customers, merged_id)
         ledger = locked[survivor].ledger
         if kept is not None:
             ledger = _inherit(ledger, locked[kept].ledger)
@@ -108,24 +108,45 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
     return "applied"
 
 
-def _keep_survivor_record(runtime: Runtime, event: Event, survivor: str, pending: list[str]) -> str | None:
-    """Make sure the survivor has a platform customer if any record of the merge has one; return the
-    merged id whose customer became the survivor's (None: the survivor had its own, or none has one)."""
+def _keep_survivor_record(
+    runtime: Runtime, event: Event, survivor: str, ledger: Ledger, pending: list[str]
+) -> str | None:
+    """Make sure the survivor has the record of the first merged id that has a customer, when it has
+    none of its own; return that merged id (None: the survivor keeps its own, or no record exists).
+
+    A survivor's customer made only by events after the merge that arrived before it (the survivor
+    is a new id, as HubSpot's `newObjectId`) has no record of its own: it takes the merged record's
+    values of the fields those events did not write, and the merged customer is deleted after."""
     steps = merge_steps_key(event.webhook_id)
-    if find_customer_id(runtime.customers, survivor) is not None:
+    survivor_id = find_customer_id(runtime.customers, survivor)
+    if survivor_id is not None:
         # Re-keyed by an earlier attempt whose answer was lost? Its record is the survivor's now.
         recorded = runtime.redis.get(steps)
         earlier = as_text(recorded) if recorded is not None else None
         if earlier in pending and find_customer_id(runtime.customers, str(earlier)) is None:
             return earlier
-        return None
+        if not _made_after(ledger, event.version):
+            return None
     for merged_id in pending:
-        customer_id = find_customer_id(runtime.customers, merged_id)
-        if customer_id is not None:
-            runtime.redis.set(steps, merged_id, ex=MERGE_STEPS_TTL_SECONDS)
-            rekey_customer(runtime.customers, customer_id, survivor)
-            return merged_id
+        found = find_customer(runtime.customers, merged_id)
+        if found is None:
+            continue
+        runtime.redis.set(steps, merged_id, ex=MERGE_STEPS_TTL_SECONDS)
+        if survivor_id is None:
+            rekey_customer(runtime.customers, found["id"], survivor)
+        else:
+            # Not the name: the survivor has one (it was created with it), and the merged record holds
+            # this one until it is deleted.
+            missing = {name: found[name] for name in ("description", "labels") if name not in ledger.fields}
+            if missing:
+                upsert_customer(runtime.customers, survivor, missing)
+        return merged_id
     return None
+
+
+def _made_after(ledger: Ledger, merged_at: str) -> bool:
+    """Whether the survivor's customer was created by an event after the merge."""
+    return ledger.created > merged_at
 
 
 def _inherit(survivor: Ledger, kept: Ledger) -> Ledger:
@@ -154,10 +175,12 @@ def _move_later_writes(
         if not fields:
             continue
         try:
-            upsert_customer(runtime.customers, survivor, fields, runtime.settings.name_conflict_policy)
+            written = upsert_customer(
+                runtime.customers, survivor, fields, runtime.settings.name_conflict_policy
+            )
         except CustomerNotYetCreated:
             continue  # no record to write to, and no name to create one with: nothing to keep
-        ledger = ledger.after_write(version, fields)
+        ledger = ledger.after_write(version, fields, written.created)
     return ledger
 
 

@@ -111,15 +111,18 @@ class Ledger:
     deleted: str = ""
     erased: str = ""
     latest: str = ""
+    # The event that created the customer's platform record in its current life (a merge asks).
+    created: str = ""
 
     @classmethod
     def from_redis(cls, pairs: dict[str, str]) -> Ledger:
         fields = {name[2:]: value for name, value in pairs.items() if name.startswith("f:")}
-        return cls(fields, pairs.get("deleted", ""), pairs.get("erased", ""), pairs.get("latest", ""))
+        return cls(fields, pairs.get("deleted", ""), pairs.get("erased", ""), pairs.get("latest", ""),
+                   pairs.get("created", ""))  # fmt: skip
 
     def to_redis(self) -> list[str]:
         flat = [item for name, version in self.fields.items() for item in (f"f:{name}", version)]
-        for name in ("deleted", "erased", "latest"):
+        for name in ("deleted", "erased", "latest", "created"):
             if getattr(self, name):
                 flat += [name, getattr(self, name)]
         return flat
@@ -134,9 +137,10 @@ class Ledger:
             return {}
         return {name: value for name, value in carried.items() if version > self.fields.get(name, "")}
 
-    def after_write(self, version: str, written: dict[str, Any]) -> Ledger:
+    def after_write(self, version: str, written: dict[str, Any], created: bool = False) -> Ledger:
         fields = {**self.fields, **dict.fromkeys(written, version)}
-        return replace(self, fields=fields, latest=max(self.latest, version))
+        return replace(self, fields=fields, latest=max(self.latest, version),
+                       created=version if created else self.created)  # fmt: skip
 
     def may_delete(self, version: str) -> bool:
         """A delete applies only if nothing newer (a re-create, an update) has been applied since."""
@@ -144,7 +148,7 @@ class Ledger:
 
     def after_delete(self, version: str) -> Ledger:
         # The customer's fields died with it: a newer create starts a new life from scratch.
-        return replace(self, fields={}, deleted=version, latest=version)
+        return replace(self, fields={}, deleted=version, latest=version, created="")
 
     def after_erasure(self, version: str) -> Ledger:
         return replace(self, erased=max(self.erased, version), latest=max(self.latest, version))

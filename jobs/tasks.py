@@ -78,8 +78,8 @@ def sync_customer(runtime: Runtime, event: Event) -> str:
             _forget_if_erased(customer.ledger.erased, event)
             return "stale" if carried else "noop"
         policy = runtime.settings.name_conflict_policy
-        upsert_customer(runtime.customers, customer.external_id, fields, policy)
-        runtime.ledgers.commit(customer, customer.ledger.after_write(event.version, fields))
+        written = upsert_customer(runtime.customers, customer.external_id, fields, policy)
+        runtime.ledgers.commit(customer, customer.ledger.after_write(event.version, fields, written.created))
     return "applied"
 
 

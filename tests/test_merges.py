@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import requests
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
 from rq.job import JobStatus
@@ -23,6 +27,7 @@ from jobs.ordering import CustomerLedgers
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
 from tests.support import (
+    ADMIN,
     P1,
     Deliver,
     Platform,
@@ -47,6 +52,11 @@ def everyone(platform: Platform) -> list[tuple[str, str, str]]:
     """Every customer as (external id, name, description), sorted."""
     nodes = platform("{ customers(isSystem: false) { nodes { externalId name description } } }")
     return sorted((n["externalId"], n["name"], n["description"]) for n in nodes["data"]["customers"]["nodes"])
+
+
+def reset_sandbox(sandbox: RunningSandbox) -> None:
+    """Empty the sandbox, as the `sandbox` fixture does before each test (here: before each example)."""
+    requests.post(f"{sandbox.base_url}/admin/reset", headers=ADMIN, timeout=5).raise_for_status()
 
 
 def drain(worker: SyncWorker, redis: Redis) -> None:
@@ -224,3 +234,124 @@ def test_an_alias_outlives_the_ordinary_ledger(
 def test_merge_events_are_accepted_by_the_standard_webhooks_contract(deliver: Deliver) -> None:
     response = deliver(merge("s", "m1", "m2"))
     assert response.status_code == 202, response.text
+
+
+# -- merge routing under reordering and redelivery (Hypothesis) --------------------------------------
+
+ROUTING = examples(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+MERGED_AT = 30  # seconds past 10:00: updates before it are the records' own, after it the survivor's
+
+
+def at(second: int) -> str:
+    return f"2026-11-22T10:00:{second:02d}Z"
+
+
+@st.composite
+def updates(draw: st.DrawFn, ids: list[str]) -> list[tuple[str, int, dict[str, Any]]]:
+    """Updates of the records before and after the merge: (external id, second, fields), each at its
+    own second, each name unique (the platform's names are)."""
+    seconds = draw(st.lists(st.integers(1, 59).filter(lambda s: s != MERGED_AT), max_size=6, unique=True))
+    found = []
+    for second in seconds:
+        fields = draw(st.fixed_dictionaries({}, optional={
+            "name": st.just(f"name at {second}"),
+            "description": st.sampled_from(["", "red", "blue"]),
+            "labels": st.lists(st.sampled_from(["a", "b"]), max_size=2, unique=True),
+        }).filter(bool))  # fmt: skip
+        found.append((draw(st.sampled_from(ids)), second, fields))
+    return found
+
+
+def expected_survivor(
+    start: dict[str, Any], kept: str, survivor: str, sent: list[tuple[str, int, dict[str, Any]]]
+) -> dict[str, Any]:
+    """The survivor's fields as in-order delivery leaves them: the kept record's own updates before
+    the merge, then every update after it, whichever id it was sent for."""
+    state = dict(start)
+    for external_id, second, fields in sorted(sent, key=lambda item: item[1]):
+        if second > MERGED_AT or external_id in (kept, survivor):
+            state.update(fields)
+    return state
+
+
+def deliver_shuffled(
+    deliver: Deliver, sent: list[dict[str, Any]], order: list[int], again: list[int]
+) -> None:
+    for index in order:
+        deliver(sent[index], webhook_id=f"msg_{index}")
+    for index in again:  # the CRM sends it again: a redelivery (same id) and a resend (a new id)
+        deliver(sent[index], webhook_id=f"msg_{index}")
+        deliver(sent[index], webhook_id=f"msg_{index}_resent")
+
+
+@ROUTING
+@given(data=st.data())
+def test_a_merge_into_an_existing_record_ends_the_same_in_any_delivery_order(
+    deliver: Deliver,
+    worker: SyncWorker,
+    platform: Platform,
+    redis: Redis,
+    sandbox: RunningSandbox,
+    data: st.DataObject,
+) -> None:
+    redis.flushdb()
+    reset_sandbox(sandbox)
+    start = {"name": "s", "description": "", "labels": []}
+    deliver(event("created", external_id="s", at=at(0), **start))
+    deliver(event("created", external_id="m", at=at(0), name="m"))
+    run(worker)
+    sent_updates = data.draw(updates(["s", "m"]))
+    sent = [event("updated", external_id=i, at=at(second), **fields) for i, second, fields in sent_updates]
+    sent.append(merge("s", "m", at=at(MERGED_AT)))
+    order = data.draw(st.permutations(range(len(sent))))
+    deliver_shuffled(deliver, sent, order, data.draw(st.lists(st.sampled_from(range(len(sent))), max_size=3)))
+    drain(worker, redis)
+    want = expected_survivor(start, "s", "s", sent_updates)
+    (survivor,) = customers(platform, "s")
+    assert (survivor["name"], survivor["description"], survivor["labels"]) == (
+        want["name"],
+        want["description"],
+        want["labels"],
+    )
+    assert customers(platform, "m") == []
+
+
+@ROUTING
+@given(data=st.data())
+def test_a_merge_into_a_new_id_ends_the_same_in_any_delivery_order(
+    deliver: Deliver,
+    worker: SyncWorker,
+    platform: Platform,
+    redis: Redis,
+    sandbox: RunningSandbox,
+    data: st.DataObject,
+) -> None:
+    redis.flushdb()
+    reset_sandbox(sandbox)
+    start = {"name": "m1", "description": "first", "labels": ["a"]}
+    deliver(event("created", external_id="m1", at=at(0), **start))
+    deliver(event("created", external_id="m2", at=at(0), name="m2"))
+    run(worker)
+    sent_updates = [
+        (i, second, fields) for i, second, fields in data.draw(updates(["m1", "m2", "new"]))
+        # The new id has no life before the merge (HubSpot's newObjectId).
+        if i != "new" or second > MERGED_AT
+    ]  # fmt: skip
+    sent = [event("updated", external_id=i, at=at(second), **fields) for i, second, fields in sent_updates]
+    sent.append(merge("new", "m1", "m2", at=at(MERGED_AT)))
+    order = data.draw(st.permutations(range(len(sent))))
+    deliver_shuffled(deliver, sent, order, data.draw(st.lists(st.sampled_from(range(len(sent))), max_size=3)))
+    drain(worker, redis)
+    want = expected_survivor(start, "m1", "new", sent_updates)
+    (survivor,) = customers(platform, "new")
+    assert (survivor["name"], survivor["description"], survivor["labels"]) == (
+        want["name"],
+        want["description"],
+        want["labels"],
+    )
+    assert customers(platform, "m1") == customers(platform, "m2") == []
