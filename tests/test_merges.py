@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import requests
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
@@ -21,18 +22,23 @@ from rq import Queue
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from crmsync.cli import main
 from crmsync.core.keys import customer_alias_key
 from crmsync.core.settings import Settings
+from crmsync.sender import SAMPLE_IDS
 from jobs.ordering import CustomerLedgers
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
 from tests.support import (
     ADMIN,
+    AUTH,
     P1,
+    WEBHOOK_SECRET,
     Deliver,
     Platform,
     customers,
     event,
+    fail,
     job_of,
     release_scheduled,
     run,
@@ -355,3 +361,38 @@ def test_a_merge_into_a_new_id_ends_the_same_in_any_delivery_order(
         want["labels"],
     )
     assert customers(platform, "m1") == customers(platform, "m2") == []
+
+
+# -- every place that lists event types knows customer.merged -----------------------------------------
+
+
+def test_a_failed_merge_is_listed_filtered_and_counted_like_any_event(
+    deliver: Deliver, dashboard: str, settings: Settings, redis: Redis, redis_url: str
+) -> None:
+    (job_id,) = fail(deliver, settings, redis, merge("s", "m1"))
+    answer = requests.get(
+        f"{dashboard}/api/failed", params={"type": "customer.merged"}, auth=AUTH, timeout=5
+    ).json()
+    assert [(item["job_id"], item["type"], item["external_id"]) for item in answer["items"]] == [
+        (job_id, "customer.merged", "s")
+    ]
+    listed = CliRunner().invoke(main, ["failed", "--type", "customer.merged"], env={"REDIS_URL": redis_url})
+    assert listed.exit_code == 0 and job_id in listed.output, listed.output
+    metrics = requests.get(f"{dashboard.removesuffix('/dashboard')}/metrics", timeout=5).text
+    assert 'crmsync_jobs_total{outcome="failed",type="customer.merged"} 1.0' in metrics
+
+
+def test_the_merge_sample_is_sent_and_applied(
+    web: str, worker: SyncWorker, redis: Redis, platform: Platform
+) -> None:
+    sent = CliRunner().invoke(main, ["send-sample", "--type", "customer.created", web],
+                              env={"WEBHOOK_SECRET": WEBHOOK_SECRET})  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    run(worker)
+    merged = CliRunner().invoke(main, ["send-sample", "--type", "customer.merged", web],
+                                env={"WEBHOOK_SECRET": WEBHOOK_SECRET})  # fmt: skip
+    assert merged.exit_code == 0, merged.output
+    run(worker)
+    assert [node["externalId"] for node in customers(platform, SAMPLE_IDS["crm"])] == [SAMPLE_IDS["crm"]]
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
+    assert ledgers.read_alias(f"{SAMPLE_IDS['crm']}-duplicate") is not None
