@@ -151,6 +151,19 @@ def test_a_write_after_the_merge_that_arrived_before_it_moves_to_the_survivor(
     assert customers(platform, "s")[0]["labels"] == ["x"]
 
 
+def test_a_survivor_made_by_a_later_event_that_arrived_first_takes_the_kept_records_fields(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first", labels=["a"]))
+    run(worker)
+    deliver(event("updated", external_id="103", at=T2, name="Acme Group"))  # after the merge, sent first
+    run(worker)
+    deliver(merge("103", "101", at=T1))
+    run(worker)
+    assert everyone(platform) == [("103", "Acme Group", "first")]
+    assert customers(platform, "103")[0]["labels"] == ["a"]
+
+
 def test_the_same_merge_sent_again_changes_nothing(
     deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
