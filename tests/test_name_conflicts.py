@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import requests
 from redis import Redis
 from rq.job import JobStatus
 
 from crmsync.core.settings import Settings, SettingsError
 from jobs.worker import build_worker
-from tests.support import Deliver, Platform, customers, event, job_of, run
+from tests.support import AUTH, Deliver, Platform, customers, event, job_of, run, work
 
 T0, T1, T2, T3 = (f"2026-11-22T10:0{minute}:00Z" for minute in range(4))
 
@@ -73,3 +74,19 @@ def test_the_name_conflict_policy_is_read_from_the_environment(raw: str, policy:
 def test_an_unknown_name_conflict_policy_is_refused_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match="NAME_CONFLICT_POLICY must be one of fail, suffix"):
         Settings.from_env({"NAME_CONFLICT_POLICY": "rename"}, role="cli")
+
+
+def test_the_dashboard_shows_a_name_conflict_with_the_holder_and_without_the_name(
+    dashboard: str, deliver: Deliver, settings: Settings, redis: Redis
+) -> None:
+    deliver(event("created", external_id="1001", at=T0, name="Mars Missions"))
+    response = deliver(event("created", external_id="1002", at=T1, name="Mars Missions"))
+    work(settings, redis)
+    job_id = response.json()["job_id"]
+    answer = requests.get(f"{dashboard}/api/failed", params={"failure_class": "name_conflict"},
+                          auth=AUTH, timeout=5).json()  # fmt: skip
+    assert [item["job_id"] for item in answer["items"]] == [job_id]
+    for url in (f"{dashboard}/failed", f"{dashboard}/jobs/{job_id}"):
+        body = requests.get(url, auth=AUTH, timeout=5).text
+        assert "name_conflict" in body and "external id 1001" in body, url
+        assert "Mars Missions" not in body, url
