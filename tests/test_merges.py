@@ -409,3 +409,16 @@ def test_the_merge_sample_is_sent_and_applied(
     assert [node["externalId"] for node in customers(platform, SAMPLE_IDS["crm"])] == [SAMPLE_IDS["crm"]]
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
     assert ledgers.read_alias(f"{SAMPLE_IDS['crm']}-duplicate") is not None
+
+
+def test_a_delete_of_a_merged_id_never_deletes_the_survivor(
+    deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    # Salesforce reports the losers of a merge as IsDeleted, stamped at or after the merge.
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(event("created", external_id="m1", at=T0, name="Acme Ltd"))
+    deliver(merge("s", "m1"))
+    deleted = deliver(event("deleted", external_id="m1", at=T2))
+    run(worker)
+    assert job_of(deleted, redis).latest_result().return_value == {"outcome": "stale"}  # type: ignore[union-attr]
+    assert everyone(platform) == [("s", "Acme", "")]
