@@ -422,3 +422,14 @@ def test_a_delete_of_a_merged_id_never_deletes_the_survivor(
     run(worker)
     assert job_of(deleted, redis).latest_result().return_value == {"outcome": "stale"}  # type: ignore[union-attr]
     assert everyone(platform) == [("s", "Acme", "")]
+
+
+def test_crmsync_customer_says_where_a_merged_id_went(
+    deliver: Deliver, worker: SyncWorker, redis: Redis, redis_url: str
+) -> None:
+    deliver(event("created", external_id="s", at=T0, name="Acme"))
+    deliver(merge("s", "m1"), webhook_id="msg_merge")
+    run(worker)
+    shown = CliRunner().invoke(main, ["customer", "m1"], env={"REDIS_URL": redis_url})
+    assert shown.exit_code == 0, shown.output
+    assert "  merged into  s by 2026-11-22T10:01:00.000000Z  msg_merge" in shown.output
