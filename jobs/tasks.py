@@ -85,11 +85,12 @@ def sync_customer(runtime: Runtime, event: Event) -> str:
 
 def remove_customer(runtime: Runtime, event: Event) -> str:
     """deleted: delete unless something newer was applied; leave a tombstone against late updates.
-    A merged-away id's delete after its merge deletes the survivor."""
-    with locked_for_event(runtime.ledgers, event.external_id, event.version) as customer:
-        if customer is None or not customer.ledger.may_delete(event.version):
+    A merged-away id's delete is never passed on to its survivor: the record it names is gone, and
+    CRMs report the losers of a merge as deleted (Salesforce's IsDeleted, Pipedrive's delete)."""
+    with runtime.ledgers.locked(event.external_id) as customer:
+        if customer.alias is not None or not customer.ledger.may_delete(event.version):
             return "stale"
-        delete_customer(runtime.customers, customer.external_id)
+        delete_customer(runtime.customers, event.external_id)
         runtime.ledgers.commit(customer, customer.ledger.after_delete(event.version))
     return "applied"
 
