@@ -63,6 +63,8 @@ def _print(view: CustomerView) -> None:
         click.echo(f"  {name:<12} {_version(version)}")
     click.echo(f"  {'deleted':<12} {_version(view.deleted)}")
     click.echo(f"  {'erased':<12} {_version(view.erased)}")
+    if view.merged_into:
+        click.echo(f"  {'merged into':<12} {view.merged_into} by {_version(view.merged_at)}")
     if view.hold_seconds is not None:
         hold = f"held for {view.hold_seconds:.1f} s more after an unanswered request"
     else:
