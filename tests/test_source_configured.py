@@ -9,12 +9,17 @@ import hmac
 import json
 import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmsync.cli import main
+from crmsync.core.settings import Settings, SettingsError
+from crmsync.web import create_app
 from webhooks.declarations import SourceDeclaration
 from webhooks.mappings import MappingError, mappings_from_document
 from webhooks.sources.configured import read_items, secrets_from_env, signed_content, verify_request
@@ -360,3 +365,45 @@ def test_any_json_body_is_read_item_by_item_or_refused_as_a_whole(payload: Any) 
     count = len(payload) if isinstance(payload, list) else 1
     assert len(batch.events) + len(batch.ignored) + len(batch.rejected) == count
     assert batch.unexpected_error is None
+
+
+# --- start-up and the CLI ---------------------------------------------------------------------------
+
+
+def write_mappings(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "mappings.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_web_starts_with_declared_sources_only_and_not_without_their_secret(tmp_path: Path) -> None:
+    mappings = write_mappings(tmp_path, '[sources.close]\npreset = "close"\n')
+    settings = Settings.from_env({"CRMSYNC_MAPPINGS": mappings}, role="web")
+    app = create_app(settings, environ={"CLOSE_WEBHOOK_SIGNATURE_KEYS": "ab" * 32})
+    assert list(app.extensions["crmsync_sources"]) == ["close"]
+    with pytest.raises(MappingError, match=r"CLOSE_WEBHOOK_SIGNATURE_KEYS \(named by sources.close.auth"):
+        create_app(settings, environ={})
+
+
+def test_the_web_refuses_a_mappings_file_that_declares_no_source_when_none_is_built_in(
+    tmp_path: Path,
+) -> None:
+    mappings = write_mappings(tmp_path, '[pipedrive.organization.fields]\nname = "name"\n')
+    settings = Settings.from_env({"CRMSYNC_MAPPINGS": mappings}, role="web")
+    with pytest.raises(SettingsError, match="no webhook source is enabled: .* declares no"):
+        create_app(settings, environ={})
+
+
+def test_mappings_show_and_preview_know_a_declared_source(tmp_path: Path) -> None:
+    mappings = write_mappings(tmp_path, BASE.replace('"privacy.requested" = "erasure"\n', ""))
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps([item(), item(type="account.merged")]))
+    env = {"CRMSYNC_MAPPINGS": mappings}
+    shown = CliRunner().invoke(main, ["mappings", "show"], env=env, catch_exceptions=False)
+    assert "acme: POST /webhooks/acme, hmac auth, external id = id" in shown.output
+    assert "account.deleted" in shown.output
+    previewed = CliRunner().invoke(main, ["mappings", "preview", "acme", str(payload)], env=env)
+    assert previewed.output.splitlines()[0] == "1 event(s), 1 ignored, 0 rejected"
+    unknown = CliRunner().invoke(main, ["mappings", "preview", "zoho", str(payload)], env=env)
+    assert unknown.exit_code == 2
+    assert "unknown source 'zoho': expected one of hubspot, salesforce, pipedrive, acme" in unknown.output
