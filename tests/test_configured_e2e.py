@@ -68,6 +68,26 @@ purchase_ids = "record.purchases"
 [sources.acme.fields]
 name = "record.title"
 labels = ["record.tags", "record.segment"]
+
+[sources.beacon]
+[sources.beacon.auth]
+type = "bearer"
+secret_env = "BEACON_TOKENS"
+[sources.beacon.items]
+id = "id"
+type = "type"
+version = "at"
+version_format = "unix_s"
+[sources.beacon.types]
+"org.changed" = "customer.updated"
+[sources.beacon.fields]
+name = "name"
+
+[sources.quill]
+preset = "twenty"
+[sources.quill.auth]
+type = "query_token"
+secret_env = "QUILL_TOKENS"
 """
 
 
@@ -81,6 +101,8 @@ def configured_server(settings: Settings, tmp_path_factory: pytest.TempPathFacto
         "CLOSE_WEBHOOK_SIGNATURE_KEYS": f"{CLOSE_KEY}, {CLOSE_NEW_KEY}",
         "TWENTY_WEBHOOK_SECRETS": TWENTY_SECRET,
         "ACME_CREDENTIALS": f"{ACME_USER}:{ACME_PASSWORD}",
+        "BEACON_TOKENS": "beacon-old-token,beacon-new-token",
+        "QUILL_TOKENS": "quill-token-0123456789",
     }
     app = create_app(replace(settings, mappings_file=str(mappings)), environ=environ)
     with served(app) as base_url:
@@ -346,3 +368,25 @@ def test_a_name_neither_built_in_nor_declared_is_404(configured: str) -> None:
     assert (response.status_code, response.json()["error"]) == (404, "not_found")
     # The built-in sources are not enabled in this app: they answer 404 as before.
     assert requests.post(f"{configured}/webhooks/pipedrive", json={}, timeout=10).status_code == 404
+
+
+def test_a_declared_bearer_source_takes_either_token_of_its_rotation(
+    configured: str, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    body = {"id": 77, "type": "org.changed", "at": 1795599000, "name": "Beacon Labs"}
+    for token, status in (("beacon-new-token", 200), ("beacon-old-token", 200), ("beacon-guess", 401)):
+        headers = {"authorization": f"Bearer {token}"}
+        response = requests.post(f"{configured}/webhooks/beacon", json=body, headers=headers, timeout=10)
+        assert response.status_code == status
+    run(worker)
+    assert [c["name"] for c in customers(platform, "77")] == ["Beacon Labs"]
+
+
+def test_a_declared_query_token_source_checks_the_token_in_the_query(configured: str, redis: Redis) -> None:
+    """A preset's auth replaced by a table of the operator (`quill` reads Twenty's bodies)."""
+    body = twenty_body("company.created", "2026-11-20T09:30:00Z", name="Quill")
+    url = f"{configured}/webhooks/quill"
+    assert requests.post(f"{url}?token=quill-token-0123456789", data=body, timeout=10).json()["queued"] == 1
+    response = requests.post(f"{url}?token=quill-guess", data=body, timeout=10)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
+    assert requests.post(url, data=body, timeout=10).json()["error"] == "missing_credentials"

@@ -255,14 +255,23 @@ def _preset(name: str) -> dict[str, Any]:
 
 
 def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` over `base`, table by table (a key the operator sets replaces the preset's)."""
+    """`override` over `base`, table by table (a key the operator sets replaces the preset's). An
+    `auth` table of another `type` replaces the preset's whole: its HMAC keys would not apply."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), dict)
+            and not _other_auth(key, merged[key], value)
+        ):
             merged[key] = _merged(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def _other_auth(key: str, preset: dict[str, Any], table: dict[str, Any]) -> bool:
+    return key == "auth" and table.get("type", preset.get("type")) != preset.get("type")
 
 
 def _lines(messages: Any, path: str) -> list[str]:
