@@ -2,8 +2,10 @@
 
 A source never reaches into the queue or the worker: it hands a `SourceBatch` (items.py) to intake.
 `standard` is crmsync's own contract; `hubspot`, `salesforce` and `pipedrive` are the CRMs' native
-webhooks, mapped by `webhooks.mappings`. A new CRM is one module here with `authenticate(request)` and
-`read(body) -> SourceBatch`, one entry in `crm_sources` and `read_payload`, and its tests.
+webhooks, mapped by `webhooks.mappings`; `configured` serves each CRM declared under [sources.NAME]
+in the mappings file (webhooks/declarations.py), without code. A new CRM is one module here with
+`authenticate(request)` and `read(body) -> SourceBatch`, one entry in `crm_sources` and
+`read_payload`, and its tests.
 """
 
 from __future__ import annotations
