@@ -407,3 +407,15 @@ def test_mappings_show_and_preview_know_a_declared_source(tmp_path: Path) -> Non
     unknown = CliRunner().invoke(main, ["mappings", "preview", "zoho", str(payload)], env=env)
     assert unknown.exit_code == 2
     assert "unknown source 'zoho': expected one of hubspot, salesforce, pipedrive, acme" in unknown.output
+
+
+def test_the_documented_declaration_is_valid_as_written() -> None:
+    """docs/crm-sources.md's example of the configurable source loads as it stands."""
+    docs = (Path(__file__).parent.parent / "docs" / "crm-sources.md").read_text()
+    section = docs[docs.index("## A CRM crmsync does not know: the configurable source") :]
+    example = section[
+        section.index("```toml\n") + len("```toml\n") : section.index("\n```", section.index("```toml"))
+    ]
+    sources = mappings_from_document(tomllib.loads(example)).sources
+    assert sorted(sources) == ["acme", "close"]
+    assert sources["acme"].types["privacy.requested"] == "erasure"
