@@ -42,7 +42,8 @@ def create_app(
     app.extensions["crmsync_sources"] = crm_sources(settings, mappings, environ)
     if not settings.sources and not mappings.sources:
         raise SettingsError(
-            f"no webhook source is enabled: {settings.mappings_file} declares no [sources.NAME]"
+            f"no webhook source is enabled: {settings.mappings_file or 'no mappings file'} declares no "
+            "[sources.NAME] and no built-in source has its settings"
         )
     errors.init_app(app, count_unexpected=record_unexpected_error)
     app.register_blueprint(health.bp)
