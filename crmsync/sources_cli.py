@@ -66,6 +66,15 @@ def show_command(as_json: bool) -> None:
                     click.echo(f"  {key:<12} <- {mapping[key]}")
             for field, names in mapping["fields"].items():
                 click.echo(f"  {field:<12} <- {', '.join(names)}")
+    for name, declared in described["sources"].items():
+        preset = f" (preset {declared['preset']})" if declared["preset"] else ""
+        external_id = declared["items"]["id"] + _prefix(declared["external_id_prefix"])
+        click.echo(f"\n{name}: POST /webhooks/{name}, {declared['auth']['type']} auth{preset}, "
+                   f"external id = {external_id}")  # fmt: skip
+        for item_type, action in declared["types"].items():
+            click.echo(f"  {item_type:<24} -> {action}")
+        for field, names in declared["fields"].items():
+            click.echo(f"  {field:<12} <- {', '.join(names)}")
 
 
 def _prefix(prefix: str) -> str:
@@ -73,13 +82,19 @@ def _prefix(prefix: str) -> str:
 
 
 @mappings_command.command("preview")
-@click.argument("source", type=click.Choice(CRM_SOURCES))
+@click.argument("source")
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def preview_command(source: str, payload: Path) -> None:
     """Print what a saved PAYLOAD of SOURCE becomes: events, ignored and rejected items. Nothing is sent
-    or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body)."""
+    or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body; SOURCE may also
+    be a source declared under [sources.NAME])."""
+    mappings = _mappings()
+    if source not in (*CRM_SOURCES, *mappings.sources):
+        known = ", ".join((*CRM_SOURCES, *mappings.sources))
+        click.echo(f"crmsync: unknown source {source!r}: expected one of {known}", err=True)
+        sys.exit(2)
     try:
-        batch = read_payload(source, payload.read_bytes(), _mappings())
+        batch = read_payload(source, payload.read_bytes(), mappings)
     except (UnparseableBody, TooManyItems) as exc:
         click.echo(f"crmsync: {payload} cannot be read as a {source} payload: {exc}", err=True)
         sys.exit(1)

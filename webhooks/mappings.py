@@ -46,6 +46,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from crmsync.core.parsing import ascii_int
 
+from .declarations import SourceDeclaration, load_declarations
+
 __all__ = [
     "MappingError",
     "HubSpotMapping",
@@ -122,6 +124,8 @@ class Mappings:
     salesforce: Mapping[str, RecordMapping]
     pipedrive: Mapping[str, RecordMapping]
     path: str = ""
+    # CRMs declared under [sources.NAME] (webhooks/declarations.py), served at /webhooks/NAME.
+    sources: Mapping[str, SourceDeclaration] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """The mappings as plain data, for `crmsync mappings show`."""
@@ -130,6 +134,7 @@ class Mappings:
             "hubspot": asdict(self.hubspot),
             "salesforce": {name: _describe(mapping) for name, mapping in self.salesforce.items()},
             "pipedrive": {name: _describe(mapping) for name, mapping in self.pipedrive.items()},
+            "sources": {name: asdict(declaration) for name, declaration in self.sources.items()},
         }
 
 
@@ -311,7 +316,7 @@ def _check_action(data: dict[str, Any]) -> None:
 _HUBSPOT = HubSpotSchema()
 _SALESFORCE_OBJECT = SalesforceObjectSchema()
 _PIPEDRIVE_ENTITY = PipedriveEntitySchema()
-_SOURCES = ("hubspot", "salesforce", "pipedrive")
+_SOURCES = ("hubspot", "salesforce", "pipedrive", "sources")
 
 
 def load_mappings(path: str) -> Mappings:
@@ -345,10 +350,11 @@ def mappings_from_document(document: Mapping[str, Any], path: str = "") -> Mappi
     pipedrive = DEFAULT_MAPPINGS.pipedrive
     if "pipedrive" in document:
         pipedrive = _record_mappings(document["pipedrive"], "pipedrive", _PIPEDRIVE_ENTITY, errors)
+    sources = load_declarations(document["sources"], errors) if "sources" in document else {}
     if errors:
         where = f" ({path})" if path else ""
         raise MappingError("\n".join(f"CRMSYNC_MAPPINGS{where}: {line}" for line in errors))
-    return Mappings(hubspot=hubspot, salesforce=salesforce, pipedrive=pipedrive, path=path)
+    return Mappings(hubspot=hubspot, salesforce=salesforce, pipedrive=pipedrive, path=path, sources=sources)
 
 
 def _record_mappings(table: Any, source: str, schema: Schema, errors: list[str]) -> dict[str, RecordMapping]:

@@ -156,11 +156,13 @@ class Settings:
             mappings_file=env.get("CRMSYNC_MAPPINGS", "").strip(),
         )
         _check_pairs(env)
-        if role == "web" and not settings.sources:
+        # A mappings file may declare sources ([sources.NAME]): create_app checks that one is enabled.
+        if role == "web" and not settings.sources and not settings.mappings_file:
             raise SettingsError(
                 "no webhook source is enabled: set WEBHOOK_SECRET, HUBSPOT_CLIENT_SECRET, "
                 "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN, "
-                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD"
+                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD "
+                "(or declare a [sources.NAME] in CRMSYNC_MAPPINGS)"
             )
         return settings
 
