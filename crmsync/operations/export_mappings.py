@@ -22,6 +22,7 @@ from typing import Any
 
 from crmsync.core.salesforce_ids import salesforce_id_18
 from webhooks.mappings import SYNC, HubSpotMapping, MappingError, Mappings, RecordMapping, mappings_from_env
+from webhooks.sources.hubspot import same_object
 
 from .records import (
     CustomerRecord,
@@ -105,7 +106,7 @@ def mapping_for(
 
 
 def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
-    if object_type and object_type != mapping.object:
+    if object_type and not same_object(object_type, mapping.object):
         raise MappingUnavailable(f"the HubSpot mapping syncs {mapping.object!r} records, not {object_type!r}")
 
     def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
