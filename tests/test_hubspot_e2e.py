@@ -270,3 +270,39 @@ def test_the_client_secret_signs_with_the_sdk_as_hubspot_does() -> None:
     assert hubspot_signed_headers(
         "https://x/webhooks/hubspot", b"[]", timestamp_ms=1693657560000, secret=HUBSPOT_SECRET
     )
+
+
+# Merges end to end (tests/corpus/hubspot; origins in its README): the platform's end state.
+def test_a_merge_into_a_new_record_re_keys_the_primary_and_deletes_the_merged_away(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    post(
+        crm,
+        [
+            name_change(5150, "Orbital Freight", 1795599000000, 1),
+            name_change(6001, "Orbital Dup", 1795599000000, 2),
+        ],
+    )
+    run(worker)
+    assert post_body(crm, corpus("hubspot", "legacy-merge-new-object.json")).json()["queued"] == 1
+    run(worker)
+    assert [c["name"] for c in customers(platform, "7777")] == ["Orbital Freight"]
+    assert (customers(platform, "5150"), customers(platform, "6001")) == ([], [])
+    # A later change HubSpot still sends under the old primary's id reaches the survivor.
+    post(crm, [name_change(5150, "Orbital Freight Group", 1795599180000, 3)])
+    run(worker)
+    assert [c["name"] for c in customers(platform, "7777")] == ["Orbital Freight Group"]
+    assert customers(platform, "5150") == []
+
+
+def test_a_generic_merge_keeps_the_primary_and_deletes_every_merged_away_company(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    post(crm, [name_change(object_id, f"Company {object_id}", 1795599000000, object_id)
+               for object_id in (5150, 6001, 6002)])  # fmt: skip
+    run(worker)
+    body = corpus("hubspot", "generic-merge.json")
+    assert post_body(crm, body).json()["queued"] == 1
+    assert post_body(crm, body).json()["duplicates"] == 1
+    run(worker)
+    assert [len(customers(platform, str(object_id))) for object_id in (5150, 6001, 6002)] == [1, 0, 0]

@@ -3,6 +3,8 @@ bodies shaped as Pipedrive sends them, HTTP Basic credentials."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 from redis import Redis
@@ -145,3 +147,50 @@ def test_a_body_that_is_neither_v1_nor_v2_is_400_and_queues_nothing(crm: str, re
     response = post(crm, b'{"event": "updated.organization", "current": {"id": 42}}')
     assert (response.status_code, response.json()["error"]) == (400, "unparseable_body")
     assert redis.llen("rq:queue:crmsync") == 0
+
+
+def named(organization_id: int, name: str, event_id: str) -> bytes:
+    return pipedrive_body("change", data={"id": organization_id, "name": name}, id=event_id,
+                          timestamp="2026-11-20T09:30:00Z")  # fmt: skip
+
+
+@pytest.mark.parametrize("merge", ["v1-merged-organization.json", "v2-delete-merged-organization.json"])
+def test_a_merge_keeps_the_organization_merged_into_and_deletes_the_other(
+    crm: str, worker: SyncWorker, platform: Platform, merge: str
+) -> None:
+    post(crm, named(40, "Orbital Freight", "e-40"))
+    post(crm, named(42, "Orbital Freight Ltd", "e-42"))
+    run(worker)
+    assert post(crm, corpus("pipedrive", merge)).json()["queued"] == 1
+    run(worker)
+    assert [c["name"] for c in customers(platform, "40")] == ["Orbital Freight"]
+    assert customers(platform, "42") == []
+
+
+@pytest.mark.parametrize("merge", ["v1-merged-organization.json", "v2-delete-merged-organization.json"])
+def test_a_merge_into_an_organization_never_synced_re_keys_the_merged_away_customer(
+    crm: str, worker: SyncWorker, platform: Platform, merge: str
+) -> None:
+    post(crm, named(42, "Orbital Freight Ltd", "e-42"))
+    run(worker)
+    post(crm, corpus("pipedrive", merge))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "40")] == ["Orbital Freight Ltd"]
+    assert customers(platform, "42") == []
+
+
+def test_v1_s_deletion_of_the_merged_away_organization_after_its_merge_leaves_the_survivor(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    # Pipedrive v1 reports a merge twice: `merged` of the kept one and `deleted` of the other ("Current
+    # and previous" in its webhooks guide); the deletion may carry a later time than the merge.
+    post(crm, named(40, "Orbital Freight", "e-40"))
+    post(crm, named(42, "Orbital Freight Ltd", "e-42"))
+    run(worker)
+    post(crm, corpus("pipedrive", "v1-merged-organization.json"))
+    deleted = json.loads(corpus("pipedrive", "v1-deleted-organization.json"))
+    deleted["meta"].update(timestamp=1795176001, timestamp_micro=1795176001000000)
+    assert post(crm, json.dumps(deleted).encode()).json()["queued"] == 1
+    run(worker)
+    assert [c["name"] for c in customers(platform, "40")] == ["Orbital Freight"]
+    assert customers(platform, "42") == []

@@ -208,3 +208,28 @@ def test_a_message_without_last_modified_date_syncs_and_the_fallback_is_counted_
         ("Account", "SystemModstamp", 1), ("Account", "received_at", 1),
     ]  # fmt: skip
     assert version_fallbacks(redis)[0].fix == "add LastModifiedDate to the outbound message's fields"
+
+
+def test_a_merge_loser_with_its_master_record_id_is_merged_into_the_master(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    master = salesforce_account("001d000001XD5XKAA1", "2026-11-20T09:00:00.000Z", Name="Orbital Freight")
+    loser = salesforce_account("001d000001XD5XLAA1", "2026-11-20T09:00:00.000Z", Name="Orbital Dup")
+    post(crm, salesforce_message(("04l000000000001AAA", master), ("04l000000000002AAA", loser)))
+    run(worker)
+    assert acknowledged(post(crm, corpus("salesforce", "account-merge-loser.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "001d000001XD5XKAA1")] == ["Orbital Freight"]
+    assert customers(platform, "001d000001XD5XLAA1") == []
+
+
+def test_a_merge_into_a_master_never_synced_re_keys_the_loser_s_customer(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    loser = salesforce_account("001d000001XD5XL", "2026-11-20T09:00:00.000Z", Name="Orbital Dup")
+    post(crm, salesforce_message(("04l000000000002AAA", loser)))
+    run(worker)
+    assert acknowledged(post(crm, corpus("salesforce", "account-merge-loser.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "001d000001XD5XKAA1")] == ["Orbital Dup"]
+    assert customers(platform, "001d000001XD5XLAA1") == []
