@@ -17,6 +17,12 @@ Throughout the run the sandbox also deletes customers out of band and creates ea
 the same values under a new id (`POST /admin/customers/reissue`), so the workers' cached platform ids
 (jobs/id_cache.py) go stale mid-run: every write must find its customer again. A plain delete would
 leave no state the CRM's events describe to compare against.
+
+Merges (`customer.merged`) go to groups of their own: half merge a record into an existing survivor
+(Pipedrive, Salesforce), half merge two records into a new id (HubSpot's `newObjectId`), each with
+updates of every record before and after the merge. The survivor must end as the kept record's own
+events before the merge and every event after it describe it, whichever id they were sent for; the
+merged-away records must be gone.
 """
 
 from __future__ import annotations
@@ -131,6 +137,43 @@ def expected_state(history: list[Event]) -> dict[str, Any] | None:
         elif kind == "customer.deleted":
             state = None
     return state
+
+
+def merge_group(
+    rng: random.Random, group: int, count: int, start: datetime
+) -> tuple[list[Event], dict[str, Any]]:
+    """One merge and the updates around it; returns the events and the survivor's expected state."""
+    into_new = group % 2 == 1
+    first, second = f"merge-{group}-a", f"merge-{group}-b"
+    survivor = f"merge-{group}-new" if into_new else first
+    kept = first
+    events: list[Event] = []
+
+    def add(kind: str, external_id: str, second_at: int, data: dict[str, Any]) -> None:
+        at = (start + timedelta(seconds=second_at, microseconds=group)).isoformat()
+        body = {"type": f"customer.{kind}", "timestamp": at, "data": {"external_id": external_id, **data}}
+        events.append(Event(f"merge-{group}-{len(events)}", body))
+
+    state = {"name": f"Merge {group} a", "description": "first", "labels": normalize_labels(["Soak"])}
+    add("created", first, 0, dict(state))
+    add("created", second, 0, {"name": f"Merge {group} b", "description": "second", "labels": []})
+    merged_at = count + 1
+    for index in range(1, 2 * count + 2):
+        if index == merged_at:
+            add("merged", survivor, index, {"merged_ids": [first, second]})
+            continue
+        after = index > merged_at
+        candidates = [first, second] + ([survivor] if after and into_new else [])
+        external_id = rng.choice(candidates)
+        fields: dict[str, Any] = {"name": f"Merge {group} v{index}", "description": f"desc {index}",
+                                 "labels": [f"L{index}"]}  # fmt: skip
+        data = {key: fields[key] for key in rng.sample(sorted(fields), rng.randint(1, 3))}
+        add("updated", external_id, index, data)
+        if after or external_id == kept:
+            state.update({key: value for key, value in data.items() if key != "labels"})
+            if "labels" in data:
+                state["labels"] = normalize_labels(data["labels"])
+    return events, {survivor: state, **{gone: None for gone in (first, second) if gone != survivor}}
 
 
 def erasure_events(count: int, start: datetime) -> tuple[list[Event], list[dict[str, Any]]]:
@@ -288,7 +331,13 @@ def run(
         f"soak-{n}": customer_history(rng, n, events_per_customer, start_at) for n in range(customers)
     }
     erasures, purchases = erasure_events(max(1, customers // 10), start_at)
-    events = [event for history in histories.values() for event in history] + erasures
+    merges: list[Event] = []
+    merged_states: dict[str, Any] = {}
+    for group in range(max(2, customers // 10)):
+        group_events, group_states = merge_group(rng, group, max(1, events_per_customer // 2), start_at)
+        merges += group_events
+        merged_states.update(group_states)
+    events = [event for history in histories.values() for event in history] + erasures + merges
     deliveries = delivery_order(rng, events, duplicates, window)
 
     _quiet_sandbox_log()
@@ -360,6 +409,7 @@ def run(
             sandbox.stop()
 
     expected = {external_id: expected_state(history) for external_id, history in histories.items()}
+    expected.update(merged_states)
     wrong = [external_id for external_id, state in expected.items() if actual.get(external_id) != state]
     for external_id in wrong[:10]:
         print(
@@ -386,6 +436,7 @@ def run(
         ("customers re-created out of band", out_of_band.reissued),
         ("customers expected to exist", sum(1 for state in expected.values() if state)),
         ("erasures completed", f"{erased_ok}/{len(erasures)}"),
+        ("merges (groups of updates around one)", sum(e.body["type"] == "customer.merged" for e in merges)),
         ("mismatches (expected vs sandbox)", mismatches),
         ("wall time (s)", f"{elapsed:.1f}"),
     ]

@@ -2,7 +2,8 @@
 
 The same view as the dashboard's customer page (crmsync/operations/customer.py), straight from
 Redis, so it works on a one-off dyno with nothing but REDIS_URL. Identifiers, versions and
-outcomes only: never a name, a description or a label.
+outcomes only: never a name, a description or a label. A Salesforce id is looked up in its
+18-character form first (the one the Salesforce source keeps), so either form finds the customer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import click
 from crmsync.cli_settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
+from crmsync.core.salesforce_ids import is_salesforce_id, salesforce_id_18
 from crmsync.operations.customer import CustomerView, Version, read_customer
+from webhooks.mappings import MappingError, mappings_from_env
 
 __all__ = ["customer_command"]
 
@@ -26,7 +29,10 @@ __all__ = ["customer_command"]
 def customer_command(external_id: str, as_json: bool) -> None:
     """Show one customer's ordering ledger and its jobs: versions, webhook ids, outcomes, no values."""
     settings = command_settings()
-    view = read_customer(connect(settings.redis_url), settings.queue_name, external_id)
+    redis = connect(settings.redis_url)
+    view = read_customer(redis, settings.queue_name, salesforce_form(external_id))
+    if not view.known and view.external_id != external_id:
+        view = read_customer(redis, settings.queue_name, external_id)
     if as_json:
         click.echo(json.dumps(view.to_json()))
     else:
@@ -36,6 +42,20 @@ def customer_command(external_id: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def salesforce_form(external_id: str) -> str:
+    """The id as the Salesforce source keeps it: a Salesforce id (after a Salesforce mapping's prefix)
+    in its 18-character form, so the 15-character one an operator copied from a report finds it."""
+    try:
+        prefixes = {mapping.external_id_prefix for mapping in mappings_from_env().salesforce.values()}
+    except MappingError:
+        prefixes = {""}
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        record_id = external_id.removeprefix(prefix)
+        if external_id.startswith(prefix) and is_salesforce_id(record_id):
+            return prefix + salesforce_id_18(record_id)
+    return external_id
+
+
 def _print(view: CustomerView) -> None:
     click.echo(f"customer {printable(view.external_id)}")
     click.echo("ledger (the version that last wrote each: CRM timestamp, webhook id)")
@@ -43,6 +63,8 @@ def _print(view: CustomerView) -> None:
         click.echo(f"  {name:<12} {_version(version)}")
     click.echo(f"  {'deleted':<12} {_version(view.deleted)}")
     click.echo(f"  {'erased':<12} {_version(view.erased)}")
+    if view.merged_into:
+        click.echo(f"  {'merged into':<12} {view.merged_into} by {_version(view.merged_at)}")
     if view.hold_seconds is not None:
         hold = f"held for {view.hold_seconds:.1f} s more after an unanswered request"
     else:

@@ -24,7 +24,8 @@ from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure, line_formatter, plain_logs
 from crmsync.core.settings import Settings, SettingsError
-from webhooks.mappings import MappingError, load_mappings
+from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, Mappings, load_mappings
+from webhooks.sources import sources_sharing_ids
 
 # prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
 # environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
@@ -103,12 +104,12 @@ def on_starting(server: Any) -> None:
     """Refuse to start, with one clear line, when a setting is missing or malformed."""
     try:
         settings = Settings.from_env(role="web")
-        if settings.mappings_file:
-            load_mappings(settings.mappings_file)
+        mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
     except (SettingsError, MappingError) as exc:
         on_exit(server)  # gunicorn calls it only after a start
         sys.exit(f"crmsync: configuration error: {exc}")
     _warn_if_redis_is_unreachable(server, settings.redis_url)
+    _warn_of_shared_ids(server, settings, mappings)
     # Counters left by a previous run of this master would be summed into this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(directory):
@@ -133,6 +134,16 @@ def _warn_if_redis_is_unreachable(server: Any, url: str) -> None:
         )
     finally:
         client.close()
+
+
+def _warn_of_shared_ids(server: Any, settings: Settings, mappings: Mappings) -> None:
+    """Once per start (here, in the master): CRM sources whose ids can name the same customer."""
+    shared = sources_sharing_ids(settings, mappings)
+    if shared:
+        server.log.warning(
+            "CRM sources share external ids: set external_id_prefix on each source's mapping",
+            extra={"event": "external_ids_may_collide", "sources": shared},
+        )
 
 
 def on_exit(server: Any) -> None:

@@ -1,5 +1,6 @@
 """`crmsync mappings show | preview` and `crmsync sources ignored | rejected`: the CRM sources' field
-mappings and what they did not map, from a shell (docs/crm-sources.md)."""
+mappings, what they did not map and what they ordered without a version, from a shell
+(docs/crm-sources.md)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ import click
 from crmsync.cli_settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
-from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
+from crmsync.operations.source_items import (
+    ignored_counts,
+    rejected_items,
+    rejected_type_counts,
+    version_fallbacks,
+)
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources import CRM_SOURCES, read_payload
+from webhooks.sources.hubspot import OBJECT_TYPE_IDS
 from webhooks.sources.items import TooManyItems, UnparseableBody
 
 __all__ = ["mappings_command", "sources_command"]
@@ -43,7 +50,10 @@ def show_command(as_json: bool) -> None:
         return
     click.echo(f"mappings file: {described['file']}")
     hubspot = described["hubspot"]
-    click.echo(f"\nhubspot: {hubspot['object']}.* events, external id = objectId"
+    object_type = hubspot["object"]
+    type_id = OBJECT_TYPE_IDS.get(object_type, object_type)
+    named = f"{object_type}.* and " if object_type != type_id else ""
+    click.echo(f"\nhubspot: {named}object.* events of {type_id}, external id = objectId"
                f"{_prefix(hubspot['external_id_prefix'])}")  # fmt: skip
     for field, prop in hubspot["fields"].items():
         click.echo(f"  {field:<12} <- property {prop}")
@@ -56,6 +66,15 @@ def show_command(as_json: bool) -> None:
                     click.echo(f"  {key:<12} <- {mapping[key]}")
             for field, names in mapping["fields"].items():
                 click.echo(f"  {field:<12} <- {', '.join(names)}")
+    for name, declared in described["sources"].items():
+        preset = f" (preset {declared['preset']})" if declared["preset"] else ""
+        external_id = declared["items"]["id"] + _prefix(declared["external_id_prefix"])
+        click.echo(f"\n{name}: POST /webhooks/{name}, {declared['auth']['type']} auth{preset}, "
+                   f"external id = {external_id}")  # fmt: skip
+        for item_type, action in declared["types"].items():
+            click.echo(f"  {item_type:<24} -> {action}")
+        for field, names in declared["fields"].items():
+            click.echo(f"  {field:<12} <- {', '.join(names)}")
 
 
 def _prefix(prefix: str) -> str:
@@ -63,13 +82,19 @@ def _prefix(prefix: str) -> str:
 
 
 @mappings_command.command("preview")
-@click.argument("source", type=click.Choice(CRM_SOURCES))
+@click.argument("source")
 @click.argument("payload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def preview_command(source: str, payload: Path) -> None:
     """Print what a saved PAYLOAD of SOURCE becomes: events, ignored and rejected items. Nothing is sent
-    or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body)."""
+    or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body; SOURCE may also
+    be a source declared under [sources.NAME])."""
+    mappings = _mappings()
+    if source not in (*CRM_SOURCES, *mappings.sources):
+        known = ", ".join((*CRM_SOURCES, *mappings.sources))
+        click.echo(f"crmsync: unknown source {source!r}: expected one of {known}", err=True)
+        sys.exit(2)
     try:
-        batch = read_payload(source, payload.read_bytes(), _mappings())
+        batch = read_payload(source, payload.read_bytes(), mappings)
     except (UnparseableBody, TooManyItems) as exc:
         click.echo(f"crmsync: {payload} cannot be read as a {source} payload: {exc}", err=True)
         sys.exit(1)
@@ -107,13 +132,20 @@ def rejected_command(limit: int, as_json: bool) -> None:
 
 @sources_command.command("ignored")
 def ignored_command() -> None:
-    """How many items each source ignored, by type, and how many it rejected."""
+    """How many items each source ignored and rejected, by type, and how many events it ordered
+    without their version field (with the fix)."""
     redis = connect(command_settings().redis_url)
     ignored = ignored_counts(redis)
     for (source, item_type), count in ignored.items():
         click.echo(f"{printable(source):<10} ignored   {printable(item_type):<32} {count}")
-    rejected = rejected_counts(redis)
-    for source, count in rejected.items():
-        click.echo(f"{printable(source):<10} rejected  {'':<32} {count}")
-    if not (ignored or rejected):
+    rejected = rejected_type_counts(redis)
+    for (source, item_type), count in rejected.items():
+        click.echo(f"{printable(source):<10} rejected  {printable(item_type):<32} {count}")
+    fallbacks = version_fallbacks(redis)
+    for fallback in fallbacks:
+        what = printable(f"{fallback.record_type} by {fallback.used}")
+        click.echo(
+            f"{printable(fallback.source):<10} no version {what:<31} {fallback.count}  fix: {fallback.fix}"
+        )
+    if not (ignored or rejected or fallbacks):
         click.echo("no CRM source has ignored or rejected anything yet", err=True)

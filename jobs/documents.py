@@ -46,6 +46,8 @@ DOCUMENTS: dict[str, GraphQLRequest] = {
     name: load(name)
     for name in (
         "find_customer",
+        "find_customer_by_name",
+        "find_customer_fields",
         "create_customer",
         "update_customer",
         "delete_customer",
@@ -54,6 +56,8 @@ DOCUMENTS: dict[str, GraphQLRequest] = {
     )
 }
 FIND_CUSTOMER = DOCUMENTS["find_customer"]
+FIND_CUSTOMER_BY_NAME = DOCUMENTS["find_customer_by_name"]
+FIND_CUSTOMER_FIELDS = DOCUMENTS["find_customer_fields"]
 CREATE_CUSTOMER = DOCUMENTS["create_customer"]
 UPDATE_CUSTOMER = DOCUMENTS["update_customer"]
 DELETE_CUSTOMER = DOCUMENTS["delete_customer"]

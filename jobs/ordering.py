@@ -6,14 +6,19 @@ and the last erasure. An event only writes the fields no newer event has written
 nothing left to write is stale. This converges to the state the CRM's events describe in timestamp
 order, whatever order they arrive in. The lock makes check-then-apply atomic across workers, and
 the ledger is written only while the lock is still ours (a fenced commit).
+
+A merge (jobs/merges.py) locks every customer it touches, in one fixed order (sorted external ids, so
+two merges never wait on each other in a circle), and commits their ledgers and the merged ids'
+aliases in one fenced script. The lock hands back the customer's alias with its ledger, in the same
+round trip: an event never writes to a merged-away id once its merge is committed.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,18 +26,18 @@ from redis import Redis
 from rq import get_current_job
 
 from crmsync.core.errors import CustomerLocked
-from crmsync.core.keys import customer_lock_key, customer_state_key
+from crmsync.core.keys import customer_alias_key, customer_lock_key, customer_state_key
 from crmsync.core.redis_conn import as_text
 
 from .redis_outage import REDIS_UNAVAILABLE
 
-__all__ = ["Ledger", "CustomerLedgers", "LockedCustomer"]
+__all__ = ["Alias", "Ledger", "CustomerLedgers", "LockedCustomer"]
 
 LOCK_MARGIN_SECONDS = 5
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, redis.call('HGETALL', KEYS[2])}
+  return {1, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 end
 if redis.call('GET', KEYS[1]) == 'hold' then
   return {0, redis.call('PTTL', KEYS[1])}
@@ -49,6 +54,39 @@ if #ARGV > 2 then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 redis.call('DEL', KEYS[1])
+return 1
+"""
+# KEYS: n (lock, ledger) pairs, then the alias keys. ARGV: n; per customer its token, ledger TTL,
+# number of ledger items and the items; the aliases' TTL; per alias its fields' count and items.
+_COMMIT_MERGE = """
+local n = tonumber(ARGV[1])
+local at = 2
+for i = 1, n do
+  if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[at] then
+    return 0
+  end
+  at = at + 3 + tonumber(ARGV[at + 2])
+end
+at = 2
+for i = 1, n do
+  local count = tonumber(ARGV[at + 2])
+  redis.call('DEL', KEYS[2 * i])
+  if count > 0 then
+    redis.call('HSET', KEYS[2 * i], unpack(ARGV, at + 3, at + 2 + count))
+    redis.call('EXPIRE', KEYS[2 * i], ARGV[at + 1])
+  end
+  redis.call('DEL', KEYS[2 * i - 1])
+  at = at + 3 + count
+end
+local alias_ttl = ARGV[at]
+at = at + 1
+for k = 2 * n + 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call('DEL', KEYS[k])
+  redis.call('HSET', KEYS[k], unpack(ARGV, at + 1, at + count))
+  redis.call('EXPIRE', KEYS[k], alias_ttl)
+  at = at + 1 + count
+end
 return 1
 """
 _HOLD = """
@@ -73,15 +111,18 @@ class Ledger:
     deleted: str = ""
     erased: str = ""
     latest: str = ""
+    # The event that created the customer's platform record in its current life (a merge asks).
+    created: str = ""
 
     @classmethod
     def from_redis(cls, pairs: dict[str, str]) -> Ledger:
         fields = {name[2:]: value for name, value in pairs.items() if name.startswith("f:")}
-        return cls(fields, pairs.get("deleted", ""), pairs.get("erased", ""), pairs.get("latest", ""))
+        return cls(fields, pairs.get("deleted", ""), pairs.get("erased", ""), pairs.get("latest", ""),
+                   pairs.get("created", ""))  # fmt: skip
 
     def to_redis(self) -> list[str]:
         flat = [item for name, version in self.fields.items() for item in (f"f:{name}", version)]
-        for name in ("deleted", "erased", "latest"):
+        for name in ("deleted", "erased", "latest", "created"):
             if getattr(self, name):
                 flat += [name, getattr(self, name)]
         return flat
@@ -96,13 +137,15 @@ class Ledger:
             return {}
         return {name: value for name, value in carried.items() if version > self.fields.get(name, "")}
 
-    def after_write(self, version: str, written: dict[str, Any]) -> Ledger:
-        return self.after_writes(dict.fromkeys(written, version))
+    def after_write(self, version: str, written: dict[str, Any], created: bool = False) -> Ledger:
+        return self.after_writes(dict.fromkeys(written, version), version if created else "")
 
-    def after_writes(self, versions: dict[str, str]) -> Ledger:
-        """After one write whose fields each carried the value of its own version (coalescing)."""
+    def after_writes(self, versions: dict[str, str], created: str = "") -> Ledger:
+        """After one write whose fields each carried the value of its own version (coalescing);
+        `created`: the version of the event whose write created the customer's record, if it did."""
         fields = {**self.fields, **versions}
-        return replace(self, fields=fields, latest=max(self.latest, *versions.values()))
+        return replace(self, fields=fields, latest=max(self.latest, *versions.values()),
+                       created=created or self.created)  # fmt: skip
 
     def written_at(self, version: str, carried: dict[str, Any]) -> bool:
         """Whether a field of `carried` holds the value of exactly `version`: the event was applied,
@@ -115,19 +158,44 @@ class Ledger:
 
     def after_delete(self, version: str) -> Ledger:
         # The customer's fields died with it: a newer create starts a new life from scratch.
-        return replace(self, fields={}, deleted=version, latest=version)
+        return replace(self, fields={}, deleted=version, latest=version, created="")
 
     def after_erasure(self, version: str) -> Ledger:
         return replace(self, erased=max(self.erased, version), latest=max(self.latest, version))
 
 
+@dataclass(frozen=True)
+class Alias:
+    """A merged-away external id: merged into `survivor` by the merge at `version`. `kept` when its
+    customer became the survivor's (re-keyed): its events older than the merge still describe that
+    record, while a deleted one's are stale."""
+
+    survivor: str
+    version: str
+    kept: bool = False
+
+    @classmethod
+    def from_redis(cls, pairs: Mapping[str, str]) -> Alias | None:
+        if not pairs.get("survivor"):
+            return None
+        return cls(pairs["survivor"], pairs.get("version", ""), pairs.get("kept") == "1")
+
+    def to_redis(self) -> list[str]:
+        return ["survivor", self.survivor, "version", self.version, "kept", "1" if self.kept else "0"]
+
+    def routes(self, version: str) -> bool:
+        """Whether an event at `version` for the merged-away id applies to the survivor (else stale)."""
+        return self.kept or version >= self.version
+
+
 @dataclass
 class LockedCustomer:
-    """A customer whose lock this worker holds, with the ledger read under that lock."""
+    """A customer whose lock this worker holds, with the ledger (and alias) read under that lock."""
 
     external_id: str
     ledger: Ledger
     token: str
+    alias: Alias | None = None
     # Set by a successful commit, which deletes the lock in the same script.
     released: bool = False
 
@@ -158,6 +226,7 @@ class CustomerLedgers:
         self._hold_ms = int(in_flight_hold_seconds * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._commit = redis.register_script(_COMMIT)
+        self._commit_merge = redis.register_script(_COMMIT_MERGE)
         self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)
         # Locks this process could not hold or free because Redis was away: (key, token, hold).
@@ -198,6 +267,44 @@ class CustomerLedgers:
             self._settle(*self._unsettled[0])
             self._unsettled.pop(0)
 
+    @contextmanager
+    def locked_all(self, external_ids: Iterable[str]) -> Iterator[dict[str, LockedCustomer]]:
+        """Hold the locks of every customer in `external_ids` for the block, taken in sorted order so
+        that two workers locking overlapping sets never wait on each other in a circle."""
+        with ExitStack() as stack:
+            yield {external_id: stack.enter_context(self.locked(external_id))
+                   for external_id in sorted(set(external_ids))}  # fmt: skip
+
+    def commit_merge(
+        self, customers: Iterable[LockedCustomer], ledgers: Mapping[str, Ledger], aliases: Mapping[str, Alias]
+    ) -> None:
+        """Record every customer's ledger and the merged ids' aliases, and release the locks: all of it,
+        only if every lock is still ours, or nothing."""
+        held = list(customers)
+        keys: list[str] = []
+        args: list[Any] = [len(held)]
+        for customer in held:
+            ledger = ledgers[customer.external_id]
+            items = ledger.to_redis()
+            keys += [customer_lock_key(customer.external_id), customer_state_key(customer.external_id)]
+            args += [customer.token, self._erased_ledger_ttl if ledger.erased else self._ledger_ttl,
+                     len(items), *items]  # fmt: skip
+        # An alias must outlive the sender's redeliveries and late events by far, as an erasure's mark.
+        args.append(self._erased_ledger_ttl)
+        for external_id, alias in aliases.items():
+            keys.append(customer_alias_key(external_id))
+            args += [len(alias.to_redis()), *alias.to_redis()]
+        if not self._commit_merge(keys=keys, args=args):
+            raise CustomerLocked("customer lock expired before the merge was recorded")
+        for customer in held:
+            customer.ledger = ledgers[customer.external_id]
+            customer.released = True
+
+    def read_alias(self, external_id: str) -> Alias | None:
+        """The alias of `external_id` as it stands (without locking)."""
+        stored = self._redis.hgetall(customer_alias_key(external_id))
+        return Alias.from_redis({as_text(name): as_text(value) for name, value in stored.items()})
+
     def _settle(self, key: str, token: str, hold: bool) -> None:
         if hold:
             self._hold(keys=[key], args=[token, self._hold_ms])
@@ -230,15 +337,17 @@ class CustomerLedgers:
 
     def _lock(self, external_id: str) -> LockedCustomer:
         token = secrets.token_hex(16)
-        keys = [customer_lock_key(external_id), customer_state_key(external_id)]
+        keys = [customer_lock_key(external_id), customer_state_key(external_id),
+                customer_alias_key(external_id)]  # fmt: skip
         deadline = time.monotonic() + self._wait
         delay = 0.005
         ttl_ms = self._lock_ttl_for_current_job()
         while True:
-            acquired, found = self._acquire(keys=keys, args=[token, ttl_ms])
+            acquired, found, *alias = self._acquire(keys=keys, args=[token, ttl_ms])
             if acquired:
-                pairs = {as_text(found[i]): as_text(found[i + 1]) for i in range(0, len(found), 2)}
-                return LockedCustomer(external_id, Ledger.from_redis(pairs), token)
+                return LockedCustomer(
+                    external_id, Ledger.from_redis(_pairs(found)), token, Alias.from_redis(_pairs(alias[0]))
+                )
             # A hold after an unanswered request that outlasts the wait is not waited for: the job
             # is retried when it ends, and the worker moves on. A working lock is waited for.
             held_for = int(found) / 1000
@@ -248,3 +357,8 @@ class CustomerLedgers:
                 raise CustomerLocked("another worker is applying an event for this customer", retry_after=1)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    """A HGETALL reply, as Lua hands it back (a flat list), as text."""
+    return {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat), 2)}

@@ -19,7 +19,14 @@ from rq.utils import utcparse
 
 from crmsync.core.counters import outcome_of, record_freshness, record_job
 from crmsync.core.errors import CustomerLocked, SyncError
-from crmsync.core.events import CUSTOMER_CREATED, CUSTOMER_DELETED, CUSTOMER_UPDATED, ERASURE_REQUESTED, Event
+from crmsync.core.events import (
+    CUSTOMER_CREATED,
+    CUSTOMER_DELETED,
+    CUSTOMER_MERGED,
+    CUSTOMER_UPDATED,
+    ERASURE_REQUESTED,
+    Event,
+)
 from crmsync.core.queue import will_retry
 from crmsync.core.redaction import redact
 from crmsync.erasure.audit import ErasureAudit
@@ -30,6 +37,7 @@ from crmsync.erasure.scrub import SUPERSEDED, scrub_current_job, scrub_customer_
 from .attempts import add_attempt
 from .coalescing import QueuedEvent, coalesce
 from .customers import clear_description, delete_customer, upsert_customer
+from .merges import locked_for_event, merge_customers
 from .personal_data import anonymise_purchase
 from .retry import next_delay
 from .runtime import Runtime, for_current_job
@@ -63,26 +71,32 @@ def apply_event(payload: dict[str, Any]) -> dict[str, str]:
 
 def sync_customer(runtime: Runtime, event: Event) -> str:
     """created/updated: write the fields no newer event has written (create the customer if absent),
-    together with the customer's other updates already queued (jobs/coalescing.py)."""
+    together with the customer's other updates already queued (jobs/coalescing.py); on the survivor if
+    the customer was merged away."""
     carried = event.customer_fields()
-    with runtime.ledgers.locked(event.external_id) as customer:
+    with locked_for_event(runtime.ledgers, event.external_id, event.version) as customer:
+        if customer is None:
+            return "stale"  # older than the merge that deleted this record
         ledger = customer.ledger
         if not ledger.fields_to_write(event.version, carried):
             _forget_if_erased(ledger.erased, event)
             if ledger.written_at(event.version, carried):
                 return "coalesced"  # applied by a write that carried it with an earlier-taken event
             return "stale" if carried else "noop"
-        queued = _queued_with(runtime, event)
+        # An event routed to a merge's survivor is applied alone: the queue indexes it by its own id.
+        queued = _queued_with(runtime, event) if customer.external_id == event.external_id else []
         write = coalesce(ledger, [event, *(other.event for other in queued)])
         carried_events = write.carried_by([other.event for other in queued])
         try:
-            upsert_customer(runtime.customers, runtime.ids, event.external_id, write.fields,
-                            may_exist=bool(ledger.fields) or _is_retry())  # fmt: skip
+            written = upsert_customer(runtime.customers, customer.external_id, write.fields,
+                                      runtime.settings.name_conflict_policy, runtime.ids,
+                                      may_exist=bool(ledger.fields) or _is_retry())  # fmt: skip
         except SyncError as exc:
             _list_coalesced(exc, carried_events)
             raise
         answered = time.time()
-        runtime.ledgers.commit(customer, ledger.after_writes(write.versions))
+        created = event.version if written.created else ""
+        runtime.ledgers.commit(customer, ledger.after_writes(write.versions, created))
     enqueued = [other.enqueued_at for other in queued if other.event in carried_events]
     record_freshness(runtime.redis, _freshness(answered, enqueued))
     return "applied"
@@ -126,11 +140,13 @@ def _freshness(answered: float, enqueued: list[str]) -> list[float]:
 
 
 def remove_customer(runtime: Runtime, event: Event) -> str:
-    """deleted: delete unless something newer was applied; leave a tombstone against late updates."""
+    """deleted: delete unless something newer was applied; leave a tombstone against late updates.
+    A merged-away id's delete is never passed on to its survivor: the record it names is gone, and
+    CRMs report the losers of a merge as deleted (Salesforce's IsDeleted, Pipedrive's delete)."""
     with runtime.ledgers.locked(event.external_id) as customer:
-        if not customer.ledger.may_delete(event.version):
+        if customer.alias is not None or not customer.ledger.may_delete(event.version):
             return "stale"
-        delete_customer(runtime.customers, runtime.ids, event.external_id)
+        delete_customer(runtime.customers, event.external_id, runtime.ids)
         runtime.ledgers.commit(customer, customer.ledger.after_delete(event.version))
     return "applied"
 
@@ -139,12 +155,15 @@ def erase_customer_data(runtime: Runtime, event: Event) -> str:
     """erasure_requested: anonymise every purchase, apply ERASURE_CUSTOMER_ACTION, then forget every
     queued copy of the customer's data; older events for the customer become stale. Each step is
     recorded in the audit trail (crmsync/erasure/audit.py); a refused purchase fails the erasure only
-    after every other one was erased."""
+    after every other one was erased. For a merged-away id, the customer action and the scrub reach
+    the survivor, where the record's data lives now."""
     audit = ErasureAudit.of(runtime.redis, runtime.settings)
     erasure_id, external_id = event.webhook_id, event.external_id
     customer_action = runtime.settings.erasure_customer_action
     try:
-        with runtime.ledgers.locked(external_id) as customer:
+        with locked_for_event(runtime.ledgers, external_id, None) as customer:
+            assert customer is not None  # every version is routed
+            survivor = customer.external_id
             purchase_ids = event.data["purchase_ids"]
             purchases = erase_personal_data(
                 partial(anonymise_purchase, runtime.personal_data),
@@ -152,14 +171,18 @@ def erase_customer_data(runtime: Runtime, event: Event) -> str:
             )  # fmt: skip
             ledger, action = apply_customer_action(
                 customer_action, customer.ledger, event.version,
-                clear_description=partial(clear_description, runtime.customers, runtime.ids, external_id),
-                delete_customer=partial(delete_customer, runtime.customers, runtime.ids, external_id),
+                clear_description=partial(clear_description, runtime.customers, survivor, runtime.ids),
+                delete_customer=partial(delete_customer, runtime.customers, survivor, runtime.ids),
             )  # fmt: skip
             if action:
                 audit.customer(erasure_id, external_id, action)
             runtime.ledgers.commit(customer, ledger.after_erasure(event.version))
         # Jobs accepted or finished since the web side scrubbed, or running then, are scrubbed now.
         scrubbed = scrub_customer_jobs(runtime.redis, event)
+        if survivor != external_id:
+            on_survivor = scrub_customer_jobs(runtime.redis, _for_customer(event, survivor))
+            scrubbed.scrubbed += on_survivor.scrubbed
+            scrubbed.running += on_survivor.running
         if scrubbed.scrubbed:
             audit.scrubbed(erasure_id, external_id, scrubbed.scrubbed)
         if scrubbed.running:
@@ -171,6 +194,11 @@ def erase_customer_data(runtime: Runtime, event: Event) -> str:
         raise
     audit.completed(erasure_id, external_id)
     return "applied"
+
+
+def _for_customer(event: Event, external_id: str) -> Event:
+    """`event` as if sent for `external_id` (an erasure reaching a merge's survivor)."""
+    return Event(event.webhook_id, event.type, event.timestamp, {**event.data, "external_id": external_id})
 
 
 def _forget_if_erased(erased: str, event: Event) -> None:
@@ -185,6 +213,7 @@ APPLIERS: dict[str, Callable[[Runtime, Event], str]] = {
     CUSTOMER_UPDATED: sync_customer,
     CUSTOMER_DELETED: remove_customer,
     ERASURE_REQUESTED: erase_customer_data,
+    CUSTOMER_MERGED: merge_customers,
 }
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import requests
@@ -453,3 +454,11 @@ def kill_worker_groups(processes: Iterable[subprocess.Popen[bytes]], redis: Redi
 def status(redis: Redis, job_id: str) -> JobStatus | None:
     """The job's status as stored now."""
     return EventJob.fetch(job_id, connection=redis, serializer=JSONSerializer).get_status()
+
+
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def corpus(vendor: str, name: str) -> bytes:
+    """A real-shaped body of `vendor` from tests/corpus (its origin is in tests/corpus/README.md)."""
+    return (CORPUS / vendor / name).read_bytes()

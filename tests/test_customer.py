@@ -143,6 +143,18 @@ def test_an_unknown_customer_is_one_line_and_exit_1(redis: Redis, redis_url: str
     ]
 
 
+def test_a_salesforce_customer_is_found_by_either_form_of_its_id(
+    deliver: Deliver, settings: Settings, redis: Redis, redis_url: str
+) -> None:
+    # The Salesforce source keys customers by the 18-character id; an operator copies the 15 from a report.
+    update = event("updated", "001d000001XD5XKAA1", "2026-11-22T10:00:00Z", name=NAME)
+    assert deliver(update, webhook_id="msg_sf").status_code == 202
+    for given in ("001d000001XD5XK", "001d000001XD5XKAA1", "001D000001XD5XKAA1".lower()):
+        result = crmsync_customer(redis_url, given, "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["external_id"] == "001d000001XD5XKAA1"
+
+
 def test_the_dashboard_shows_the_same_view_escaped_and_without_values(
     dashboard: str, deliver: Deliver, settings: Settings, redis: Redis
 ) -> None:

@@ -17,6 +17,8 @@ SCHEMAS = {
 }
 API_OF = {
     "find_customer": "customers",
+    "find_customer_by_name": "customers",
+    "find_customer_fields": "customers",
     "create_customer": "customers",
     "update_customer": "customers",
     "delete_customer": "customers",

@@ -123,3 +123,8 @@ def test_an_invalid_mappings_file_is_one_clear_error(tmp_path: Path) -> None:
     path.write_text("[hubspot.fields]\nlabels = ['a', 'b']\n")
     with pytest.raises(MappingUnavailable, match="hubspot.fields.labels"):
         mapping_for("hubspot", "", {"CRMSYNC_MAPPINGS": str(path)})
+
+
+@pytest.mark.parametrize("object_type", ["company", "0-2"])
+def test_a_hubspot_export_of_the_mapped_object_is_taken_by_its_name_or_its_type_id(object_type: str) -> None:
+    assert record("hubspot", {"hs_object_id": "5150", "name": "Orbital"}, object_type).external_id == "5150"

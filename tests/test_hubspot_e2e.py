@@ -20,6 +20,7 @@ from sandbox.server import RunningSandbox
 from tests.support import (
     HUBSPOT_SECRET,
     Platform,
+    corpus,
     customers,
     hubspot_event,
     hubspot_object_event,
@@ -39,6 +40,12 @@ def post(crm: str, events: list[dict[str, Any]], **signing: Any) -> requests.Res
     body = json.dumps(events).encode()
     headers = {**hubspot_signed_headers(url, body, **signing), **signing.pop("extra", {})}
     return requests.post(url, data=body, headers=headers, timeout=10)
+
+
+def post_body(crm: str, body: bytes) -> requests.Response:
+    """POST a saved body (tests/corpus) to /webhooks/hubspot exactly as it is, signed by HubSpot's SDK."""
+    url = f"{crm}/webhooks/hubspot"
+    return requests.post(url, data=body, headers=hubspot_signed_headers(url, body), timeout=10)
 
 
 def name_change(object_id: int, name: str, at_ms: int, event_id: int) -> dict[str, Any]:
@@ -138,21 +145,52 @@ def test_a_description_queued_before_the_name_is_created_with_it_in_one_request(
                                            "deletePersonalCustomerData": 0}  # fmt: skip
 
 
-def test_a_deletion_deletes_and_a_merge_deletes_the_merged_away_companies(
+def test_a_deletion_deletes_the_customer(crm: str, worker: SyncWorker, platform: Platform) -> None:
+    post(crm, [name_change(3, "Company 3", 1763630400000, 3)])
+    run(worker)
+    deletion = hubspot_object_event("company.deletion", eventId=11, objectId=3, occurredAt=1763630500000)
+    assert post(crm, [deletion]).json()["queued"] == 1
+    run(worker)
+    assert customers(platform, "3") == []
+
+
+# The generic format (apps created since 2024) and the older `eventType` key: bodies from
+# tests/corpus/hubspot (origins in its README). Both were once ignored or rejected.
+def test_generic_company_events_sync_the_customer_and_other_objects_are_counted_by_type_id(
+    crm: str, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    response = post_body(crm, corpus("hubspot", "generic-company-changes.json"))
+    assert (response.json()["queued"], response.json()["ignored"]) == (2, 2)
+    run(worker)
+    [customer] = customers(platform, "5150")
+    assert (customer["name"], customer["description"]) == ("Orbital Freight", "Cargo to orbit")
+    assert ignored_counts(redis) == {
+        ("hubspot", "object.creation/0-2"): 1,
+        ("hubspot", "object.creation/0-1"): 1,
+    }
+    assert post_body(crm, corpus("hubspot", "generic-company-deletion.json")).json()["queued"] == 1
+    run(worker)
+    assert customers(platform, "5150") == []
+
+
+def test_a_change_named_by_event_type_syncs_the_customer(
     crm: str, worker: SyncWorker, platform: Platform
 ) -> None:
-    created = [
-        name_change(object_id, f"Company {object_id}", 1763630400000, object_id) for object_id in (1, 2, 3)
-    ]
-    post(crm, created)
+    assert post_body(crm, corpus("hubspot", "event-type-property-change.json")).json()["queued"] == 1
     run(worker)
-    later = 1763630500000
-    merge = hubspot_object_event("company.merge", eventId=10, objectId=1, occurredAt=later,
-                                 primaryObjectId=1, mergedObjectIds=[2])  # fmt: skip
-    deletion = hubspot_object_event("company.deletion", eventId=11, objectId=3, occurredAt=later)
-    assert post(crm, [merge, deletion]).json()["queued"] == 2
-    run(worker)
-    assert [len(customers(platform, str(object_id))) for object_id in (1, 2, 3)] == [1, 0, 0]
+    assert [c["name"] for c in customers(platform, "5150")] == ["Orbital Freight"]
+
+
+def test_rejected_items_are_counted_on_metrics_with_their_type(crm: str) -> None:
+    post(
+        crm,
+        [hubspot_event(objectId=None), hubspot_event(subscriptionType="object.propertyChange", eventId=2)],
+    )
+    labels = {"source": "hubspot", "outcome": "rejected"}
+    assert metric_samples(crm, "crmsync_source_items_total", labels) == {
+        "company.propertyChange": 1,
+        "object.propertyChange": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -231,13 +269,18 @@ def test_ignored_items_are_counted_on_metrics_by_type(crm: str) -> None:
         crm,
         [hubspot_object_event("deal.creation", eventId=1), hubspot_object_event("deal.creation", eventId=2)],
     )
-    samples = {
-        (sample.name, frozenset(sample.labels.items())): sample.value
+    labels = {"source": "hubspot", "outcome": "ignored"}
+    assert metric_samples(crm, "crmsync_source_items_total", labels) == {"deal.creation": 2}
+
+
+def metric_samples(crm: str, name: str, labels: dict[str, str]) -> dict[str, float]:
+    """`type` → value of the samples of `name` on /metrics that carry `labels`."""
+    return {
+        sample.labels["type"]: sample.value
         for family in text_string_to_metric_families(requests.get(f"{crm}/metrics", timeout=5).text)
         for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
     }
-    labels = frozenset({"source": "hubspot", "outcome": "ignored", "type": "deal.creation"}.items())
-    assert samples[("crmsync_source_items_total", labels)] == 2
 
 
 def test_the_client_secret_signs_with_the_sdk_as_hubspot_does() -> None:
@@ -245,3 +288,39 @@ def test_the_client_secret_signs_with_the_sdk_as_hubspot_does() -> None:
     assert hubspot_signed_headers(
         "https://x/webhooks/hubspot", b"[]", timestamp_ms=1693657560000, secret=HUBSPOT_SECRET
     )
+
+
+# Merges end to end (tests/corpus/hubspot; origins in its README): the platform's end state.
+def test_a_merge_into_a_new_record_re_keys_the_primary_and_deletes_the_merged_away(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    post(
+        crm,
+        [
+            name_change(5150, "Orbital Freight", 1795599000000, 1),
+            name_change(6001, "Orbital Dup", 1795599000000, 2),
+        ],
+    )
+    run(worker)
+    assert post_body(crm, corpus("hubspot", "legacy-merge-new-object.json")).json()["queued"] == 1
+    run(worker)
+    assert [c["name"] for c in customers(platform, "7777")] == ["Orbital Freight"]
+    assert (customers(platform, "5150"), customers(platform, "6001")) == ([], [])
+    # A later change HubSpot still sends under the old primary's id reaches the survivor.
+    post(crm, [name_change(5150, "Orbital Freight Group", 1795599180000, 3)])
+    run(worker)
+    assert [c["name"] for c in customers(platform, "7777")] == ["Orbital Freight Group"]
+    assert customers(platform, "5150") == []
+
+
+def test_a_generic_merge_keeps_the_primary_and_deletes_every_merged_away_company(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    post(crm, [name_change(object_id, f"Company {object_id}", 1795599000000, object_id)
+               for object_id in (5150, 6001, 6002)])  # fmt: skip
+    run(worker)
+    body = corpus("hubspot", "generic-merge.json")
+    assert post_body(crm, body).json()["queued"] == 1
+    assert post_body(crm, body).json()["duplicates"] == 1
+    run(worker)
+    assert [len(customers(platform, str(object_id))) for object_id in (5150, 6001, 6002)] == [1, 0, 0]

@@ -129,3 +129,21 @@ def test_with_the_cache_off_every_write_looks_up_first(
     worker.runtime.close()
     assert requests_seen(sandbox) == 4
     assert cached_id(redis) is None
+
+
+def test_a_merge_moves_the_rekeyed_records_id_and_drops_the_merged_ones(
+    deliver: Deliver, worker: SyncWorker, redis: Redis, sandbox: RunningSandbox, platform: Platform
+) -> None:
+    # HubSpot: 101 and 102 merged into the new id 103; 101's record is re-keyed to 103, 102's deleted.
+    deliver(event("created", external_id="101", at="2026-11-22T10:00:00Z", name="Acme"))
+    deliver(event("created", external_id="102", at="2026-11-22T10:00:00Z", name="Acme Inc"))
+    run(worker)
+    kept = cached_id(redis, "101")
+    deliver(event("merged", external_id="103", at="2026-11-22T10:01:00Z", merged_ids=["101", "102"]))
+    run(worker)
+    assert (cached_id(redis, "101"), cached_id(redis, "102"), cached_id(redis, "103")) == (None, None, kept)
+    requests_seen(sandbox)
+    deliver(event("updated", external_id="103", at="2026-11-22T10:02:00Z", description="Rockets"))
+    run(worker)
+    assert requests_seen(sandbox) == 1  # by the moved id, no lookup
+    assert [(c["id"], c["description"]) for c in customers(platform, "103")] == [(kept, "Rockets")]

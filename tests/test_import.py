@@ -296,3 +296,24 @@ def test_a_crm_csv_without_its_id_column_stops_naming_it(tmp_path: Path, cli: Ca
         "does not fit the salesforce source: no Id column; found AccountId, Name; expected Id"
         in result.stderr
     )
+
+
+def test_a_salesforce_export_with_15_character_ids_updates_the_customers_its_webhooks_keyed_by_18(
+    tmp_path: Path, cli: Callable[..., Result], worker: SyncWorker, sandbox: RunningSandbox
+) -> None:
+    # Reports and formula fields give the 15-character id; the webhooks key the customer by the 18.
+    first = tmp_path / "accounts-18.csv"
+    first.write_text(
+        "Id,Name,LastModifiedDate\n001d000001XD5XKAA1,Orbital Freight,2026-11-20T09:30:00.000+0000\n"
+    )
+    summary(cli("import", str(first), "--source", "salesforce", "--json"))
+    drain(worker)
+    report = tmp_path / "accounts-15.csv"
+    report.write_text(
+        "Id,Name,LastModifiedDate\n001d000001XD5XK,Orbital Freight Group,2026-11-20T10:00:00.000+0000\n"
+    )
+    assert summary(cli("import", str(report), "--source", "salesforce", "--json"))["queued"] == 1
+    drain(worker)
+    on_platform = platform_customers(sandbox)
+    assert on_platform["001d000001XD5XKAA1"]["name"] == "Orbital Freight Group"
+    assert "001d000001XD5XK" not in on_platform

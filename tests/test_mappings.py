@@ -100,6 +100,12 @@ def test_a_source_prefix_applies_to_each_of_its_record_types(tmp_path: Path) -> 
     assert load_mappings(write(tmp_path, text)).pipedrive["organization"].external_id_prefix == "pd-"
 
 
+@pytest.mark.parametrize("object_type", ["company", "0-2", "2-12345"])
+def test_the_hubspot_object_is_a_name_or_a_type_id(tmp_path: Path, object_type: str) -> None:
+    path = write(tmp_path, f'[hubspot]\nobject = "{object_type}"\n[hubspot.fields]\nname = "name"\n')
+    assert load_mappings(path).hubspot.object == object_type
+
+
 @pytest.mark.parametrize(
     ("text", "line"),
     [
@@ -129,6 +135,10 @@ def test_a_source_prefix_applies_to_each_of_its_record_types(tmp_path: Path) -> 
         ("[pipedrive.organization]\n", "pipedrive.organization.fields: required"),
         ('[zoho.fields]\nname = "n"\n', "zoho: unknown source"),
         ("[salesforce]\n", "salesforce: names no record type to map"),
+        (
+            '[hubspot]\nobject = "Company"\n[hubspot.fields]\nname = "name"\n',
+            "hubspot.object: an object name (company) or type id (0-2, 2-12345)",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -142,6 +152,7 @@ def test_a_source_prefix_applies_to_each_of_its_record_types(tmp_path: Path) -> 
         "pipedrive-no-fields",
         "unknown-source",
         "empty-source",
+        "hubspot-object",
     ],
 )
 def test_each_mistake_is_one_line_naming_the_key(tmp_path: Path, text: str, line: str) -> None:

@@ -104,7 +104,7 @@ def test_erasure_of_an_unknown_purchase_fails_permanently_with_the_api_message(
     assert job.id in FailedJobRegistry("crmsync", connection=redis).get_job_ids()
 
 
-def test_payload_errors_fail_the_job_with_their_messages_and_no_personal_data(
+def test_a_taken_name_fails_the_job_naming_the_holder_and_no_personal_data(
     deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis
 ) -> None:
     deliver(event("created", external_id="crm-1", name="Mars Missions"))
@@ -112,9 +112,9 @@ def test_payload_errors_fail_the_job_with_their_messages_and_no_personal_data(
     run(worker)
     job = job_of(response, redis)
     assert job.get_status() == JobStatus.FAILED
-    assert job.meta["failure_class"] == "payload_error"
+    assert job.meta["failure_class"] == "name_conflict"
     message = job.meta["attempts"][-1]["message"]
-    assert message.startswith("createCustomer failed: name:")
+    assert message == "createCustomer failed: the name is taken by the customer with external id crm-1"
     assert "Mars Missions" not in message
     result = job.latest_result()
     assert result is not None and "Mars Missions" not in (result.exc_string or "")

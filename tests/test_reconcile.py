@@ -421,3 +421,22 @@ def test_the_listing_fills_the_id_cache_so_repairs_need_no_lookup(
         api.session.get(f"{api.sandbox.base_url}/admin/rates", timeout=10).json()["customers"]["total"] == 5
     )
     assert listing == 3  # its three pages
+
+
+def test_a_salesforce_export_with_15_character_ids_matches_the_customers_keyed_by_18(
+    sandbox: RunningSandbox, tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    seeded = [
+        {"externalId": "001d000001XD5XKAA1", "name": "Orbital Freight", "description": "", "labels": []}
+    ]
+    response = Api(sandbox).session.post(
+        f"{sandbox.base_url}/admin/customers", json={"customers": seeded}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    export = tmp_path / "accounts.csv"
+    export.write_text("Id,Name,Description\n001d000001XD5XK,Orbital Freight,\n")
+    arguments = ("--source", "salesforce", "--delete-missing", "--as-of", AS_OF, "--json")
+    plan = as_json(cli("reconcile", str(export), *arguments))
+    assert {kind: plan[kind] for kind in ("create", "update", "delete", "unchanged")} == {
+        "create": 0, "update": 0, "delete": 0, "unchanged": 1,
+    }  # fmt: skip

@@ -124,7 +124,7 @@ def test_permanent_failure_spends_no_retries(
     burst(worker)
     job = fetch(response, redis)
     assert job.get_status() == JobStatus.FAILED
-    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["payload_error"]
+    assert [attempt["class"] for attempt in job.meta["attempts"]] == ["name_conflict"]
 
 
 def test_a_retried_event_keeps_its_place_and_is_stale_after_a_newer_one(

@@ -10,7 +10,7 @@ import requests
 from redis import Redis
 
 from crmsync.erasure.audit import list_erasures
-from crmsync.operations.source_items import ignored_counts, rejected_items
+from crmsync.operations.source_items import ignored_counts, rejected_items, version_fallbacks
 from jobs.worker import SyncWorker
 from sandbox import RunningSandbox
 from tests.support import (
@@ -18,6 +18,7 @@ from tests.support import (
     P2,
     SALESFORCE_TOKEN,
     Platform,
+    corpus,
     customers,
     personal_values_found,
     redis_round_trips,
@@ -59,7 +60,7 @@ def test_a_message_is_acknowledged_and_its_accounts_sync_while_the_rest_is_set_a
     crm: str, worker: SyncWorker, platform: Platform, redis: Redis
 ) -> None:
     contact = salesforce_sobject("Contact", {"Id": "0035g", "LastModifiedDate": "2026-11-20T09:30:00Z"})
-    invalid = salesforce_account("0015g00000ZZZZZAAV", modified="nil", Name="Secret Person Ltd")
+    invalid = salesforce_account("0015g00000ZZZZZAAV", modified="last tuesday", Name="Secret Person Ltd")
     body = salesforce_message(
         ("04l000000000001AAA", salesforce_account(Description="Cargo", Industry="Freight;Logistics")),
         ("04l000000000002AAA", contact),
@@ -74,7 +75,7 @@ def test_a_message_is_acknowledged_and_its_accounts_sync_while_the_rest_is_set_a
     )  # fmt: skip
     assert ignored_counts(redis) == {("salesforce", "Contact"): 1}
     [rejected] = rejected_items(redis)
-    assert rejected.reason == "missing version field LastModifiedDate"
+    assert rejected.reason == "version field LastModifiedDate is not a date-time"
     assert rejected.identifiers["notification_id"] == "04l000000000003AAA"
     assert personal_values_found(redis, ["Secret Person"]) == []
 
@@ -182,3 +183,53 @@ def test_a_message_of_100_notifications_is_accepted_in_one_redis_round_trip(crm:
         assert acknowledged(post(crm, salesforce_message(*notifications)))
     assert [command.split()[0] for command in commands] == ["EVALSHA"]
     assert redis.llen("rq:queue:crmsync") == 101
+
+
+# Bodies from tests/corpus/salesforce (origins in its README).
+def test_either_id_form_of_one_account_is_one_customer(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    assert acknowledged(post(crm, corpus("salesforce", "account-id-15.xml")))
+    assert acknowledged(post(crm, corpus("salesforce", "account-id-18.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "001d000001XD5XKAA1")] == ["Orbital Freight Group"]
+    assert customers(platform, "001d000001XD5XK") == []
+
+
+def test_a_message_without_last_modified_date_syncs_and_the_fallback_is_counted_with_its_fix(
+    crm: str, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    assert acknowledged(post(crm, corpus("salesforce", "account-system-modstamp.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, ACCOUNT)] == ["Orbital Freight Ltd"]
+    assert acknowledged(post(crm, corpus("salesforce", "account-no-version.xml")))
+    run(worker)
+    assert [(f.record_type, f.used, f.count) for f in version_fallbacks(redis)] == [
+        ("Account", "SystemModstamp", 1), ("Account", "received_at", 1),
+    ]  # fmt: skip
+    assert version_fallbacks(redis)[0].fix == "add LastModifiedDate to the outbound message's fields"
+
+
+def test_a_merge_loser_with_its_master_record_id_is_merged_into_the_master(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    master = salesforce_account("001d000001XD5XKAA1", "2026-11-20T09:00:00.000Z", Name="Orbital Freight")
+    loser = salesforce_account("001d000001XD5XLAA1", "2026-11-20T09:00:00.000Z", Name="Orbital Dup")
+    post(crm, salesforce_message(("04l000000000001AAA", master), ("04l000000000002AAA", loser)))
+    run(worker)
+    assert acknowledged(post(crm, corpus("salesforce", "account-merge-loser.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "001d000001XD5XKAA1")] == ["Orbital Freight"]
+    assert customers(platform, "001d000001XD5XLAA1") == []
+
+
+def test_a_merge_into_a_master_never_synced_re_keys_the_loser_s_customer(
+    crm: str, worker: SyncWorker, platform: Platform
+) -> None:
+    loser = salesforce_account("001d000001XD5XL", "2026-11-20T09:00:00.000Z", Name="Orbital Dup")
+    post(crm, salesforce_message(("04l000000000002AAA", loser)))
+    run(worker)
+    assert acknowledged(post(crm, corpus("salesforce", "account-merge-loser.xml")))
+    run(worker)
+    assert [c["name"] for c in customers(platform, "001d000001XD5XKAA1")] == ["Orbital Dup"]
+    assert customers(platform, "001d000001XD5XLAA1") == []

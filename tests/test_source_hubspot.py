@@ -193,19 +193,85 @@ def test_a_deletion_deletes_the_customer() -> None:
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "5150"})
 
 
-def test_a_merge_deletes_every_merged_away_company() -> None:
+def test_a_merge_maps_to_one_merge_of_the_merged_away_companies_into_the_primary() -> None:
     merge = hubspot_object_event(
-        "company.merge",
-        objectId=5150,
-        primaryObjectId=5150,
-        mergedObjectIds=[5150, 6001, 6002],
+        "company.merge", objectId=5150, primaryObjectId=5150, mergedObjectIds=[5150, 6001, 6002]
     )
+    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot).events
+    assert (mapped.event["type"], mapped.event["data"]) == (
+        "customer.merged",
+        {"external_id": "5150", "merged_ids": ["6001", "6002"]},
+    )
+
+
+# HubSpot's changelog "New subscription types for webhooks": `newObjectId` is "the Id of the object
+# that was created from the result of the merge", separate from `primaryObjectId`.
+def test_a_merge_into_a_new_record_re_keys_the_primary_first_then_the_merged_ones() -> None:
+    merge = hubspot_object_event(
+        "company.merge", objectId=5150, primaryObjectId=5150, mergedObjectIds=[6001], newObjectId=7777,
+        numberOfPropertiesMoved=3,
+    )  # fmt: skip
+    mapping = HubSpotMapping(fields={"name": "name"}, external_id_prefix="hs-")
+    [mapped] = read_events(body_of(merge), mapping).events
+    assert mapped.event["data"] == {"external_id": "hs-7777", "merged_ids": ["hs-5150", "hs-6001"]}
+
+
+def test_a_merge_with_nothing_merged_away_is_ignored() -> None:
+    merge = hubspot_object_event("company.merge", primaryObjectId=5150, mergedObjectIds=[5150])
     batch = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot)
-    assert [(m.event["type"], m.event["data"]["external_id"]) for m in batch.events] == [
-        ("customer.deleted", "6001"),
-        ("customer.deleted", "6002"),
+    assert (batch.events, batch.ignored_by_type()) == ([], {"company.merge": 1})
+
+
+# HubSpot's changelog "Public Beta: Generic Webhook Subscriptions" (2024-08): `object.<change>` with the
+# object's raw type id in `objectTypeId`.
+@pytest.mark.parametrize("object_setting", ["company", "0-2"])
+def test_the_generic_format_maps_a_company_like_the_legacy_one(object_setting: str) -> None:
+    mapping = HubSpotMapping(fields={"name": "name"}, object=object_setting)
+    change = hubspot_event(subscriptionType="object.propertyChange", objectTypeId="0-2")
+    deletion = hubspot_object_event("object.deletion", objectTypeId="0-2", eventId=2)
+    batch = read_events(body_of(change, deletion), mapping)
+    assert [(m.event["type"], m.event["data"]) for m in batch.events] == [
+        ("customer.updated", {"external_id": "5150", "name": "Orbital Freight"}),
+        ("customer.deleted", {"external_id": "5150"}),
     ]
-    assert len({m.delivery_id for m in batch.events}) == 2
+
+
+def test_the_generic_format_maps_a_custom_object_named_by_its_type_id() -> None:
+    mapping = HubSpotMapping(fields={"name": "name"}, object="2-12345")
+    custom = hubspot_event(subscriptionType="object.propertyChange", objectTypeId="2-12345")
+    company = hubspot_event(subscriptionType="object.propertyChange", objectTypeId="0-2", eventId=2)
+    batch = read_events(body_of(custom, company), mapping)
+    assert [m.event["data"]["name"] for m in batch.events] == ["Orbital Freight"]
+    assert batch.ignored_by_type() == {"object.propertyChange/0-2": 1}
+
+
+def test_a_generic_merge_is_a_merge() -> None:
+    merge = hubspot_object_event(
+        "object.merge", objectTypeId="0-2", primaryObjectId=5150, mergedObjectIds=[6001], newObjectId=5150
+    )
+    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot).events
+    assert mapped.event["data"] == {"external_id": "5150", "merged_ids": ["6001"]}
+
+
+def test_generic_events_of_other_objects_are_ignored_and_counted_with_their_type_id() -> None:
+    contact = hubspot_object_event("object.creation", objectTypeId="0-1")
+    batch = read_events(body_of(contact), DEFAULT_MAPPINGS.hubspot)
+    assert (batch.events, batch.ignored_by_type()) == ([], {"object.creation/0-1": 1})
+
+
+def test_a_generic_event_without_its_type_id_is_rejected_with_its_type() -> None:
+    batch = read_events(
+        body_of(hubspot_event(subscriptionType="object.propertyChange")), DEFAULT_MAPPINGS.hubspot
+    )
+    [rejected] = batch.rejected
+    assert (rejected.reason, rejected.type) == ("missing or invalid objectTypeId", "object.propertyChange")
+
+
+def test_event_type_is_taken_for_subscription_type() -> None:
+    legacy = hubspot_event()
+    legacy["eventType"] = legacy.pop("subscriptionType")
+    [mapped] = read_events(body_of(legacy), DEFAULT_MAPPINGS.hubspot).events
+    assert mapped.event["data"] == {"external_id": "5150", "name": "Orbital Freight"}
 
 
 @pytest.mark.parametrize(
@@ -270,6 +336,7 @@ def test_an_invalid_event_is_rejected_alone_with_its_ids_and_no_value(
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
     assert rejected.identifiers["index"] == "1"
+    assert rejected.type == (bad["subscriptionType"] or "unknown")
     assert "Secret Name" not in repr(rejected)
 
 

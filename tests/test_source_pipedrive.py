@@ -1,14 +1,17 @@
-"""Pipedrive webhooks v2: bodies shaped as Pipedrive sends them, HTTP Basic authentication."""
+"""Pipedrive webhooks v2 and v1: bodies shaped as Pipedrive sends them, HTTP Basic authentication."""
 
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.support import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic_auth, pipedrive_body
+from tests.support import PIPEDRIVE_PASSWORD, PIPEDRIVE_USER, basic_auth, corpus, pipedrive_body
 from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 from webhooks.sources.pipedrive import PipedriveSource, read_event, verify_basic_auth
@@ -57,10 +60,103 @@ def test_a_delete_without_previous_takes_the_id_from_meta() -> None:
     assert mapped.event["data"] == {"external_id": "43"}
 
 
-def test_a_merge_deletes_the_merged_away_organization() -> None:
-    body = pipedrive_body("delete", previous={"id": 42, "name": "Dup", "merged_to_id": 40})
+def test_a_v2_delete_naming_the_record_merged_into_is_a_merge() -> None:
+    body = corpus("pipedrive", "v2-delete-merged-organization.json")
     [mapped] = read_event(body, DEFAULT_MAPPINGS.pipedrive).events
-    assert mapped.event["data"] == {"external_id": "42"}
+    assert (mapped.event["type"], mapped.event["data"]) == (
+        "customer.merged",
+        {"external_id": "40", "merged_ids": ["42"]},
+    )
+
+
+def test_v1_added_and_updated_write_the_current_record_ordered_by_timestamp_micro() -> None:
+    added, updated = (read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.pipedrive).events[0]
+                      for name in ("v1-added-organization.json", "v1-updated-organization.json"))  # fmt: skip
+    assert added.event == {
+        "type": "customer.updated",
+        "timestamp": "2026-11-20T09:30:00.384700+00:00",
+        "data": {"external_id": "42", "name": "Orbital Freight"},
+    }
+    assert updated.event["data"] == {"external_id": "42", "name": "Orbital Freight Group"}
+    assert updated.delivery_id != added.delivery_id
+
+
+def test_a_v1_redelivery_has_the_same_delivery_id() -> None:
+    names = ("v1-updated-organization.json", "v1-updated-organization-retry.json")
+    first, retried = (
+        read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.pipedrive).events[0] for name in names
+    )
+    assert first.delivery_id == retried.delivery_id
+
+
+@given(st.integers(min_value=0, max_value=3))
+def test_a_v1_delivery_id_is_the_same_whatever_the_retry_count(retry: int) -> None:
+    body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [again] = read_event(json.dumps({**body, "retry": retry}).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    assert again.delivery_id == first.delivery_id
+
+
+@given(st.sampled_from(["timestamp_micro", "id", "webhook_id", "company_id"]), st.integers(1, 10**6))
+def test_v1_changes_differing_in_any_id_or_time_have_different_delivery_ids(key: str, delta: int) -> None:
+    body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    body["meta"][key] = int(body["meta"][key]) + delta
+    [other] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    assert other.delivery_id != first.delivery_id
+
+
+def test_v1_deleted_takes_the_id_from_previous() -> None:
+    [mapped] = read_event(
+        corpus("pipedrive", "v1-deleted-organization.json"), DEFAULT_MAPPINGS.pipedrive
+    ).events
+    assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "42"})
+
+
+def test_v1_merged_is_a_merge_of_merge_what_id_into_current_ordered_by_timestamp_milli() -> None:
+    [mapped] = read_event(
+        corpus("pipedrive", "v1-merged-organization.json"), DEFAULT_MAPPINGS.pipedrive
+    ).events
+    assert mapped.event == {
+        "type": "customer.merged",
+        "timestamp": "2026-11-20T12:00:00.572000+00:00",
+        "data": {"external_id": "40", "merged_ids": ["42"]},
+    }
+
+
+def test_v1_merged_without_merge_what_id_takes_the_merged_away_id_from_previous() -> None:
+    body = json.loads(corpus("pipedrive", "v1-merged-organization.json"))
+    del body["current"]["merge_what_id"]
+    [mapped] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    assert mapped.event["data"] == {"external_id": "40", "merged_ids": ["42"]}
+
+
+def test_v1_uses_the_same_mapping_file_as_v2_dotted_paths_and_prefix_included(tmp_path: Path) -> None:
+    path = tmp_path / "mappings.toml"
+    path.write_text('[pipedrive]\nexternal_id_prefix = "pd-"\n[pipedrive.organization.fields]\n'
+                    'name = "name"\nlabels = "owner_name"\n')  # fmt: skip
+    body = corpus("pipedrive", "v1-added-organization.json")
+    [mapped] = read_event(body, load_mappings(str(path)).pipedrive).events
+    assert mapped.event["data"] == {
+        "external_id": "pd-42",
+        "name": "Orbital Freight",
+        "labels": ["Owner Name"],
+    }
+
+
+def test_v1_other_objects_are_ignored_and_counted_by_type() -> None:
+    batch = read_event(corpus("pipedrive", "v1-updated-person.json"), DEFAULT_MAPPINGS.pipedrive)
+    assert (batch.events, batch.ignored_by_type()) == ([], {"person.updated": 1})
+
+
+def test_a_v1_event_that_cannot_be_mapped_is_rejected_with_its_type() -> None:
+    body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
+    body["meta"]["action"] = "archived"
+    [rejected] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).rejected
+    assert (rejected.reason, rejected.type) == (
+        "unknown meta.action for organization",
+        "organization.archived",
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,12 +185,16 @@ def test_an_invalid_event_is_rejected_with_ids_and_no_value(overrides: dict[str,
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
     assert rejected.identifiers["entity"] == "organization"
+    assert rejected.type == f"organization.{overrides.get('action', 'change')}"
     assert "Secret" not in repr(rejected)
 
 
-def test_a_body_without_meta_is_rejected() -> None:
-    batch = read_event(b'{"current": {"id": 1}, "event": "updated.organization"}', DEFAULT_MAPPINGS.pipedrive)
-    assert batch.rejected[0].reason.startswith("not a webhooks v2 body")
+@pytest.mark.parametrize(
+    "body", [b'{"current": {"id": 1}, "event": "updated.organization"}', b'{"meta": {"action": "updated"}}']
+)
+def test_a_body_that_is_neither_v1_nor_v2_is_unparseable(body: bytes) -> None:
+    with pytest.raises(UnparseableBody, match="neither|v1 or v2"):
+        read_event(body, DEFAULT_MAPPINGS.pipedrive)
 
 
 # JSON that is not UTF-8 JSON text (RFC 8259), or that the parser cannot hold: each once a 500 or a guess.

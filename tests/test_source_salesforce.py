@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree.ElementTree import fromstring as trusted_fromstring
 
@@ -91,7 +92,7 @@ def test_other_sobject_types_are_ignored_and_counted_by_type() -> None:
         (salesforce_account(Name="nil"), "invalid event: data.name:"),
         ("", "notification without record data"),
     ],
-    ids=["no-version", "bad-version", "no-id", "nil-name", "no-data"],
+    ids=["nil-version", "bad-version", "no-id", "nil-name", "no-data"],
 )
 def test_an_invalid_notification_is_rejected_alone_without_values(sobject_xml: str, reason: str) -> None:
     body = salesforce_message(
@@ -102,7 +103,61 @@ def test_an_invalid_notification_is_rejected_alone_without_values(sobject_xml: s
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
     assert rejected.identifiers["notification_id"] == "n-bad"
+    assert rejected.type == ("Notification" if not sobject_xml else "Account")
     assert "Secret" not in repr(rejected)
+
+
+# Outbound Messages carry only the fields the admin chose: several real captures lack LastModifiedDate.
+def test_without_last_modified_date_system_modstamp_orders_the_record_and_is_counted() -> None:
+    account = salesforce_sobject(
+        "Account",
+        {"Id": "0015g00000QmNoPAAV", "SystemModstamp": "2026-11-20T09:31:00.000Z", "Name": "Orbital"},
+    )
+    batch = read_message(parse_message(salesforce_message(("n1", account))), DEFAULT_MAPPINGS.salesforce)
+    [mapped] = batch.events
+    assert mapped.event["timestamp"] == "2026-11-20T09:31:00.000000+00:00"
+    assert batch.version_fallbacks == ["Account:SystemModstamp"]
+
+
+def test_without_any_version_the_time_of_receipt_orders_the_record_and_is_counted() -> None:
+    account = salesforce_sobject("Account", {"Id": "0015g00000QmNoPAAV", "Name": "Orbital Freight Ltd"})
+    received = datetime(2026, 11, 20, 9, 45, tzinfo=UTC)
+    body = salesforce_message(("n1", account), ("n2", salesforce_account()))
+    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce, received_at=received)
+    assert [m.event["timestamp"] for m in batch.events] == [
+        "2026-11-20T09:45:00.000000+00:00", "2026-11-20T09:30:00.000000+00:00",
+    ]  # fmt: skip
+    assert batch.version_fallbacks == ["Account:received_at"]
+
+
+@pytest.mark.parametrize("record_id", ["001d000001XD5XK", "001d000001XD5XKAA1", "001D000001XD5XKAA1".lower()])
+def test_either_form_of_an_account_id_maps_to_the_18_character_form(record_id: str) -> None:
+    body = salesforce_message(("n1", salesforce_account(record_id=record_id)))
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    assert mapped.event["data"]["external_id"] == "001d000001XD5XKAA1"
+
+
+# Salesforce's merge deletes the losers; an Outbound Message that includes MasterRecordId names the
+# survivor on each of them (in either id form).
+def test_a_deleted_loser_with_its_master_record_id_is_a_merge_into_the_master() -> None:
+    loser = salesforce_account(
+        record_id="001d000001XD5XL", IsDeleted="true", MasterRecordId="001d000001XD5XK"
+    )
+    [mapped] = read_message(
+        parse_message(salesforce_message(("n1", loser))), DEFAULT_MAPPINGS.salesforce
+    ).events
+    assert (mapped.event["type"], mapped.event["data"]) == (
+        "customer.merged",
+        {"external_id": "001d000001XD5XKAA1", "merged_ids": ["001d000001XD5XLAA1"]},
+    )
+
+
+def test_a_deleted_record_with_an_empty_master_record_id_is_a_deletion() -> None:
+    deleted = salesforce_account(IsDeleted="true", MasterRecordId="nil")
+    [mapped] = read_message(
+        parse_message(salesforce_message(("n1", deleted))), DEFAULT_MAPPINGS.salesforce
+    ).events
+    assert mapped.event["type"] == "customer.deleted"
 
 
 MAPPINGS = """

@@ -4,6 +4,7 @@ dashboard's and the CLI's views of ignored and rejected items, `crmsync mappings
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from tests.support import (
     SALESFORCE_ORG,
     SALESFORCE_TOKEN,
     basic_auth,
+    corpus,
+    free_port,
     hubspot_event,
     hubspot_object_event,
     hubspot_signed_headers,
@@ -34,6 +37,9 @@ from tests.support import (
     salesforce_message,
     served,
 )
+from tests.test_heroku import start_gunicorn, wait_until_serving, web_environment
+from webhooks.mappings import DEFAULT_MAPPINGS, mappings_from_document
+from webhooks.sources import sources_sharing_ids
 
 ONLY_PIPEDRIVE = {"PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER, "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}
 
@@ -50,6 +56,52 @@ def test_the_web_starts_with_any_one_source() -> None:
 def test_the_web_refuses_to_start_without_any_source() -> None:
     with pytest.raises(SettingsError, match="no webhook source is enabled"):
         Settings.from_env({}, role="web")
+
+
+ONLY_HUBSPOT = {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET}
+ONLY_SALESFORCE = {
+    "SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG,
+    "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN,
+}
+PREFIXES = '[hubspot]\nexternal_id_prefix = "hs-"\n[hubspot.fields]\nname = "name"\n'
+
+
+@pytest.mark.parametrize(
+    ("enabled", "mappings", "sharing"),
+    [
+        ({**ONLY_HUBSPOT, **ONLY_PIPEDRIVE}, "", ["hubspot", "pipedrive"]),
+        ({**ONLY_HUBSPOT, **ONLY_SALESFORCE, **ONLY_PIPEDRIVE}, PREFIXES, ["salesforce", "pipedrive"]),
+        ({**ONLY_HUBSPOT, **ONLY_PIPEDRIVE}, PREFIXES, []),
+        (ONLY_PIPEDRIVE, "", []),
+    ],
+    ids=["two-without-prefix", "three-one-prefixed", "two-one-prefixed", "one-source"],
+)
+def test_sources_sharing_ids_are_those_enabled_with_the_same_prefix(
+    enabled: dict[str, str], mappings: str, sharing: list[str]
+) -> None:
+    loaded = mappings_from_document(tomllib.loads(mappings)) if mappings else DEFAULT_MAPPINGS
+    assert sources_sharing_ids(Settings.from_env(enabled, role="web"), loaded) == sharing
+
+
+@pytest.mark.parametrize(("mappings", "warnings"), [("", 1), (PREFIXES, 0)], ids=["shared", "prefixed"])
+def test_gunicorn_warns_once_at_start_when_two_crm_sources_share_ids(
+    redis_url: str, tmp_path: Path, mappings: str, warnings: int
+) -> None:
+    env = web_environment(redis_url, free_port(), **ONLY_HUBSPOT, **ONLY_PIPEDRIVE, WEB_CONCURRENCY="2")
+    if mappings:
+        (tmp_path / "mappings.toml").write_text(mappings)
+        env["CRMSYNC_MAPPINGS"] = str(tmp_path / "mappings.toml")
+    process = start_gunicorn(env)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{env['PORT']}/healthz", process)
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=30)
+    output = (stdout + stderr).splitlines()
+    lines = [json.loads(line) for line in output if "external_ids_may_collide" in line]
+    assert len(lines) == warnings
+    if warnings:
+        assert (lines[0]["level"], lines[0]["sources"]) == ("warning", ["hubspot", "pipedrive"])
 
 
 @pytest.mark.parametrize(
@@ -152,6 +204,31 @@ def test_the_cli_lists_ignored_and_rejected_items(crm: str, redis_url: str) -> N
     assert "deal.deletion" in ignored.stdout and "rejected" in ignored.stdout
     assert json.loads(rejected.stdout)["reason"] == "missing or invalid occurredAt"
     assert rejected.stderr == "1 rejected item(s) shown (at most 50)\n"
+
+
+def test_version_fallbacks_and_rejected_types_show_in_the_cli_and_on_the_dashboard_with_the_fix(
+    crm: str, sources_settings: Settings, redis_url: str
+) -> None:
+    salesforce = f"{crm}/webhooks/salesforce?token={SALESFORCE_TOKEN}"
+    requests.post(salesforce, data=corpus("salesforce", "account-no-version.xml"), timeout=10)
+    hubspot = f"{crm}/webhooks/hubspot"
+    body = json.dumps([hubspot_event(subscriptionType="object.propertyChange")]).encode()
+    requests.post(hubspot, data=body, headers=hubspot_signed_headers(hubspot, body), timeout=10)
+    listed = CliRunner().invoke(main, ["sources", "ignored"], env={"REDIS_URL": redis_url}).stdout
+    assert "fix: add LastModifiedDate to the outbound message's fields" in listed
+    assert "Account by received_at" in listed and "object.propertyChange" in listed
+    app = create_app(
+        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+    )
+    with served(app) as base:
+        page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text
+        api = requests.get(f"{base}/dashboard/api/sources", auth=AUTH, timeout=5).json()
+    assert "add LastModifiedDate to the outbound message&#39;s fields" in page
+    fix = "add LastModifiedDate to the outbound message's fields"
+    assert api["version_fallbacks"] == [
+        {"source": "salesforce", "record_type": "Account", "used": "received_at", "count": 1, "fix": fix}
+    ]
+    assert api["rejected_by_type"] == [{"source": "hubspot", "type": "object.propertyChange", "count": 1}]
 
 
 def test_the_cli_says_when_nothing_was_ignored_or_rejected(redis_url: str, redis: Redis) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from crmsync.core.counters import source_item_field
+from crmsync.core.counters import VERSION_FALLBACK, source_item_field
 from crmsync.core.events import ERASURE_REQUESTED, Event
 from crmsync.core.queue import Accepted, EventQueue
 from crmsync.core.settings import Settings
@@ -38,15 +39,18 @@ class Intake:
         return accepted
 
     def accept_batch(self, batch: SourceBatch) -> list[Accepted]:
-        """Accept every event of a CRM request, count its ignored items by type, keep its rejected
-        items (reason and identifiers): one Redis round trip, all or nothing (RedisError: none)."""
+        """Accept every event of a CRM request, count its ignored and rejected items and its version
+        fallbacks by type, keep its rejected items (reason and identifiers): one Redis round trip, all
+        or nothing (RedisError: none)."""
         events = [Event(webhook_id=mapped.delivery_id, **mapped.event) for mapped in batch.events]
         counts = {
             source_item_field(batch.source, "ignored", item_type): count
             for item_type, count in batch.ignored_by_type().items()
         }
-        if batch.rejected:
-            counts[source_item_field(batch.source, "rejected")] = len(batch.rejected)
+        for item_type, count in batch.rejected_by_type().items():
+            counts[source_item_field(batch.source, "rejected", item_type)] = count
+        for fallback, count in Counter(batch.version_fallbacks).items():
+            counts[source_item_field(batch.source, VERSION_FALLBACK, fallback)] = count
         records = [
             {
                 "source": batch.source,

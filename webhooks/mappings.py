@@ -8,7 +8,8 @@ key, e.g. `hubspot.fields.labels: HubSpot sends one property per event: name one
 ```toml
 [hubspot]
 external_id_prefix = "hs-"        # optional, on every source; prefixes every external id it maps
-object = "company"                # optional: the HubSpot object type whose events are mapped
+object = "company"                # optional: the HubSpot object whose events are mapped, by name
+                                  # or type id ("0-2" is company; a custom object "2-12345")
 [hubspot.fields]                  # customer field = CRM property
 name = "name"
 labels = "industry"               # a value is split on ";" (HubSpot and Salesforce multi-selects)
@@ -45,6 +46,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from crmsync.core.parsing import ascii_int
 
+from .declarations import SourceDeclaration, load_declarations
+
 __all__ = [
     "MappingError",
     "HubSpotMapping",
@@ -73,7 +76,8 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class HubSpotMapping:
-    """HubSpot sends one property per `propertyChange` event: each customer field names one property."""
+    """HubSpot sends one property per `propertyChange` event: each customer field names one property.
+    `object` is a name (`company`) or a type id (`0-2`, a custom object's `2-12345`)."""
 
     fields: Mapping[str, str]
     object: str = "company"
@@ -120,6 +124,8 @@ class Mappings:
     salesforce: Mapping[str, RecordMapping]
     pipedrive: Mapping[str, RecordMapping]
     path: str = ""
+    # CRMs declared under [sources.NAME] (webhooks/declarations.py), served at /webhooks/NAME.
+    sources: Mapping[str, SourceDeclaration] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """The mappings as plain data, for `crmsync mappings show`."""
@@ -128,6 +134,7 @@ class Mappings:
             "hubspot": asdict(self.hubspot),
             "salesforce": {name: _describe(mapping) for name, mapping in self.salesforce.items()},
             "pipedrive": {name: _describe(mapping) for name, mapping in self.pipedrive.items()},
+            "sources": {name: asdict(declaration) for name, declaration in self.sources.items()},
         }
 
 
@@ -250,7 +257,13 @@ class HubSpotFields(_Strict):
 
 class HubSpotSchema(_Strict):
     external_id_prefix = fields.String(load_default="")
-    object = fields.String(load_default="company", validate=validate.Regexp(r"^[a-z_]+$"))
+    # An object's name (`company`) or HubSpot's type id (`0-2`; a custom object's `2-12345`).
+    object = fields.String(
+        load_default="company",
+        validate=validate.Regexp(
+            r"^([a-z_]+|[0-9]+-[0-9]+)$", error="an object name (company) or type id (0-2, 2-12345)"
+        ),
+    )
     customer_fields = fields.Nested(
         HubSpotFields, data_key="fields", required=True, validate=validate.Length(min=1)
     )
@@ -303,7 +316,7 @@ def _check_action(data: dict[str, Any]) -> None:
 _HUBSPOT = HubSpotSchema()
 _SALESFORCE_OBJECT = SalesforceObjectSchema()
 _PIPEDRIVE_ENTITY = PipedriveEntitySchema()
-_SOURCES = ("hubspot", "salesforce", "pipedrive")
+_SOURCES = ("hubspot", "salesforce", "pipedrive", "sources")
 
 
 def load_mappings(path: str) -> Mappings:
@@ -337,10 +350,11 @@ def mappings_from_document(document: Mapping[str, Any], path: str = "") -> Mappi
     pipedrive = DEFAULT_MAPPINGS.pipedrive
     if "pipedrive" in document:
         pipedrive = _record_mappings(document["pipedrive"], "pipedrive", _PIPEDRIVE_ENTITY, errors)
+    sources = load_declarations(document["sources"], errors) if "sources" in document else {}
     if errors:
         where = f" ({path})" if path else ""
         raise MappingError("\n".join(f"CRMSYNC_MAPPINGS{where}: {line}" for line in errors))
-    return Mappings(hubspot=hubspot, salesforce=salesforce, pipedrive=pipedrive, path=path)
+    return Mappings(hubspot=hubspot, salesforce=salesforce, pipedrive=pipedrive, path=path, sources=sources)
 
 
 def _record_mappings(table: Any, source: str, schema: Schema, errors: list[str]) -> dict[str, RecordMapping]:

@@ -45,6 +45,7 @@ __all__ = [
     "count_rejection",
     "source_item_field",
     "read_source_items",
+    "VERSION_FALLBACK",
 ]
 
 log = logging.getLogger("crmsync.jobs")
@@ -179,15 +180,22 @@ def count_rejection(redis: Redis) -> None:
 # trip that accepts its events (crmsync.core.queue); /metrics and the dashboard read the totals.
 
 
+# An item mapped without its version field: its type names what stood in (SOURCE_ITEMS_KEY's outcome).
+VERSION_FALLBACK = "version_fallback"
+
+
 def source_item_field(source: str, outcome: str, item_type: str = "") -> str:
-    """The SOURCE_ITEMS_KEY hash field counting `outcome` ("ignored", "rejected") items of `source`."""
+    """The SOURCE_ITEMS_KEY hash field counting `outcome` ("ignored", "rejected", VERSION_FALLBACK)
+    items of `source`, by type."""
     return f"{source}|{outcome}|{item_type}"
 
 
 def read_source_items(redis: Redis) -> dict[tuple[str, str, str], int]:
-    """(source, outcome, type) → count, for every item a source ignored or rejected."""
-    counts = {}
+    """(source, outcome, type) → count, for every item a source ignored or rejected, and every version
+    fallback. Rejected items counted before they had a type (an empty one) count as `unknown`."""
+    counts: dict[tuple[str, str, str], int] = {}
     for field_name, count in redis.hgetall(SOURCE_ITEMS_KEY).items():
         source, outcome, item_type = as_text(field_name).split("|", 2)
-        counts[(source, outcome, item_type)] = int(count)
+        key = (source, outcome, item_type or "unknown")
+        counts[key] = counts.get(key, 0) + int(count)
     return counts

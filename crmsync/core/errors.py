@@ -82,3 +82,10 @@ class PayloadErrors(PermanentError):
     """A mutation's payload `errors` list was not empty (duplicate name, ...)."""
 
     failure_class = "payload_error"
+
+
+class NameConflict(PayloadErrors):
+    """The platform refused the name: another customer holds it (names are unique on the platform).
+    The message names that customer by external id, never the name (personal data)."""
+
+    failure_class = "name_conflict"

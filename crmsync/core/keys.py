@@ -55,6 +55,18 @@ def erasure_steps_key(webhook_id: str) -> str:
     return f"{PREFIX}:erasure:{_hash(webhook_id)}:done"
 
 
+def customer_alias_key(external_id: str) -> str:
+    """Where a merged-away external id now lives (hash: `survivor`, the merge's `version`, `kept` when
+    its customer was re-keyed to the survivor), so its later events reach the survivor."""
+    return f"{PREFIX}:alias:{_hash(external_id)}"
+
+
+def merge_steps_key(webhook_id: str) -> str:
+    """Which merged id a merge re-keyed to its survivor, written before the call, so a retry after a
+    lost answer still knows which customer the survivor's record came from."""
+    return f"{PREFIX}:merge:{_hash(webhook_id)}:rekeyed"
+
+
 def customer_jobs_key(external_id: str) -> str:
     """The ids of the jobs accepted for one customer, so an erasure finds them without a scan."""
     return f"{PREFIX}:customer-jobs:{_hash(external_id)}"
@@ -90,6 +102,8 @@ DEFAULT_LEDGER_TTL_SECONDS = 30 * 86_400
 
 # A hash of cached platform ids lives this long after its last write; a stale id costs a lookup only.
 CUSTOMER_ID_TTL_SECONDS = 30 * 86_400
+# A merge's steps are remembered as long as an erasure's, well past any retry schedule.
+MERGE_STEPS_TTL_SECONDS = 35 * 86_400
 # Erasure steps are remembered well past the longest retry schedule, so a replay does not redo them.
 ERASURE_STEPS_TTL_SECONDS = 35 * 86_400
 # The customer's job index: longer than a failed job is kept (JOB_FAILURE_TTL) plus its retries. A

@@ -38,6 +38,7 @@ SAFE_FIELDS = (
     "method",
     "path",
     "remote",
+    "sources",  # names of CRM sources (hubspot, salesforce, pipedrive)
     # A worker dyno's start: how many workers, in how many processes, chosen by what.
     "workers",
     "processes",

@@ -24,6 +24,9 @@ SECRET_PREFIX = "whsec_"
 DEFAULT_RETRY_SCHEDULE = (5, 60, 300, 1800, 7200, 18000, 36000, 36000)
 # What an erasure does to the customer record on the customers API, besides the purchases.
 ERASURE_CUSTOMER_ACTIONS = ("none", "anonymize", "delete")
+# What a write does when another customer holds the name (the platform's names are unique): `fail` as
+# `name_conflict`, or `suffix`: write "{name} ({externalId})" instead (docs/crm-sources.md).
+NAME_CONFLICT_POLICIES = ("fail", "suffix")
 
 
 # The webhook sources the web process can serve, each enabled by its own settings (see `sources`).
@@ -63,6 +66,7 @@ class Settings:
     retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     ledger_ttl_seconds: int = DEFAULT_LEDGER_TTL_SECONDS
     erasure_customer_action: str = "none"
+    name_conflict_policy: str = "fail"
     erasure_deadline_days: int = 30
     erasure_audit_retention_days: int = 400
     worker_maintenance_interval: int = 30
@@ -131,6 +135,7 @@ class Settings:
             retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
             ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", DEFAULT_LEDGER_TTL_SECONDS),
             erasure_customer_action=_erasure_action(env.get("ERASURE_CUSTOMER_ACTION", "")),
+            name_conflict_policy=_name_conflict_policy(env.get("NAME_CONFLICT_POLICY", "")),
             erasure_deadline_days=_positive_int(env, "ERASURE_DEADLINE_DAYS", 30),
             erasure_audit_retention_days=_retention_days(env),
             worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
@@ -159,11 +164,13 @@ class Settings:
             mappings_file=env.get("CRMSYNC_MAPPINGS", "").strip(),
         )
         _check_pairs(env)
-        if role == "web" and not settings.sources:
+        # A mappings file may declare sources ([sources.NAME]): create_app checks that one is enabled.
+        if role == "web" and not settings.sources and not settings.mappings_file:
             raise SettingsError(
                 "no webhook source is enabled: set WEBHOOK_SECRET, HUBSPOT_CLIENT_SECRET, "
                 "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN, "
-                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD"
+                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD "
+                "(or declare a [sources.NAME] in CRMSYNC_MAPPINGS)"
             )
         return settings
 
@@ -335,6 +342,13 @@ def _erasure_action(value: str) -> str:
     if action not in ERASURE_CUSTOMER_ACTIONS:
         raise SettingsError(f"ERASURE_CUSTOMER_ACTION must be one of {', '.join(ERASURE_CUSTOMER_ACTIONS)}")
     return action
+
+
+def _name_conflict_policy(value: str) -> str:
+    policy = value.strip().lower() or "fail"
+    if policy not in NAME_CONFLICT_POLICIES:
+        raise SettingsError(f"NAME_CONFLICT_POLICY must be one of {', '.join(NAME_CONFLICT_POLICIES)}")
+    return policy
 
 
 def _retention_days(env: Mapping[str, str]) -> int:

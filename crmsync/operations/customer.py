@@ -18,10 +18,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from crmsync.core.events import parse_version
-from crmsync.core.keys import customer_jobs_key, customer_lock_key, customer_state_key
+from crmsync.core.keys import customer_alias_key, customer_jobs_key, customer_lock_key, customer_state_key
 from crmsync.core.queue import EventJob, app_queue, job_summary
 from crmsync.core.redis_conn import as_text
-from jobs.ordering import Ledger
+from jobs.ordering import Alias, Ledger
 
 __all__ = ["Version", "CustomerJob", "CustomerView", "read_customer", "MAX_JOBS"]
 
@@ -79,10 +79,13 @@ class CustomerView:
     hold_seconds: float | None
     jobs: list[CustomerJob] = field(default_factory=list)
     more_jobs: int = 0
+    # Set once the record was merged away: its later events go to `merged_into` (jobs/merges.py).
+    merged_into: str | None = None
+    merged_at: Version | None = None
 
     @property
     def known(self) -> bool:
-        return bool(self.latest or self.jobs or self.locked)
+        return bool(self.latest or self.jobs or self.locked or self.merged_into)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,11 +99,13 @@ def read_customer(redis: Redis, queue_name: str, external_id: str) -> CustomerVi
         pipe.get(lock_key)
         pipe.pttl(lock_key)
         pipe.smembers(customer_jobs_key(external_id))
-        stored, lock, lock_ttl_ms, members = pipe.execute()
+        pipe.hgetall(customer_alias_key(external_id))
+        stored, lock, lock_ttl_ms, members, aliased = pipe.execute()
     ledger = Ledger.from_redis({as_text(name): as_text(value) for name, value in stored.items()})
     # After a request whose outcome is unknown, the lock's value is "hold" (jobs/ordering.py).
     held = lock is not None and as_text(lock) == "hold" and lock_ttl_ms > 0
     jobs = _jobs(redis, queue_name, sorted(as_text(member) for member in members))
+    alias = Alias.from_redis({as_text(name): as_text(value) for name, value in aliased.items()})
     return CustomerView(
         external_id=external_id,
         fields={name: Version.parse(version) for name, version in sorted(ledger.fields.items())},
@@ -111,6 +116,8 @@ def read_customer(redis: Redis, queue_name: str, external_id: str) -> CustomerVi
         hold_seconds=lock_ttl_ms / 1000 if held else None,
         jobs=jobs[:MAX_JOBS],
         more_jobs=max(0, len(jobs) - MAX_JOBS),
+        merged_into=alias.survivor if alias else None,
+        merged_at=Version.parse(alias.version) if alias else None,
     )
 
 

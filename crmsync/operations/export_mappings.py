@@ -5,8 +5,9 @@ or the CRMSYNC_MAPPINGS file), so an export and a webhook of the same record map
 customer — same external id (prefix included), same fields, same version field:
 
 - salesforce: `--object` is an sObject type of the mapping (default `Account`): its `external_id`
-  (`Id`), `version` (`LastModifiedDate`) and `fields`; a record whose `deleted` checkbox
-  (`IsDeleted`) is true is left out, as if it were not in the export;
+  (`Id`, a 15-character id taken in its 18-character form, as the webhooks do), `version`
+  (`LastModifiedDate`) and `fields`; a record whose `deleted` checkbox (`IsDeleted`) is true is
+  left out, as if it were not in the export;
 - pipedrive: an entity of the mapping (default `organization`): its `external_id` (`id`) and
   `fields`; no version field (so `--as-of`);
 - hubspot: the mapping's object (`company`): the id in `hs_object_id`, else `id`, else `Record ID`;
@@ -19,7 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crmsync.core.salesforce_ids import salesforce_id_18
 from webhooks.mappings import SYNC, HubSpotMapping, MappingError, Mappings, RecordMapping, mappings_from_env
+from webhooks.sources.hubspot import same_object
 
 from .records import (
     CustomerRecord,
@@ -54,6 +57,8 @@ class CrmExportMapping:
     external_id_prefix: str = ""
     version_key: str = ""
     deleted_key: str = ""
+    # Salesforce ids arrive in both forms (15 and 18 characters): keep the one the webhooks use.
+    salesforce_ids: bool = False
 
     def customer_record(self, line: int, record: Mapping[str, Any]) -> CustomerRecord:
         key = next(
@@ -62,7 +67,10 @@ class CrmExportMapping:
         if self.deleted_key and str(record.get(self.deleted_key) or "").strip().lower() == "true":
             # Deleted in the CRM: no external id, so reconcile sees it as missing from the export.
             raise RecordSkipped(f"deleted in the CRM ({self.deleted_key!r} is true)")
-        external_id = external_id_of(record.get(key), key, self.external_id_prefix)
+        value = record.get(key)
+        if self.salesforce_ids and isinstance(value, str):
+            value = salesforce_id_18(value.strip())
+        external_id = external_id_of(value, key, self.external_id_prefix)
         fields = {
             name: customer_value(name, value, name, external_id)
             for name, value in self.fields_of(record).items()
@@ -98,7 +106,7 @@ def mapping_for(
 
 
 def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
-    if object_type and object_type != mapping.object:
+    if object_type and not same_object(object_type, mapping.object):
         raise MappingUnavailable(f"the HubSpot mapping syncs {mapping.object!r} records, not {object_type!r}")
 
     def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,4 +138,5 @@ def _record_type(source: str, mappings: Mappings, object_type: str) -> CrmExport
         mapping.external_id_prefix,
         version_key=mapping.version,
         deleted_key=mapping.deleted,
+        salesforce_ids=source == "salesforce",
     )

@@ -14,11 +14,19 @@ from typing import Any, cast
 
 from redis import Redis
 
-from crmsync.core.counters import read_source_items
+from crmsync.core.counters import VERSION_FALLBACK, read_source_items
 from crmsync.core.keys import REJECTED_ITEMS_KEY
 from crmsync.core.redis_conn import as_text
 
-__all__ = ["RejectedItem", "rejected_items", "ignored_counts", "rejected_counts"]
+__all__ = [
+    "RejectedItem",
+    "rejected_items",
+    "ignored_counts",
+    "rejected_counts",
+    "rejected_type_counts",
+    "VersionFallback",
+    "version_fallbacks",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,46 @@ def ignored_counts(redis: Redis) -> dict[tuple[str, str], int]:
 
 
 def rejected_counts(redis: Redis) -> dict[str, int]:
-    """source → how many items it rejected."""
+    """source → how many items it rejected (of every type)."""
+    totals: dict[str, int] = {}
+    for (source, outcome, _), n in sorted(read_source_items(redis).items()):
+        if outcome == "rejected":
+            totals[source] = totals.get(source, 0) + n
+    return totals
+
+
+def rejected_type_counts(redis: Redis) -> dict[tuple[str, str], int]:
+    """(source, type) → how many items of that type the source rejected."""
     counts = read_source_items(redis)
-    return {source: n for (source, outcome, _), n in sorted(counts.items()) if outcome == "rejected"}
+    return {key[::2]: n for key, n in sorted(counts.items()) if key[1] == "rejected"}
+
+
+@dataclass(frozen=True)
+class VersionFallback:
+    """Events a source mapped without their version field: which record type, what stood in, how many."""
+
+    source: str
+    record_type: str
+    used: str
+    count: int
+
+    @property
+    def fix(self) -> str:
+        """What the operator changes so the CRM's own clock orders these events."""
+        if self.source == "salesforce":
+            return "add LastModifiedDate to the outbound message's fields"
+        return "send the record's last-modified time"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "record_type": self.record_type, "used": self.used,
+                "count": self.count, "fix": self.fix}  # fmt: skip
+
+
+def version_fallbacks(redis: Redis) -> list[VersionFallback]:
+    """Every (source, record type, stand-in) that ordered events without their version field."""
+    fallbacks = []
+    for (source, outcome, item_type), n in sorted(read_source_items(redis).items()):
+        if outcome == VERSION_FALLBACK:
+            record_type, _, used = item_type.rpartition(":")
+            fallbacks.append(VersionFallback(source, record_type, used, n))
+    return fallbacks

@@ -3,12 +3,13 @@ operators' dashboard into one Flask app."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings
+from crmsync.core.settings import Settings, SettingsError
 from webhooks import errors, receive, receive_sources
 from webhooks.connection import CloseConnection
 from webhooks.intake import Intake
@@ -21,8 +22,11 @@ from . import dashboard, health, metrics, proxies
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
-    """Assemble the web app; settings come from the environment unless given (tests, tools)."""
+def create_app(
+    settings: Settings | None = None, *, environ: Mapping[str, str] | None = None, **flask_config: Any
+) -> Flask:
+    """Assemble the web app; settings come from the environment unless given (tests, tools), and so do
+    the secrets of the sources declared in the mappings file (`environ`, else os.environ)."""
     app = Flask(__name__)
     app.config.update(flask_config)
     settings = settings or Settings.from_env(role="web")
@@ -35,7 +39,12 @@ def create_app(settings: Settings | None = None, **flask_config: Any) -> Flask:
     mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
     app.extensions["crmsync_mappings"] = mappings
     app.extensions["crmsync_standard_source"] = standard_source(settings)
-    app.extensions["crmsync_sources"] = crm_sources(settings, mappings)
+    app.extensions["crmsync_sources"] = crm_sources(settings, mappings, environ)
+    if not settings.sources and not mappings.sources:
+        raise SettingsError(
+            f"no webhook source is enabled: {settings.mappings_file or 'no mappings file'} declares no "
+            "[sources.NAME] and no built-in source has its settings"
+        )
     errors.init_app(app, count_unexpected=record_unexpected_error)
     app.register_blueprint(health.bp)
     app.register_blueprint(receive.bp)

@@ -1,12 +1,18 @@
 """HubSpot app webhooks: signature v3 (v1/v2 when allowed), a JSON array of events, one per change.
 
-Each event becomes at most one crmsync event (a merge: one delete per merged-away company):
-- `company.propertyChange` of a mapped property: `customer.updated` writing that one field (the
-  customer is created when the change carries its name and it does not exist yet);
-- `company.deletion`: `customer.deleted`; `company.merge`: `customer.deleted` of every merged-away id;
-- `company.creation` (it carries no property: the name's propertyChange creates the customer),
-  `company.restore` (it carries no property either: the next change of the name re-creates the
-  customer), association changes, other objects (`contact.*`, `deal.*`): ignored, counted by type.
+Two formats, mapped alike: the legacy one (`company.propertyChange`) and the generic one (since
+2024: `object.propertyChange` with `"objectTypeId": "0-2"`); an older key, `eventType`, is taken for
+`subscriptionType`. An event of the mapped object (`company` ≡ `0-2`, or any type id such as a
+custom object's `2-12345`) becomes at most one crmsync event:
+- `*.propertyChange` of a mapped property: `customer.updated` writing that one field (the customer
+  is created when the change carries its name and it does not exist yet);
+- `*.deletion`: `customer.deleted`;
+- `*.merge`: `customer.merged`, the survivor being `newObjectId` when HubSpot made a new record,
+  else `primaryObjectId`; the primary (when it is not the survivor) then `mergedObjectIds` are
+  merged into it;
+- `*.creation` (it carries no property: the name's propertyChange creates the customer),
+  `*.restore` (it carries no property either: the next change of the name re-creates the
+  customer), association changes, other objects (`contact.*`, `object.* of 0-1`): ignored, counted.
 Ordering uses `occurredAt`. The delivery id joins the event's ids: HubSpot does not promise that
 `eventId` alone is unique.
 """
@@ -20,7 +26,7 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_UPDATED
+from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_MERGED, CUSTOMER_UPDATED
 from crmsync.core.parsing import ascii_int, from_unix_milliseconds, utc_isoformat
 
 from ..mappings import HubSpotMapping
@@ -39,7 +45,16 @@ from .items import (
     validated_event,
 )
 
-__all__ = ["NAME", "HubSpotSource", "request_uri", "verify_signature", "read_events", "sign_v3"]
+__all__ = [
+    "NAME",
+    "HubSpotSource",
+    "request_uri",
+    "verify_signature",
+    "read_events",
+    "sign_v3",
+    "same_object",
+    "OBJECT_TYPE_IDS",
+]
 
 NAME = "hubspot"
 SIGNATURE_V3 = "X-HubSpot-Signature-v3"
@@ -51,6 +66,10 @@ WINDOW_MS = 5 * 60 * 1000
 TIMESTAMP_MAX_DIGITS = 16
 # HubSpot's v3 documentation decodes these in the URI before signing (only matters with a query string).
 _DECODED = ("%3A", "%2F", "%3F", "%40", "%21", "%24", "%27", "%28", "%29", "%2A", "%2C", "%3B")
+# The generic format's subscription types start with this; the object is then named by `objectTypeId`.
+GENERIC = "object"
+# HubSpot's type ids of its standard objects (custom objects are `2-<n>`): `company` and `0-2` are one.
+OBJECT_TYPE_IDS = {"contact": "0-1", "company": "0-2", "deal": "0-3", "ticket": "0-5"}
 # Stable across redeliveries (unlike attemptNumber); `eventId` alone is not promised unique.
 _DELIVERY_ID_PARTS = ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
 
@@ -164,18 +183,24 @@ def read_events(body: bytes, mapping: HubSpotMapping) -> SourceBatch:
         if not isinstance(item, dict):
             batch.rejected.append(RejectedItem("an event must be a JSON object", {"index": str(index)}))
             continue
-        with item_isolation(batch, lambda: _identifiers(item, index)):  # noqa: B023 (called at once)
+        with item_isolation(batch, lambda: _identifiers(item, index), lambda: _item_type(item)):  # noqa: B023
             _map_event(item, mapping, batch)
     return batch
 
 
 def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch) -> None:
-    subscription = item.get("subscriptionType")
+    subscription = _subscription(item)
     if not isinstance(subscription, str) or "." not in subscription:
         raise InvalidItem("missing or invalid subscriptionType")
     object_type, _, change = subscription.partition(".")
-    if object_type != mapping.object or change not in ("propertyChange", "deletion", "merge"):
-        batch.ignored.append(IgnoredItem(subscription))
+    if object_type == GENERIC:
+        # The generic format names the object by its type id: `object.propertyChange` of `0-2`.
+        type_id = item.get("objectTypeId")
+        if not isinstance(type_id, str) or not type_id:
+            raise InvalidItem("missing or invalid objectTypeId")
+        object_type = type_id
+    if not same_object(object_type, mapping.object) or change not in ("propertyChange", "deletion", "merge"):
+        batch.ignored.append(IgnoredItem(_item_type(item)))
         return
     delivery_id = ":".join([NAME, *(str(_id(item, key)) for key in _DELIVERY_ID_PARTS)])
     timestamp = _timestamp(_id(item, "occurredAt"))
@@ -184,31 +209,57 @@ def _map_event(item: dict[str, Any], mapping: HubSpotMapping, batch: SourceBatch
         event = validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
         batch.events.append(MappedEvent(delivery_id, event))
     elif change == "merge":
-        deletions = [  # all of them or, when one is invalid, none: the item is rejected as a whole
-            MappedEvent(f"{delivery_id}:{merged}", validated_event(CUSTOMER_DELETED, timestamp, data))
-            for merged in _merged_away(item)
-            for data in [{"external_id": mapping.external_id_prefix + str(merged)}]
-        ]
-        batch.events.extend(deletions)
+        survivor, merged_ids = _merge(item)
+        if not merged_ids:
+            batch.ignored.append(IgnoredItem(_item_type(item), "nothing merged away"))
+            return
+        prefix = mapping.external_id_prefix
+        data = {"external_id": prefix + str(survivor), "merged_ids": [prefix + str(m) for m in merged_ids]}
+        batch.events.append(MappedEvent(delivery_id, validated_event(CUSTOMER_MERGED, timestamp, data)))
     else:
         property_name = item.get("propertyName")
         if not isinstance(property_name, str) or not property_name:
             raise InvalidItem("missing propertyName")
         data = mapping.customer_data(property_name, item.get("propertyValue"))
         if not data:
-            batch.ignored.append(IgnoredItem(subscription, f"property {property_name}"))
+            batch.ignored.append(IgnoredItem(_item_type(item), f"property {property_name}"))
             return
         event = validated_event(CUSTOMER_UPDATED, timestamp, {"external_id": external_id, **data})
         batch.events.append(MappedEvent(delivery_id, event))
 
 
-def _merged_away(item: dict[str, Any]) -> list[int]:
-    """The companies merged into the primary one: they no longer exist in HubSpot."""
+def same_object(object_type: str, mapped: str) -> bool:
+    """Whether events of `object_type` (a name or a type id such as `0-2`) are the mapped object's."""
+    return OBJECT_TYPE_IDS.get(object_type, object_type) == OBJECT_TYPE_IDS.get(mapped, mapped)
+
+
+def _subscription(item: dict[str, Any]) -> Any:
+    """The event's subscription type; older payloads name it `eventType`."""
+    return item["subscriptionType"] if "subscriptionType" in item else item.get("eventType")
+
+
+def _item_type(item: dict[str, Any]) -> str:
+    """What the event claims to be, for the counts: `company.creation`, `object.creation/0-1`."""
+    subscription = _subscription(item)
+    if not isinstance(subscription, str) or not subscription:
+        return "unknown"
+    type_id = item.get("objectTypeId")
+    if subscription.startswith(f"{GENERIC}.") and isinstance(type_id, str) and type_id:
+        return f"{subscription}/{type_id}"
+    return subscription
+
+
+def _merge(item: dict[str, Any]) -> tuple[int, list[int]]:
+    """The record that survives a merge (`newObjectId` when HubSpot made a new one, else the primary)
+    and those merged into it, in order of preference: the primary when it is not the survivor, then
+    `mergedObjectIds` as HubSpot lists them."""
     primary = _id(item, "primaryObjectId")
+    survivor = _id(item, "newObjectId") if item.get("newObjectId") is not None else primary
     merged = item.get("mergedObjectIds")
     if not isinstance(merged, list) or not all(_is_id(value) for value in merged):
         raise InvalidItem("missing or invalid mergedObjectIds")
-    return sorted({int(value) for value in merged} - {primary})
+    candidates = [primary, *(int(value) for value in merged)]
+    return survivor, [value for value in dict.fromkeys(candidates) if value != survivor]
 
 
 def _is_id(value: Any) -> bool:
@@ -231,5 +282,6 @@ def _timestamp(milliseconds: int) -> str:
 
 def _identifiers(item: dict[str, Any], index: int) -> dict[str, str]:
     """Ids of a rejected event, for the operator: never `propertyValue`."""
-    keys = ("eventId", "subscriptionType", "portalId", "objectId", "propertyName", "occurredAt")
+    keys = ("eventId", "subscriptionType", "eventType", "objectTypeId", "portalId", "objectId",
+            "propertyName", "occurredAt")  # fmt: skip
     return {"index": str(index), **{key: str(item[key]) for key in keys if key in item}}

@@ -86,33 +86,51 @@ class IgnoredItem:
 
 @dataclass(frozen=True)
 class RejectedItem:
-    """An item that should have been mapped but cannot be: why, and ids only (never a value)."""
+    """An item that should have been mapped but cannot be: why, and ids only (never a value).
+    `type` is what the item claimed to be (e.g. `company.propertyChange`, `organization.merged`,
+    `Account`), or `unknown`: it labels the rejected counts, which are never left without a type."""
 
     reason: str
     identifiers: dict[str, str]
+    type: str = "unknown"
 
 
 @dataclass
 class SourceBatch:
-    """Every item of one request, each in exactly one of the three lists."""
+    """Every item of one request, each in exactly one of the three lists. `version_fallbacks` names,
+    per mapped event that lacked its version field, what stood in for it (e.g.
+    `Account:SystemModstamp`, `Account:received_at`): counted, so operators see the fix to make."""
 
     source: str
     events: list[MappedEvent] = field(default_factory=list)
     ignored: list[IgnoredItem] = field(default_factory=list)
     rejected: list[RejectedItem] = field(default_factory=list)
+    version_fallbacks: list[str] = field(default_factory=list)
     # The first error no check foresaw while reading an item (a bug): logged once per request.
     unexpected_error: Exception | None = None
 
     def ignored_by_type(self) -> Counter[str]:
         return Counter(item.type for item in self.ignored)
 
-    def reject(self, reason: str, identifiers: Callable[[], dict[str, str]]) -> None:
-        """Keep an item as rejected, with its identifiers cut short (they come from the sender)."""
+    def rejected_by_type(self) -> Counter[str]:
+        return Counter(item.type or "unknown" for item in self.rejected)
+
+    def reject(
+        self,
+        reason: str,
+        identifiers: Callable[[], dict[str, str]],
+        item_type: Callable[[], str] | None = None,
+    ) -> None:
+        """Keep an item as rejected, with its identifiers and type cut short (they come from the sender)."""
         try:
             ids = {key: value[:MAX_IDENTIFIER_CHARS] for key, value in identifiers().items()}
         except Exception:  # the item is so odd its ids cannot be read: it is still counted
             ids = {}
-        self.rejected.append(RejectedItem(reason, ids))
+        try:
+            claimed = (item_type() if item_type else "")[:MAX_IDENTIFIER_CHARS] or "unknown"
+        except Exception:  # likewise: counted as of an unknown type
+            claimed = "unknown"
+        self.rejected.append(RejectedItem(reason, ids, claimed))
 
 
 class SourceError(Exception):
@@ -160,7 +178,9 @@ def check_item_count(count: int) -> None:
 
 
 @contextmanager
-def item_isolation(batch: SourceBatch, identifiers: Callable[[], dict[str, str]]) -> Iterator[None]:
+def item_isolation(
+    batch: SourceBatch, identifiers: Callable[[], dict[str, str]], item_type: Callable[[], str] | None = None
+) -> Iterator[None]:
     """Read one item of `batch` inside this block: whatever goes wrong rejects that item alone.
 
     An InvalidItem is rejected with its reason. Any other exception is the documented boundary where
@@ -171,9 +191,9 @@ def item_isolation(batch: SourceBatch, identifiers: Callable[[], dict[str, str]]
     try:
         yield
     except InvalidItem as exc:
-        batch.reject(exc.reason, identifiers)
+        batch.reject(exc.reason, identifiers, item_type)
     except Exception as exc:
-        batch.reject(f"unreadable item ({type(exc).__name__})", identifiers)
+        batch.reject(f"unreadable item ({type(exc).__name__})", identifiers, item_type)
         if batch.unexpected_error is None:
             batch.unexpected_error = exc
 

@@ -8,8 +8,11 @@ every notification of the message; a body that cannot be read gets a SOAP fault.
 
 Each notification is mapped by its sObject type (`[salesforce.<type>]`): a synced record becomes
 `customer.updated` with the mapped fields it carries (`customer.deleted` when the `deleted` checkbox
-is true); an erasure record becomes `customer.erasure_requested`. Ordering uses the mapped `version`
-date field (default `LastModifiedDate`); the delivery id is the notification `Id`, stable across retries.
+is true; `customer.merged` into its `MasterRecordId` when it also carries one: a merge's loser); an
+erasure record becomes `customer.erasure_requested`. Ids are kept in their 18-character form.
+Ordering uses the mapped `version` date field (default `LastModifiedDate`), else `SystemModstamp`,
+else the time of receipt (counted: the message should include the field); the delivery id is the
+notification `Id`, stable across retries.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from crmsync.core.events import CUSTOMER_DELETED
+from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_MERGED
 from crmsync.core.parsing import utc_isoformat
+from crmsync.core.salesforce_ids import salesforce_id_18
 
 from ..mappings import ERASURE, RecordMapping
 from .items import (
@@ -57,6 +61,11 @@ __all__ = [
 ]
 
 NAME = "salesforce"
+# A merge's losers arrive deleted, with this field (when the message includes it) naming the survivor.
+MASTER_RECORD_ID = "MasterRecordId"
+# The version when the mapped version field is missing: the system's modification stamp, then receipt.
+SYSTEM_MODSTAMP = "SystemModstamp"
+RECEIVED_AT = "received_at"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -189,31 +198,65 @@ def _notification(element: Element) -> Notification | InvalidNotification:
     return Notification(notification_id, sobject_type, values)
 
 
-def read_message(message: OutboundMessage, mappings: Mapping[str, RecordMapping]) -> SourceBatch:
-    """Map each notification to a crmsync event, an ignored or a rejected item."""
+def read_message(
+    message: OutboundMessage, mappings: Mapping[str, RecordMapping], received_at: datetime | None = None
+) -> SourceBatch:
+    """Map each notification to a crmsync event, an ignored or a rejected item. `received_at` (now by
+    default) versions a record that carries neither its version field nor SystemModstamp."""
     batch = SourceBatch(NAME)
+    received_at = received_at or datetime.now(UTC)
     for index, notification in enumerate(message.notifications):
         if isinstance(notification, InvalidNotification):
             ids = {"index": str(index), "notification_id": notification.id}
-            batch.reject(notification.reason, lambda: ids)  # noqa: B023 (called at once)
+            batch.reject(notification.reason, lambda: ids, lambda: "Notification")  # noqa: B023 (called at once)
             continue
         mapping = mappings.get(notification.sobject_type)
         if mapping is None:
             batch.ignored.append(IgnoredItem(notification.sobject_type))
             continue
-        with item_isolation(batch, lambda: _identifiers(notification, index)):  # noqa: B023 (called at once)
-            batch.events.append(MappedEvent(f"{NAME}:{notification.id}", _event(notification, mapping)))
+        with item_isolation(
+            batch,
+            lambda: _identifiers(notification, index),  # noqa: B023 (called at once)
+            lambda: notification.sobject_type,  # noqa: B023
+        ):
+            timestamp, fallback = _timestamp(notification.fields, mapping.version, received_at)
+            batch.events.append(
+                MappedEvent(f"{NAME}:{notification.id}", _event(notification, mapping, timestamp))
+            )
+            if fallback:
+                batch.version_fallbacks.append(f"{notification.sobject_type}:{fallback}")
     return batch
 
 
-def _event(notification: Notification, mapping: RecordMapping) -> dict[str, Any]:
+def _event(notification: Notification, mapping: RecordMapping, timestamp: str) -> dict[str, Any]:
     record = notification.fields
-    external_id = mapping.external_id_prefix + _required(record, mapping.external_id, "external id")
-    timestamp = _version(_required(record, mapping.version, "version"), mapping.version)
+    external_id = mapping.external_id_prefix + _record_id(record, mapping.external_id, "external id")
     deleted = mapping.deleted and (record.get(mapping.deleted) or "").strip().lower() == "true"
     if deleted and mapping.action != ERASURE:
+        master = (record.get(MASTER_RECORD_ID) or "").strip()
+        if master and mapping.external_id == "Id":
+            # A merge: Salesforce deletes the losers, each pointing at the record it was merged into.
+            survivor = mapping.external_id_prefix + salesforce_id_18(master)
+            data = {"external_id": survivor, "merged_ids": [external_id]}
+            return validated_event(CUSTOMER_MERGED, timestamp, data)
         return validated_event(CUSTOMER_DELETED, timestamp, {"external_id": external_id})
     return record_event(mapping, record, external_id, timestamp)
+
+
+def _timestamp(record: Mapping[str, str | None], version: str, received_at: datetime) -> tuple[str, str]:
+    """The record's version and, when the message leaves its version field out (the admin did not
+    choose it), what stood in for it: the record's SystemModstamp (also a modification time), else
+    the time of receipt. A version field sent empty or nil is no date: the record is rejected."""
+    if version in record:
+        return _version(_required(record, version, "version"), version), ""
+    if SYSTEM_MODSTAMP in record:
+        return _version(_required(record, SYSTEM_MODSTAMP, "version"), SYSTEM_MODSTAMP), SYSTEM_MODSTAMP
+    return utc_isoformat(received_at), RECEIVED_AT
+
+
+def _record_id(record: Mapping[str, str | None], name: str, role: str) -> str:
+    """A record's id field, a Salesforce id in its 18-character form (other values as they are)."""
+    return salesforce_id_18(_required(record, name, role))
 
 
 def _required(record: Mapping[str, str | None], name: str, role: str) -> str:
@@ -241,5 +284,5 @@ def _identifiers(notification: Notification, index: int) -> dict[str, str]:
     ids = {"index": str(index), "notification_id": notification.id, "sobject": notification.sobject_type}
     record_id = notification.fields.get("Id") or ""
     if record_id:
-        ids["record_id"] = record_id
+        ids["record_id"] = salesforce_id_18(record_id)
     return ids

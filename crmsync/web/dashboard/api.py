@@ -17,7 +17,13 @@ from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_activity, read_snapshot
 from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import erasure_counts, with_status
-from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
+from crmsync.operations.source_items import (
+    ignored_counts,
+    rejected_counts,
+    rejected_items,
+    rejected_type_counts,
+    version_fallbacks,
+)
 from webhooks.decoding import MalformedJSON, decode_json
 from webhooks.errors import error_response
 
@@ -109,8 +115,13 @@ def api_sources() -> Response:
     redis = current_app.extensions["crmsync_redis"]
     ignored = [{"source": source, "type": item_type, "count": count}
                for (source, item_type), count in ignored_counts(redis).items()]  # fmt: skip
+    rejected_by_type = [{"source": source, "type": item_type, "count": count}
+                        for (source, item_type), count in rejected_type_counts(redis).items()]  # fmt: skip
+    fallbacks = [fallback.to_json() for fallback in version_fallbacks(redis)]
     return jsonify({"ignored": ignored, "rejected_counts": rejected_counts(redis),
-                    "rejected": [item.to_json() for item in rejected_items(redis, limit=100)]})  # fmt: skip
+                    "rejected_by_type": rejected_by_type,
+                    "rejected": [item.to_json() for item in rejected_items(redis, limit=100)],
+                    "version_fallbacks": fallbacks})  # fmt: skip
 
 
 @bp.get("/api/failed")

@@ -15,7 +15,12 @@ from crmsync.operations import MissingReason
 from crmsync.operations.activity import read_activity, read_snapshot
 from crmsync.operations.customer import read_customer
 from crmsync.operations.erasures import ERASURE_STATUSES, erasure_counts, with_status
-from crmsync.operations.source_items import ignored_counts, rejected_counts, rejected_items
+from crmsync.operations.source_items import (
+    ignored_counts,
+    rejected_items,
+    rejected_type_counts,
+    version_fallbacks,
+)
 
 from . import NAV, bp
 from .chart import line_chart
@@ -130,13 +135,15 @@ def replays() -> str:
 
 @bp.get("/sources")
 def sources() -> str:
-    """What the CRM sources ignored (by type) and rejected (the last ones, reason and identifiers)."""
+    """What the CRM sources ignored (by type), rejected (by type; the last ones, reason and
+    identifiers) and ordered without their version field (with the fix)."""
     redis = current_app.extensions["crmsync_redis"]
     return render_template(
         "dashboard/sources.html",
         ignored=ignored_counts(redis),
-        rejected_counts=rejected_counts(redis),
+        rejected_counts=rejected_type_counts(redis),
         rejected=rejected_items(redis, limit=100),
+        version_fallbacks=version_fallbacks(redis),
     )
 
 
