@@ -24,6 +24,8 @@ def test_a_taken_name_fails_as_name_conflict_naming_the_holder_by_external_id(
     worker = build_worker(settings, redis)
     deliver(event("created", external_id="1001", at=T0, name="Mars Missions"))
     deliver(event("created", external_id="1002", at=T0, name="Jupiter Journeys"))
+    # Applied before the rename arrives: queued together, the rename would be coalesced into the create.
+    run(worker)
     renamed = deliver(event("updated", external_id="1002", at=T1, name="Mars Missions"))
     run(worker)
     job = job_of(renamed, redis)
