@@ -336,6 +336,9 @@ def test_web_starts_without_redis_warns_once_and_healthz_says_so(tmp_path: Path)
         ),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
         ({"DASHBOARD_PASSWORD": "short"}, "DASHBOARD_PASSWORD must be at least 12 characters long"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be positive, got 0"),
+        ({"WEB_THREADS": "0"}, "WEB_THREADS must be positive, got 0"),
+        ({"WEB_THREADS": "four"}, "WEB_THREADS must be a whole number, got 'four'"),
     ],
 )
 def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
