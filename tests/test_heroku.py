@@ -390,6 +390,9 @@ def test_the_container_runs_the_procfiles_commands_from_the_lock() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     for command in procfile(ROOT).values():
         assert f"command: {command}\n" in compose
+    # Its web port is published with nothing in front: no client's X-Forwarded-* value is believed.
+    web = compose[compose.index("\n  web:\n") : compose.index("\n  worker:\n")]
+    assert "\n      TRUSTED_PROXY_HOPS: ${TRUSTED_PROXY_HOPS:-0}\n" in web
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv sync --locked --no-default-groups" in dockerfile and "--extra" not in dockerfile
     assert (
