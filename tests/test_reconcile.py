@@ -388,6 +388,8 @@ def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
     example = re.search(r"#   (REFUSED: (\d+) deletion.*)", documented)
     assert example is not None
     deletions = int(example.group(2))  # the doc's run refuses 1 deletion with 0 allowed
+    # Its figures hold when the crm sample was the only one sent: each other one is one more orphan.
+    assert "after only the crm sample" in documented[: example.start()].rsplit("```sh", 1)[1]
     result = cli("reconcile", str(export), "--delete-missing", "--max-deletes", str(deletions - 1))
     assert result.exit_code == EXIT_REFUSED
     printed = result.stderr.strip().replace(f"{len(ORPHANS)} deletion", f"{deletions} deletion")
