@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -352,6 +353,18 @@ def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
     assert list(tmp_path.iterdir()) == []  # no crmsync-prometheus-* left behind
 
 
+# Read from the environment but no setting of the app: PORT is set by Heroku itself, and the
+# gunicorn master gives its workers the metrics directory.
+NOT_SETTINGS = {"PORT", "PROMETHEUS_MULTIPROC_DIR"}
+
+
+def _names_read_from_environ() -> set[str]:
+    """The variables the service's modules name in `os.environ` (`crmsync dev`'s own are dev only)."""
+    modules = [path for package in ("crmsync", "webhooks", "jobs") for path in (ROOT / package).rglob("*.py")]
+    lookup = re.compile(r'os\.environ(?:\.get\(|\[|, )\s*"([A-Z][A-Z0-9_]*)"')
+    return {name for path in modules if path.name != "dev.py" for name in lookup.findall(path.read_text())}
+
+
 def test_app_json_describes_every_setting_the_service_reads() -> None:
     app = json.loads((ROOT / "app.json").read_text())
     read: set[str] = set()
@@ -363,12 +376,14 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
 
     Settings.from_env(Recording(), role="cli")
     assert read, "Settings.from_env read nothing"
+    # Settings the processes read from the environment themselves, outside Settings (LOG_FORMAT, the
+    # gunicorn ones): the names the service's modules look up in os.environ.
+    read |= {name for name in _names_read_from_environ() if name not in NOT_SETTINGS}
+    assert {"LOG_FORMAT", "LOG_LEVEL", "WEB_CONCURRENCY", "WEB_THREADS"} <= read
     # REDIS_URL comes from the Heroku Redis add-on.
     described = set(app["env"]) | {f"{addon['as']}_URL" for addon in app["addons"]}
     operators = (ROOT / "docs" / "operators.md").read_text()
-    for name in sorted(
-        read | {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL"}
-    ):  # (PORT is set by Heroku itself)
+    for name in sorted(read):
         assert name in described, f"{name} is not described in app.json"
     dashboard = ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN")
     erasure = ("ERASURE_CUSTOMER_ACTION", "ERASURE_DEADLINE_DAYS", "ERASURE_AUDIT_RETENTION_DAYS")
