@@ -381,6 +381,19 @@ def test_check_with_a_csv_whose_header_does_not_fit_stops_before_listing_the_pla
     assert cli("reconcile", "--history").stdout == ""  # no run: the platform was not even listed
 
 
+def test_check_of_an_export_whose_every_record_was_skipped_is_no_all_clear(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    export = tmp_path / "export.ndjson"
+    export.write_text('{"external_id": "crm-000", "nmae": "Customer 0"}\n{"name": "No id"}\n')
+    result = cli("reconcile", str(export), "--check")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "crmsync: cannot read the export: all 2 records were skipped; nothing was compared\n"
+    )
+    assert "skipped line 1: unknown key(s) nmae; expected external_id" in result.stdout
+
+
 def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
     api: Api, export: Path, cli: Callable[..., Result]
 ) -> None:
