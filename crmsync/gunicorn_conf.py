@@ -1,6 +1,6 @@
 """Gunicorn settings for the web process (`gunicorn --config python:crmsync.gunicorn_conf ...`).
 
-Everything comes from the environment, as on Heroku: PORT, WEB_CONCURRENCY.
+Everything comes from the environment, as on Heroku: PORT, WEB_CONCURRENCY, WEB_THREADS.
 """
 
 from __future__ import annotations
@@ -23,9 +23,24 @@ from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure, line_formatter, plain_logs
-from crmsync.core.settings import Settings, SettingsError
+from crmsync.core.settings import Settings, SettingsError, positive_int
 from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, Mappings, load_mappings
 from webhooks.sources import sources_sharing_ids
+
+
+def _process_settings() -> tuple[int, int]:
+    """WEB_CONCURRENCY and WEB_THREADS, checked before gunicorn reads them: refuse to start, with one
+    clear line, rather than with gunicorn's traceback (or workers that fail to boot, over and over)."""
+    try:
+        return positive_int(os.environ, "WEB_CONCURRENCY", 2), positive_int(os.environ, "WEB_THREADS", 4)
+    except SettingsError as exc:
+        sys.exit(f"crmsync: configuration error: {exc}")
+
+
+# Threads (gthread, see BufferingThreadWorker) let a worker process take the next request while one
+# waits for its Redis round trip, and keep connections alive (sync workers close every one); see
+# docs/benchmarks.md. Checked before the metrics directory below is made, which an exit would leave.
+workers, threads = _process_settings()
 
 # prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
 # environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
@@ -35,11 +50,6 @@ if _OWN_MULTIPROC_DIR:
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads (gthread, see BufferingThreadWorker) let a worker process take the next request while one
-# waits for its Redis round trip, and keep connections alive (sync workers close every one); see
-# docs/benchmarks.md.
-threads = int(os.environ.get("WEB_THREADS", "4"))
 # With gthread, `timeout` restarts a worker process whose main loop stopped answering; it does not
 # end a slow request in a thread. BufferingThreadWorker gives a request to a thread only once it has
 # arrived whole, and answers 408 to one still incomplete BODY_TIMEOUT_SECONDS after its first byte.

@@ -120,8 +120,9 @@ def reconcile_command(
     creates, updates and deletes that make the platform match it.
 
     Exit status: 0 success (drift or not), 1 drift found with --check, 2 a usage or
-    settings error or an unreadable export, 3 refused (too many deletions, or deletions
-    with unreadable lines: nothing applied), 4 the platform could not be listed.
+    settings error or an unreadable export (with --check, one whose every record was
+    skipped), 3 refused (too many deletions, or deletions with unreadable lines: nothing
+    applied), 4 the platform could not be listed.
     """
     settings = command_settings()
     reports = ReconcileReports(connect(settings.redis_url), settings.reconcile_report_retention_days)
@@ -163,8 +164,19 @@ def reconcile_command(
         _print_report(report)
     if report.refused:
         sys.exit(EXIT_REFUSED)
+    if check and _nothing_compared(report):
+        # No drift found in an export none of whose records could be read is no all-clear.
+        click.echo(f"crmsync: cannot read the export: all {report.counts['skipped']} records were skipped; "
+                   "nothing was compared", err=True)  # fmt: skip
+        sys.exit(2)
     if check and report.drift:
         sys.exit(EXIT_DRIFT)
+
+
+def _nothing_compared(report: ReconcileReport) -> bool:
+    """Whether every record of the export was skipped (and there was at least one)."""
+    counts = report.counts
+    return counts["skipped"] > 0 and not any(counts[kind] for kind in ("create", "update", "unchanged"))
 
 
 def _mapping(source: str, object_type: str, export: Path) -> ExportMapping:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -336,6 +337,9 @@ def test_web_starts_without_redis_warns_once_and_healthz_says_so(tmp_path: Path)
         ),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must start with redis://, rediss:// or unix://"),
         ({"DASHBOARD_PASSWORD": "short"}, "DASHBOARD_PASSWORD must be at least 12 characters long"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be positive, got 0"),
+        ({"WEB_THREADS": "0"}, "WEB_THREADS must be positive, got 0"),
+        ({"WEB_THREADS": "four"}, "WEB_THREADS must be a whole number, got 'four'"),
     ],
 )
 def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
@@ -349,6 +353,18 @@ def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
     assert list(tmp_path.iterdir()) == []  # no crmsync-prometheus-* left behind
 
 
+# Read from the environment but no setting of the app: PORT is set by Heroku itself, and the
+# gunicorn master gives its workers the metrics directory.
+NOT_SETTINGS = {"PORT", "PROMETHEUS_MULTIPROC_DIR"}
+
+
+def _names_read_from_environ() -> set[str]:
+    """The variables the service's modules name in `os.environ` (`crmsync dev`'s own are dev only)."""
+    modules = [path for package in ("crmsync", "webhooks", "jobs") for path in (ROOT / package).rglob("*.py")]
+    lookup = re.compile(r'os\.environ(?:\.get\(|\[|, )\s*"([A-Z][A-Z0-9_]*)"')
+    return {name for path in modules if path.name != "dev.py" for name in lookup.findall(path.read_text())}
+
+
 def test_app_json_describes_every_setting_the_service_reads() -> None:
     app = json.loads((ROOT / "app.json").read_text())
     read: set[str] = set()
@@ -360,12 +376,14 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
 
     Settings.from_env(Recording(), role="cli")
     assert read, "Settings.from_env read nothing"
+    # Settings the processes read from the environment themselves, outside Settings (LOG_FORMAT, the
+    # gunicorn ones): the names the service's modules look up in os.environ.
+    read |= {name for name in _names_read_from_environ() if name not in NOT_SETTINGS}
+    assert {"LOG_FORMAT", "LOG_LEVEL", "WEB_CONCURRENCY", "WEB_THREADS"} <= read
     # REDIS_URL comes from the Heroku Redis add-on.
     described = set(app["env"]) | {f"{addon['as']}_URL" for addon in app["addons"]}
     operators = (ROOT / "docs" / "operators.md").read_text()
-    for name in sorted(
-        read | {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL"}
-    ):  # (PORT is set by Heroku itself)
+    for name in sorted(read):
         assert name in described, f"{name} is not described in app.json"
     dashboard = ("DASHBOARD_USER", "DASHBOARD_PASSWORD", "DASHBOARD_SECRET_KEY", "METRICS_TOKEN")
     erasure = ("ERASURE_CUSTOMER_ACTION", "ERASURE_DEADLINE_DAYS", "ERASURE_AUDIT_RETENTION_DAYS")
@@ -387,6 +405,9 @@ def test_the_container_runs_the_procfiles_commands_from_the_lock() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     for command in procfile(ROOT).values():
         assert f"command: {command}\n" in compose
+    # Its web port is published with nothing in front: no client's X-Forwarded-* value is believed.
+    web = compose[compose.index("\n  web:\n") : compose.index("\n  worker:\n")]
+    assert "\n      TRUSTED_PROXY_HOPS: ${TRUSTED_PROXY_HOPS:-0}\n" in web
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv sync --locked --no-default-groups" in dockerfile and "--extra" not in dockerfile
     assert (

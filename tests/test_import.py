@@ -207,6 +207,19 @@ def test_malformed_lines_are_reported_with_their_line_and_skipped(
     assert sorted(platform_customers(sandbox)) == ["crm-000", "crm-002"]
 
 
+@pytest.mark.parametrize("name", ["export.json", "export.ndjson"])
+def test_a_json_record_with_a_misspelled_key_is_skipped_naming_the_expected_and_unknown_keys(
+    tmp_path: Path, cli: Callable[..., Result], redis: Redis, name: str
+) -> None:
+    export = write_export(tmp_path / name, [{"external_id": "crm-1001", "nmae": "x"}])
+    result = summary(cli("import", str(export), "--as-of", AS_OF, "--json"))
+    assert (result["read"], result["queued"], result["skipped"]) == (1, 0, 1)
+    assert result["skipped_records"][0]["reason"] == (
+        "unknown key(s) nmae; expected external_id, name, description, labels, updated_at"
+    )
+    assert redis.keys("rq:job:*") == []  # nothing was queued
+
+
 def test_import_prints_a_summary_for_people(tmp_path: Path, cli: Callable[..., Result]) -> None:
     export = write_export(tmp_path / "export.csv", [*RECORDS[:2], {**RECORDS[2], "external_id": ""}])
     result = cli("import", str(export))

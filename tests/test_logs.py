@@ -131,6 +131,16 @@ def test_log_format_plain_gives_plain_lines_with_the_same_safe_fields(
     assert line.endswith(" info    crmsync.jobs: applied job_id=evt_1")  # `label` is no safe field
 
 
+def test_a_restarted_worker_process_is_logged_with_its_exit_code_and_pid(
+    root_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    configure("INFO")
+    extra = {"event": "worker_process_restarted", "exit_code": -9, "pid": 4242}  # as jobs/dyno_processes.py
+    logging.getLogger("crmsync.jobs").warning("worker dyno process ended; starting another", extra=extra)
+    (line,) = capfd.readouterr().out.splitlines()
+    assert {key: json.loads(line).get(key) for key in extra} == extra
+
+
 def test_crmsync_dev_runs_web_and_worker_with_plain_lines(tmp_path: pathlib.Path) -> None:
     from crmsync.dev import _environment
 

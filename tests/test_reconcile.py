@@ -391,6 +391,19 @@ def test_check_with_a_csv_whose_header_does_not_fit_stops_before_listing_the_pla
     assert cli("reconcile", "--history").stdout == ""  # no run: the platform was not even listed
 
 
+def test_check_of_an_export_whose_every_record_was_skipped_is_no_all_clear(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    export = tmp_path / "export.ndjson"
+    export.write_text('{"external_id": "crm-000", "nmae": "Customer 0"}\n{"name": "No id"}\n')
+    result = cli("reconcile", str(export), "--check")
+    assert result.exit_code == 2
+    assert result.stderr.endswith(
+        "crmsync: cannot read the export: all 2 records were skipped; nothing was compared\n"
+    )
+    assert "skipped line 1: unknown key(s) nmae; expected external_id" in result.stdout
+
+
 def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
     api: Api, export: Path, cli: Callable[..., Result]
 ) -> None:
@@ -398,6 +411,8 @@ def test_the_refused_example_in_the_operators_doc_is_what_reconcile_prints(
     example = re.search(r"#   (REFUSED: (\d+) deletion.*)", documented)
     assert example is not None
     deletions = int(example.group(2))  # the doc's run refuses 1 deletion with 0 allowed
+    # Its figures hold when the crm sample was the only one sent: each other one is one more orphan.
+    assert "after only the crm sample" in documented[: example.start()].rsplit("```sh", 1)[1]
     result = cli("reconcile", str(export), "--delete-missing", "--max-deletes", str(deletions - 1))
     assert result.exit_code == EXIT_REFUSED
     printed = result.stderr.strip().replace(f"{len(ORPHANS)} deletion", f"{deletions} deletion")

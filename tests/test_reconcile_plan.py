@@ -54,7 +54,6 @@ def test_standard_record_maps_csv_text_to_customer_fields() -> None:
             "name": "Acme",
             "description": "",
             "labels": "VIP; space ;;vip",
-            "other": "x",
             "updated_at": "2026-11-20T09:30:00+01:00",
         }
     )

@@ -17,6 +17,7 @@ from redis import Redis
 
 from crmsync.cli import main
 from crmsync.core.events import CUSTOMER_DELETED, ERASURE_REQUESTED, Event
+from crmsync.core.logs import JsonFormatter
 from crmsync.core.settings import Settings, SettingsError
 from crmsync.web import create_app
 from sandbox import RunningSandbox
@@ -81,12 +82,19 @@ def test_a_malformed_csrf_token_is_a_403_never_a_500(dashboard: str, token: str)
 # -- proxies: only what the trusted ones set -----------------------------------------------------
 
 
-def test_the_dashboard_never_redirects_to_a_host_the_client_names(dashboard: str) -> None:
-    response = requests.get(dashboard + "?page=2", auth=AUTH, headers={"Host": "evil.example"},
+# Werkzeug lower-cases a Host and drops its port when it builds its redirect, IDNA-encodes it, or
+# leaves it out when it is invalid: none of them may reach the Location.
+FOREIGN_HOSTS = ["evil.example", "EVIL.example", "Evil.Example:80", "evil.example.", "bücher.example",
+                 "evil example", "[evil"]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+def test_the_dashboard_never_redirects_to_a_host_the_client_names(dashboard: str, host: str) -> None:
+    response = requests.get(dashboard + "?page=2", auth=AUTH, headers={"Host": host},
                             allow_redirects=False, timeout=10)  # fmt: skip
     assert response.status_code == 308
     assert response.headers["Location"] == "/dashboard/?page=2"
-    assert "evil.example" not in response.text
+    assert "evil" not in response.text.lower() and "xn--" not in response.text
 
 
 # Fewer values than trusted hops: not every trusted proxy set one, so none is believed (ProxyFix).
@@ -217,6 +225,12 @@ def test_a_batch_of_more_items_than_any_crm_sends_is_413_and_nothing_is_recorded
     assert redis.dbsize() == 0
 
 
+def logged_lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict[str, object]]:
+    """The lines `logger` wrote, as the service's JsonFormatter writes them to stdout."""
+    formatter = JsonFormatter()
+    return [json.loads(formatter.format(record)) for record in caplog.records if record.name == logger]
+
+
 def test_rejected_items_are_logged_as_one_line_per_request(
     crm: str, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -224,11 +238,29 @@ def test_rejected_items_are_logged_as_one_line_per_request(
     with caplog.at_level(logging.INFO, logger="crmsync.webhooks"):
         response = post_hubspot(crm, json.dumps(batch).encode())
     assert (response.status_code, response.json()["rejected"]) == (200, 1000)
-    lines = [record for record in caplog.records if record.name == "crmsync.webhooks"]
-    assert [getattr(record, "event", None) for record in lines] == ["webhook_batch", "items_rejected"]
-    aggregated = lines[1]
-    assert aggregated.reasons == {"an event must be a JSON object": 999, "missing or invalid objectId": 1}  # type: ignore[attr-defined]
-    assert aggregated.first == [{"index": str(index)} for index in range(5)]  # type: ignore[attr-defined]
+    lines = logged_lines(caplog, "crmsync.webhooks")
+    assert [line["event"] for line in lines] == ["webhook_batch", "items_rejected"]
+    assert {key: lines[1][key] for key in ("source", "rejected", "reasons", "first")} == {
+        "source": "hubspot",
+        "rejected": 1000,
+        "reasons": {"an event must be a JSON object": 999, "missing or invalid objectId": 1},
+        "first": [{"index": str(index)} for index in range(5)],
+    }
+
+
+def test_a_webhook_batch_is_logged_with_its_source_and_counts(
+    crm: str, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    batch = [hubspot_event(), hubspot_event(subscriptionType="contact.creation"), 0]
+    with caplog.at_level(logging.INFO, logger="crmsync.webhooks"):
+        post_hubspot(crm, json.dumps(batch).encode())
+        post_hubspot(crm, json.dumps(batch[:1]).encode())  # redelivered
+    first, _, again = logged_lines(caplog, "crmsync.webhooks")
+    assert (first["event"], first["source"], again["event"], again["source"]) == (
+        "webhook_batch", "hubspot", "webhook_batch", "hubspot"
+    )  # fmt: skip
+    counts = ("queued", "duplicates", "ignored", "rejected")
+    assert [[line.get(key) for key in counts] for line in (first, again)] == [[1, 0, 1, 1], [0, 1, 0, 0]]
 
 
 # -- the dashboard while Redis is down -------------------------------------------------------------

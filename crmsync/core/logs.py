@@ -1,7 +1,7 @@
 """JSON log lines on stdout, one object per line (Heroku's log drain convention); plain lines for a
 person reading a terminal when LOG_FORMAT=plain (`crmsync dev` sets it).
 
-Only the fields named in SAFE_FIELDS are copied from a record's `extra`: identifiers, outcomes and
+Only the fields named in SAFE_FIELDS are copied from a record's `extra`: identifiers, counts, outcomes and
 timings. Names, descriptions, labels, signatures and secrets have no field here, so a careless
 `extra={...}` cannot leak them.
 """
@@ -44,6 +44,17 @@ SAFE_FIELDS = (
     "processes",
     "chosen_by",
     "memory_limit_mb",
+    "source",  # the name of one CRM source
+    # A CRM request's counts: its items queued, duplicate, ignored and rejected; the rejected ones by
+    # reason (`{reason: count}`) and the first few of their ids (`[{id name: id}]`, never a value).
+    "queued",
+    "duplicates",
+    "ignored",
+    "rejected",
+    "reasons",
+    "first",
+    "exit_code",  # of a worker dyno's process
+    "pid",
 )
 
 

@@ -124,38 +124,38 @@ class Settings:
             redis_url=_redis_url(env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
             queue_name=_queue_name(env.get("QUEUE_NAME", "crmsync")),
             webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
-            tolerance_seconds=_positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
-            max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", 262_144),
-            body_timeout_seconds=_positive_int(env, "BODY_TIMEOUT_SECONDS", 10),
-            dedup_ttl_seconds=_positive_int(env, "DEDUP_TTL_SECONDS", DEFAULT_DEDUP_TTL_SECONDS),
+            tolerance_seconds=positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
+            max_body_bytes=positive_int(env, "MAX_BODY_BYTES", 262_144),
+            body_timeout_seconds=positive_int(env, "BODY_TIMEOUT_SECONDS", 10),
+            dedup_ttl_seconds=positive_int(env, "DEDUP_TTL_SECONDS", DEFAULT_DEDUP_TTL_SECONDS),
             customers_api=_api(env, "CUSTOMERS_API"),
             personal_data_api=_api(env, "PERSONAL_DATA_API"),
-            api_timeout_seconds=float(_positive_int(env, "API_TIMEOUT_SECONDS", 10)),
-            job_timeout_seconds=_positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
+            api_timeout_seconds=float(positive_int(env, "API_TIMEOUT_SECONDS", 10)),
+            job_timeout_seconds=positive_int(env, "JOB_TIMEOUT_SECONDS", 60),
             retry_schedule=_schedule(env.get("RETRY_SCHEDULE", "")),
-            ledger_ttl_seconds=_positive_int(env, "LEDGER_TTL_SECONDS", DEFAULT_LEDGER_TTL_SECONDS),
+            ledger_ttl_seconds=positive_int(env, "LEDGER_TTL_SECONDS", DEFAULT_LEDGER_TTL_SECONDS),
             erasure_customer_action=_erasure_action(env.get("ERASURE_CUSTOMER_ACTION", "")),
             name_conflict_policy=_name_conflict_policy(env.get("NAME_CONFLICT_POLICY", "")),
-            erasure_deadline_days=_positive_int(env, "ERASURE_DEADLINE_DAYS", 30),
+            erasure_deadline_days=positive_int(env, "ERASURE_DEADLINE_DAYS", 30),
             erasure_audit_retention_days=_retention_days(env),
-            worker_maintenance_interval=_positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
-            worker_shutdown_grace_seconds=_positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
+            worker_maintenance_interval=positive_int(env, "WORKER_MAINTENANCE_INTERVAL", 30),
+            worker_shutdown_grace_seconds=positive_int(env, "WORKER_SHUTDOWN_GRACE_SECONDS", 20),
             # 0 turns the hold off: a deployment whose API never applies a request late may want that.
-            in_flight_hold_seconds=_positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30, allow_zero=True),
-            redis_reconnect_max_seconds=_positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
-            reconcile_report_retention_days=_positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
-            worker_concurrency=_positive_int(env, "WORKER_CONCURRENCY", 0) or default_worker_concurrency(),
+            in_flight_hold_seconds=positive_int(env, "IN_FLIGHT_HOLD_SECONDS", 30, allow_zero=True),
+            redis_reconnect_max_seconds=positive_int(env, "REDIS_RECONNECT_MAX_SECONDS", 10),
+            reconcile_report_retention_days=positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
+            worker_concurrency=positive_int(env, "WORKER_CONCURRENCY", 0) or default_worker_concurrency(),
             worker_concurrency_derived=not env.get("WORKER_CONCURRENCY", "").strip(),
             id_cache=_flag(env, "ID_CACHE", default=True),
             coalesce_events=_flag(env, "COALESCE_EVENTS", default=True),
-            worker_processes=_positive_int(env, "WORKER_PROCESSES", 0, allow_zero=True),
+            worker_processes=positive_int(env, "WORKER_PROCESSES", 0, allow_zero=True),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
             dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
             dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
             metrics_token=_secret(env, "METRICS_TOKEN"),
             hubspot_client_secret=_secret(env, "HUBSPOT_CLIENT_SECRET"),
             hubspot_webhook_url=_optional_url(env, "HUBSPOT_WEBHOOK_URL"),
-            trusted_proxy_hops=_positive_int(env, "TRUSTED_PROXY_HOPS", 1, allow_zero=True),
+            trusted_proxy_hops=positive_int(env, "TRUSTED_PROXY_HOPS", 1, allow_zero=True),
             hubspot_allow_legacy_signatures=_flag(env, "HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
             salesforce_organization_ids=_organization_ids(env),
             salesforce_webhook_token=_secret(env, "SALESFORCE_WEBHOOK_TOKEN", min_length=24),
@@ -239,7 +239,9 @@ def parse_secrets(value: str) -> tuple[bytes, ...]:
     return tuple(secrets)
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:
+def positive_int(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:
+    """The whole number `name` holds (> 0, or >= 0 with `allow_zero`), `default` when it is unset; a
+    SettingsError naming it when it holds anything else."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -353,8 +355,8 @@ def _name_conflict_policy(value: str) -> str:
 
 def _retention_days(env: Mapping[str, str]) -> int:
     # An audit entry must outlive the deadline it proves was met (or missed).
-    days = _positive_int(env, "ERASURE_AUDIT_RETENTION_DAYS", 400)
-    if days <= _positive_int(env, "ERASURE_DEADLINE_DAYS", 30):
+    days = positive_int(env, "ERASURE_AUDIT_RETENTION_DAYS", 400)
+    if days <= positive_int(env, "ERASURE_DEADLINE_DAYS", 30):
         raise SettingsError("ERASURE_AUDIT_RETENTION_DAYS must be longer than ERASURE_DEADLINE_DAYS")
     return days
 

@@ -37,6 +37,9 @@ __all__ = [
 
 LABEL_SEPARATOR = ";"
 DIGEST_BYTES = 8
+# How many unknown keys of a record its skip reason names, and how much of each.
+MAX_KEYS_NAMED = 5
+MAX_KEY_CHARS = 64
 # How far ahead of this clock a version may be: other machines' clocks drift.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -117,9 +120,9 @@ class ExportMapping(Protocol):
 @dataclass(frozen=True)
 class StandardMapping:
     """The `standard` source: the webhook contract's own names. `labels` is a JSON list, or in CSV a
-    `;`-separated string; `updated_at` (RFC 3339), when present, is the record's version. Other keys
-    of a JSON record are ignored; a CSV column of another name is refused (`check_columns`): in a
-    file written for crmsync it is a misspelling, whose field would silently never sync."""
+    `;`-separated string; `updated_at` (RFC 3339), when present, is the record's version. A key of
+    another name skips its JSON record, and a CSV column of another name is refused (`check_columns`):
+    in a file written for crmsync it is a misspelling, whose field would silently never sync."""
 
     source: str = "standard"
     external_id_key: str = "external_id"
@@ -130,6 +133,12 @@ class StandardMapping:
 
     def customer_record(self, line: int, record: Mapping[str, Any]) -> CustomerRecord:
         external_id = external_id_of(record.get(self.external_id_key), self.external_id_key)
+        expected = self._keys()
+        unknown = [key for key in record if key not in expected]
+        if unknown:
+            # Named as the CSV header check names them; cut short, as a sender chose them.
+            named = ", ".join(str(key)[:MAX_KEY_CHARS] for key in unknown[:MAX_KEYS_NAMED])
+            raise RecordSkipped(f"unknown key(s) {named}; expected {', '.join(expected)}", external_id)
         fields: dict[str, Any] = {}
         for customer_field, key in self.field_keys.items():
             if key in record:
@@ -141,8 +150,10 @@ class StandardMapping:
         return CustomerRecord(line, external_id, fields, version)
 
     def check_columns(self, columns: Sequence[str]) -> None:
-        expected = (self.external_id_key, *self.field_keys.values(), self.version_key)
-        check_columns(self.source, columns, expected, (self.external_id_key,), unknown_allowed=False)
+        check_columns(self.source, columns, self._keys(), (self.external_id_key,), unknown_allowed=False)
+
+    def _keys(self) -> tuple[str, ...]:
+        return (self.external_id_key, *self.field_keys.values(), self.version_key)
 
 
 def check_columns(

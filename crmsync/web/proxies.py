@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, redirect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from crmsync.core.settings import Settings
@@ -33,15 +33,20 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 def relative_redirect(response: Response) -> Response:
-    """A redirect to this app's own host (werkzeug's `/dashboard` → `/dashboard/` names the request's
-    `Host`, whatever a client sent) becomes the same redirect to its path and query alone."""
+    """Every redirect becomes the same redirect to its path and query alone.
+
+    The app redirects only to itself: its views use `url_for` (relative), and werkzeug's own redirects
+    (`/dashboard` → `/dashboard/`) name whatever `Host` a client sent, lower-cased, without its port,
+    IDNA-encoded, or empty when it is invalid (`http:///dashboard/`), so no comparison with the
+    request's host can tell them apart from a foreign one. A view that ever redirects to another site
+    must say so here."""
     location = response.headers.get("Location")
     if not location or not 300 <= response.status_code < 400:
         return response
     parts = urlsplit(location)
-    if not parts.netloc or parts.netloc != request.host:
+    if not parts.scheme and not parts.netloc:
         return response
-    target = urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+    target = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
     relative = cast(Response, redirect(target, response.status_code))  # the app's response_class
     relative.headers.update({k: v for k, v in response.headers.items() if k.lower() not in _REBUILT})
     return relative
