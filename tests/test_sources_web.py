@@ -224,6 +224,9 @@ def test_version_fallbacks_and_rejected_types_show_in_the_cli_and_on_the_dashboa
         page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text
         api = requests.get(f"{base}/dashboard/api/sources", auth=AUTH, timeout=5).json()
     assert "add LastModifiedDate to the outbound message&#39;s fields" in page
+    # Once, in the page's body: not in its <title> as well.
+    assert "<title>CRM sources · crmsync</title>" in page
+    assert page.count('<table id="version-fallbacks">') == 1
     fix = "add LastModifiedDate to the outbound message's fields"
     assert api["version_fallbacks"] == [
         {"source": "salesforce", "record_type": "Account", "used": "received_at", "count": 1, "fix": fix}
