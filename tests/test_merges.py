@@ -164,6 +164,19 @@ def test_a_survivor_made_by_a_later_event_that_arrived_first_takes_the_kept_reco
     assert customers(platform, "103")[0]["labels"] == ["a"]
 
 
+def test_a_later_name_sent_for_the_kept_record_still_wins_over_the_new_survivors_older_one(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    deliver(event("updated", external_id="101", at=T3, name="Acme Three"))  # after the merge, first
+    run(worker)
+    deliver(event("updated", external_id="103", at=T2, name="Acme Two"))  # after the merge, second
+    run(worker)
+    deliver(merge("103", "101", at=T1))
+    run(worker)
+    assert everyone(platform) == [("103", "Acme Three", "first")]
+
+
 def test_the_same_merge_sent_again_changes_nothing(
     deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
@@ -258,7 +271,7 @@ def test_merge_events_are_accepted_by_the_standard_webhooks_contract(deliver: De
 # -- merge routing under reordering and redelivery (Hypothesis) --------------------------------------
 
 ROUTING = examples(
-    max_examples=15,
+    max_examples=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
