@@ -217,6 +217,23 @@ def test_a_rekey_whose_answer_was_lost_is_not_repeated_and_keeps_the_survivor(
     worker.runtime.close()
 
 
+def test_a_new_survivor_whose_create_lost_its_answer_still_takes_the_kept_records_fields(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30)), redis)
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    run(worker)
+    set_faults(sandbox, lost_response_rate=1.0)  # the create is applied, its answer lost
+    deliver(event("updated", external_id="103", at=T2, name="Acme Group"))  # after the merge, first
+    run(worker)
+    set_faults(sandbox)
+    drain(worker, redis)
+    deliver(merge("103", "101", at=T1))
+    drain(worker, redis)
+    assert everyone(platform) == [("103", "Acme Group", "first")]
+    worker.runtime.close()
+
+
 def test_a_delete_whose_answer_was_lost_never_reaches_the_survivor(
     deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
