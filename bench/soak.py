@@ -442,7 +442,7 @@ def run(
         ("customers expected to exist", sum(1 for state in expected.values() if state)),
         ("erasures completed", f"{erased_ok}/{len(erasures)}"),
         (
-            "merges (each with updates of its records around it)",
+            "merges (with updates around each)",
             sum(e.body["type"] == "customer.merged" for e in merges),
         ),
         ("mismatches (expected vs sandbox)", mismatches),
