@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from crmsync.core.errors import CustomerLocked, CustomerNotYetCreated, PermanentError
-from crmsync.core.events import Event
+from crmsync.core.events import CUSTOMER_FIELDS, Event
 from crmsync.core.keys import MERGE_STEPS_TTL_SECONDS, job_id_for, merge_steps_key, payload_key
 from crmsync.core.redis_conn import as_text
 
@@ -93,13 +93,13 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
         for merged_id in pending:
             # First: a merged id's cached platform id may name the record re-keyed to the survivor.
             runtime.ids.drop(merged_id)
-        kept = _keep_survivor_record(runtime, event, survivor, locked[survivor].ledger, pending)
+        kept, taken = _keep_survivor_record(runtime, event, survivor, locked[survivor].ledger, pending)
         for merged_id in pending:
             # By its own external id: a record re-keyed to the survivor is not found, so never deleted.
             delete_customer(runtime.customers, merged_id)
         ledger = locked[survivor].ledger
         if kept is not None:
-            ledger = _inherit(ledger, locked[kept].ledger)
+            ledger = _inherit(ledger, locked[kept].ledger, taken)
         for merged_id in pending:
             ledger = _move_later_writes(runtime, event.version, survivor, locked[merged_id].ledger, ledger)
         ledgers = {external_id: customer.ledger for external_id, customer in locked.items()}
@@ -113,38 +113,41 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
 
 def _keep_survivor_record(
     runtime: Runtime, event: Event, survivor: str, ledger: Ledger, pending: list[str]
-) -> str | None:
+) -> tuple[str | None, tuple[str, ...]]:
     """Make sure the survivor has the record of the first merged id that has a customer, when it has
-    none of its own; return that merged id (None: the survivor keeps its own, or no record exists).
+    none of its own; return that merged id and the fields the survivor took from it (None: the
+    survivor keeps its own record, or no record exists).
 
     A survivor's customer made only by events after the merge that arrived before it (the survivor
     is a new id, as HubSpot's `newObjectId`) has no record of its own: it takes the merged record's
-    values of the fields those events did not write, and the merged customer is deleted after."""
+    values of the fields those events did not write, and the merged customer is deleted after.
+    What was taken is written to `merge_steps_key` before the call, for a retry after a lost answer."""
     steps = merge_steps_key(event.webhook_id)
     survivor_id = find_customer_id(runtime.customers, survivor)
     if survivor_id is not None:
-        # Re-keyed by an earlier attempt whose answer was lost? Its record is the survivor's now.
+        # Taken by an earlier attempt whose answer was lost? That record's customer is gone now.
         recorded = runtime.redis.get(steps)
-        earlier = as_text(recorded) if recorded is not None else None
-        if earlier in pending and find_customer_id(runtime.customers, str(earlier)) is None:
-            return earlier
+        earlier, _, fields = (as_text(recorded) if recorded is not None else "").partition("|")
+        if earlier in pending and find_customer_id(runtime.customers, earlier) is None:
+            return earlier, tuple(fields.split(",")) if fields else ()
         if not _made_after(ledger, event.version):
-            return None
+            return None, ()
     for merged_id in pending:
         found = find_customer(runtime.customers, merged_id)
         if found is None:
             continue
-        runtime.redis.set(steps, merged_id, ex=MERGE_STEPS_TTL_SECONDS)
         if survivor_id is None:
+            runtime.redis.set(steps, f"{merged_id}|{','.join(CUSTOMER_FIELDS)}", ex=MERGE_STEPS_TTL_SECONDS)
             rekey_customer(runtime.customers, found["id"], survivor, runtime.ids, previous=merged_id)
-        else:
-            # Not the name: the survivor has one (it was created with it), and the merged record holds
-            # this one until it is deleted.
-            missing = {name: found[name] for name in ("description", "labels") if name not in ledger.fields}
-            if missing:
-                upsert_customer(runtime.customers, survivor, missing)
-        return merged_id
-    return None
+            return merged_id, CUSTOMER_FIELDS
+        # Not the name: the survivor has one (it was created with it), and the merged record holds
+        # this one until it is deleted.
+        taken = tuple(name for name in ("description", "labels") if name not in ledger.fields)
+        runtime.redis.set(steps, f"{merged_id}|{','.join(taken)}", ex=MERGE_STEPS_TTL_SECONDS)
+        if taken:
+            upsert_customer(runtime.customers, survivor, {name: found[name] for name in taken})
+        return merged_id, taken
+    return None, ()
 
 
 def _made_after(ledger: Ledger, merged_at: str) -> bool:
@@ -152,12 +155,14 @@ def _made_after(ledger: Ledger, merged_at: str) -> bool:
     return ledger.created > merged_at
 
 
-def _inherit(survivor: Ledger, kept: Ledger) -> Ledger:
-    """The survivor's ledger once the kept record's customer is its own: each field at the newer of
-    the two versions, and the kept record's erasure mark (its data is the survivor's now)."""
+def _inherit(survivor: Ledger, kept: Ledger, taken: tuple[str, ...]) -> Ledger:
+    """The survivor's ledger once it holds the kept record's values of the fields `taken`: each of
+    them at the newer of the two versions, and the kept record's erasure mark (its data is the
+    survivor's now). Its other fields' later writes are moved like any merged record's."""
     fields = dict(survivor.fields)
     for name, version in kept.fields.items():
-        fields[name] = max(fields.get(name, ""), version)
+        if name in taken:
+            fields[name] = max(fields.get(name, ""), version)
     return replace(survivor, fields=fields, erased=max(survivor.erased, kept.erased))
 
 

@@ -95,7 +95,9 @@ def sync_customer(runtime: Runtime, event: Event) -> str:
             _list_coalesced(exc, carried_events)
             raise
         answered = time.time()
-        created = event.version if written.created else ""
+        # The first write of the customer's life: a retry after a create whose answer was lost
+        # finds the customer and updates it, but it is still the event that made it (jobs/merges.py).
+        created = event.version if written.created or not ledger.fields else ""
         runtime.ledgers.commit(customer, ledger.after_writes(write.versions, created))
     enqueued = [other.enqueued_at for other in queued if other.event in carried_events]
     record_freshness(runtime.redis, _freshness(answered, enqueued))

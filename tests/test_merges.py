@@ -164,6 +164,19 @@ def test_a_survivor_made_by_a_later_event_that_arrived_first_takes_the_kept_reco
     assert customers(platform, "103")[0]["labels"] == ["a"]
 
 
+def test_a_later_name_sent_for_the_kept_record_still_wins_over_the_new_survivors_older_one(
+    deliver: Deliver, worker: SyncWorker, platform: Platform
+) -> None:
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    deliver(event("updated", external_id="101", at=T3, name="Acme Three"))  # after the merge, first
+    run(worker)
+    deliver(event("updated", external_id="103", at=T2, name="Acme Two"))  # after the merge, second
+    run(worker)
+    deliver(merge("103", "101", at=T1))
+    run(worker)
+    assert everyone(platform) == [("103", "Acme Three", "first")]
+
+
 def test_the_same_merge_sent_again_changes_nothing(
     deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
@@ -201,6 +214,23 @@ def test_a_rekey_whose_answer_was_lost_is_not_repeated_and_keeps_the_survivor(
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
     alias = ledgers.read_alias("101")
     assert alias is not None and alias.survivor == "103" and alias.kept
+    worker.runtime.close()
+
+
+def test_a_new_survivor_whose_create_lost_its_answer_still_takes_the_kept_records_fields(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30)), redis)
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    run(worker)
+    set_faults(sandbox, lost_response_rate=1.0)  # the create is applied, its answer lost
+    deliver(event("updated", external_id="103", at=T2, name="Acme Group"))  # after the merge, first
+    run(worker)
+    set_faults(sandbox)
+    drain(worker, redis)
+    deliver(merge("103", "101", at=T1))
+    drain(worker, redis)
+    assert everyone(platform) == [("103", "Acme Group", "first")]
     worker.runtime.close()
 
 
@@ -258,7 +288,7 @@ def test_merge_events_are_accepted_by_the_standard_webhooks_contract(deliver: De
 # -- merge routing under reordering and redelivery (Hypothesis) --------------------------------------
 
 ROUTING = examples(
-    max_examples=15,
+    max_examples=40,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

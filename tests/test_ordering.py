@@ -388,3 +388,24 @@ def test_an_applied_event_frees_its_customer_in_the_commit_alone(redis: Redis) -
         ledgers.commit(customer, Ledger().after_write(version(1), {"name": "n"}))
     assert scripts_run() - before == 1  # the commit deleted the lock: no release round trip after it
     assert redis.get(customer_lock_key("crm-1")) is None
+
+
+def test_a_merge_records_every_ledger_and_alias_or_nothing(redis: Redis) -> None:
+    from jobs.ordering import Alias
+
+    ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0.05)
+    merged = Ledger().after_delete(version(5))
+    survivor = Ledger(created=version(1)).after_write(version(1), {"name": "n"}, created=True)
+    with ledgers.locked_all(["m", "s"]) as locked:
+        redis.delete(customer_lock_key("s"))  # as if the survivor's lock had expired
+        with pytest.raises(CustomerLocked):
+            ledgers.commit_merge(locked.values(), {"m": merged, "s": survivor}, {"m": Alias("s", version(5))})
+    assert (ledgers.read("m"), ledgers.read("s"), ledgers.read_alias("m")) == (Ledger(), Ledger(), None)
+    with ledgers.locked_all(["s", "m"]) as locked:
+        assert list(locked) == ["m", "s"]  # always taken in one order
+        ledgers.commit_merge(locked.values(), {"m": merged, "s": survivor}, {"m": Alias("s", version(5))})
+    assert (ledgers.read("m"), ledgers.read("s")) == (merged, survivor)
+    assert ledgers.read_alias("m") == Alias("s", version(5))
+    assert redis.get(customer_lock_key("m")) is None and redis.get(customer_lock_key("s")) is None
+    with ledgers.locked("m") as customer:  # the alias comes back with the lock
+        assert customer.alias == Alias("s", version(5))

@@ -11,6 +11,7 @@ from crmsync.core.errors import (
     CustomerLocked,
     CustomerNotYetCreated,
     GraphQLErrors,
+    NameConflict,
     PayloadErrors,
     PermanentError,
     RateLimited,
@@ -30,6 +31,7 @@ CLASSES = [
     (ApiRejected, "api_rejected", False, True),
     (GraphQLErrors, "graphql_error", False, True),
     (PayloadErrors, "payload_error", False, True),
+    (NameConflict, "name_conflict", False, True),
 ]
 
 
