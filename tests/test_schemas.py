@@ -1,5 +1,6 @@
 """The webhook body contract on its own (webhooks/schemas.py): what `load_event` accepts, what it
-returns, and the message for each way a body can break it. The HTTP answers are in test_receive."""
+returns, and the message for each way a body can break it. The HTTP answers are in
+tests/sources/test_standard.py."""
 
 from __future__ import annotations
 
