@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner, Result
 from redis import Redis
 
+from crmsync.cli import main
 from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
 from crmsync.sender import signed_request
@@ -29,6 +31,7 @@ from tests.support import (
     PERSONAL_DATA_TOKEN,
     PIPEDRIVE_PASSWORD,
     PIPEDRIVE_USER,
+    SALESFORCE_MAPPINGS,
     SALESFORCE_ORG,
     SALESFORCE_TOKEN,
     SECRET,
@@ -158,27 +161,17 @@ def dashboard_server(settings: Settings) -> Iterator[str]:
         yield base_url
 
 
-# The mappings the CRM sources' end-to-end tests run with: labels from several fields, and a
-# Salesforce erasure object (Pipedrive keeps its defaults).
-SOURCE_MAPPINGS = """
+# The mappings the CRM sources' end-to-end tests run with: HubSpot's labels from a property, the shared
+# Salesforce mappings (labels from several fields, an erasure object); Pipedrive keeps its defaults.
+SOURCE_MAPPINGS = (
+    """
 [hubspot.fields]
 name = "name"
 description = "description"
 labels = "industry"
-
-[salesforce.Account]
-external_id = "Id"
-[salesforce.Account.fields]
-name = "Name"
-description = "Description"
-labels = ["Industry", "Type"]
-
-[salesforce.Privacy_Request__c]
-action = "erasure"
-external_id = "Account_External_Id__c"
-purchase_ids = "Purchase_Ids__c"
-version = "CreatedDate"
 """
+    + SALESFORCE_MAPPINGS
+)
 
 
 @pytest.fixture(scope="session")
@@ -239,6 +232,22 @@ def deliver(web: str) -> Deliver:
                              headers={**signed_headers, **(headers or {})}, timeout=10)  # fmt: skip
 
     return _deliver
+
+
+@pytest.fixture
+def cli(settings: Settings, sandbox: RunningSandbox, redis: Redis) -> Callable[..., Result]:
+    """Run `crmsync ARGS...` in this process, as an operator would, against the test Redis (emptied)
+    and the sandbox (reset); an exception fails the test instead of becoming an exit code."""
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "CUSTOMERS_API_URL": sandbox.customers_url,
+        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+    }
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return run
 
 
 @pytest.fixture

@@ -292,6 +292,27 @@ SALESFORCE_TOKEN = "salesforce-token-0123456789abcdef"
 PIPEDRIVE_USER, PIPEDRIVE_PASSWORD = "crmsync", "pipedrive-password-0123456789"
 
 
+# The Salesforce mappings the tests run with (issue 9's contract): an Account's labels from two fields,
+# and Privacy_Request__c, a custom object an org creates for erasure requests. Defined once; a test that
+# needs a variant builds it from this text where the reader sees it.
+SALESFORCE_MAPPINGS = """
+[salesforce.Account]
+external_id = "Id"
+version = "LastModifiedDate"
+deleted = "IsDeleted"
+[salesforce.Account.fields]
+name = "Name"
+description = "Description"
+labels = ["Industry", "Type"]
+
+[salesforce.Privacy_Request__c]
+action = "erasure"
+external_id = "Account_External_Id__c"
+purchase_ids = "Purchase_Ids__c"
+version = "CreatedDate"
+"""
+
+
 def hubspot_event(**overrides: Any) -> dict[str, Any]:
     """A `company.propertyChange` event exactly as HubSpot documents it."""
     base = {

@@ -9,8 +9,11 @@ import pytest
 
 from crmsync.operations.export_mappings import MappingUnavailable, mapping_for
 from crmsync.operations.records import CustomerRecord, RecordSkipped
+from tests.support import SALESFORCE_MAPPINGS
 
-MAPPINGS_FILE = """
+# The shared Salesforce mappings, with a prefix on each source's ids.
+MAPPINGS_FILE = (
+    """
 [hubspot]
 external_id_prefix = "hs-"
 [hubspot.fields]
@@ -19,16 +22,9 @@ labels = "industry"
 
 [salesforce]
 external_id_prefix = "sf-"
-[salesforce.Account]
-external_id = "Id"
-[salesforce.Account.fields]
-name = "Name"
-labels = ["Industry", "Type"]
-[salesforce.Privacy_Request__c]
-action = "erasure"
-external_id = "Account_External_Id__c"
-purchase_ids = "Purchase_Ids__c"
 """
+    + SALESFORCE_MAPPINGS
+)
 
 
 def record(

@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 import requests
-from click.testing import CliRunner, Result
+from click.testing import Result
 from redis import Redis
 
-from crmsync.cli import main
-from crmsync.core.settings import Settings
 from jobs.worker import SyncWorker
 from sandbox.server import RunningSandbox
 from tests.support import CUSTOMERS_TOKEN, Deliver
@@ -51,21 +49,6 @@ def write_export(path: Path, records: list[dict[str, Any]]) -> Path:
                 labels = record.get("labels")
                 writer.writerow({**record, "labels": ";".join(labels)} if labels is not None else record)
     return path
-
-
-@pytest.fixture
-def cli(settings: Settings, sandbox: RunningSandbox, redis: Redis) -> Callable[..., Result]:
-    """Run `crmsync ARGS...` with the environment pointing at the test Redis and sandbox."""
-    env = {
-        "REDIS_URL": settings.redis_url,
-        "CUSTOMERS_API_URL": sandbox.customers_url,
-        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-    }
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
 
 
 def platform_customers(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import SALESFORCE_MAPPINGS
 from webhooks.mappings import (
     DEFAULT_MAPPINGS,
     ERASURE,
@@ -16,33 +17,22 @@ from webhooks.mappings import (
     purchase_ids_from,
 )
 
-CONTRACT = """
+CONTRACT = (
+    """
 [hubspot]
 external_id_prefix = "hs-"
 [hubspot.fields]
 name = "name"
 description = "about_us"
 labels = "industry"
-
-[salesforce.Account]
-external_id = "Id"
-version = "LastModifiedDate"
-deleted = "IsDeleted"
-[salesforce.Account.fields]
-name = "Name"
-description = "Description"
-labels = ["Industry", "Type"]
-
-[salesforce.Privacy_Request__c]
-action = "erasure"
-external_id = "Account_External_Id__c"
-purchase_ids = "Purchase_Ids__c"
-version = "CreatedDate"
-
+"""
+    + SALESFORCE_MAPPINGS
+    + """
 [pipedrive.organization]
 [pipedrive.organization.fields]
 name = "name"
 """
+)
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -126,21 +126,6 @@ def export(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def cli(settings: Settings, sandbox: RunningSandbox, redis: Redis) -> Callable[..., Result]:
-    """Run `crmsync ARGS...` against the test Redis and sandbox."""
-    env = {
-        "REDIS_URL": settings.redis_url,
-        "CUSTOMERS_API_URL": sandbox.customers_url,
-        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-    }
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
-
-
 def as_json(result: Result) -> dict[str, Any]:
     parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed

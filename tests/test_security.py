@@ -20,10 +20,8 @@ from crmsync.core.events import CUSTOMER_DELETED, ERASURE_REQUESTED, Event
 from crmsync.core.logs import JsonFormatter
 from crmsync.core.settings import Settings, SettingsError
 from crmsync.web import create_app
-from sandbox import RunningSandbox
 from tests.support import (
     AUTH,
-    CUSTOMERS_TOKEN,
     DASHBOARD_PASSWORD,
     DASHBOARD_USER,
     Deliver,
@@ -48,18 +46,6 @@ def post_hubspot(crm: str, body: bytes, **headers: str) -> requests.Response:
     url = f"{crm}/webhooks/hubspot"
     signed = {**hubspot_signed_headers(url, body), **headers}
     return requests.post(url, data=body, headers=signed, timeout=30)
-
-
-@pytest.fixture
-def cli(settings: Settings, sandbox: RunningSandbox, redis: Redis) -> Callable[..., Result]:
-    """Run `crmsync ARGS...` against the test Redis and sandbox; an exception fails the test."""
-    env = {"REDIS_URL": settings.redis_url, "CUSTOMERS_API_URL": sandbox.customers_url,
-           "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN}  # fmt: skip
-
-    def run(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-    return run
 
 
 # -- no unsigned 500: numbers from headers are ASCII digits of bounded length -----------------------

@@ -24,6 +24,7 @@ from sandbox import RunningSandbox
 from tests.support import (
     P1,
     P2,
+    SALESFORCE_MAPPINGS,
     SALESFORCE_ORG,
     SALESFORCE_TOKEN,
     Platform,
@@ -183,26 +184,11 @@ def test_a_deleted_record_with_an_empty_master_record_id_is_a_deletion() -> None
     assert mapped.event["type"] == "customer.deleted"
 
 
-MAPPINGS = """
-[salesforce.Account]
-external_id = "Id"
-[salesforce.Account.fields]
-name = "Name"
-labels = ["Industry", "Type"]
-
-[salesforce.Privacy_Request__c]
-action = "erasure"
-external_id = "Account_External_Id__c"
-purchase_ids = "Purchase_Ids__c"
-version = "CreatedDate"
-"""
-
-
 @pytest.fixture
 def mapped_file(tmp_path: Path) -> dict[str, RecordMapping]:
     """The Salesforce mappings of a file with labels and a Privacy_Request__c erasure object."""
     path = tmp_path / "mappings.toml"
-    path.write_text(MAPPINGS)
+    path.write_text(SALESFORCE_MAPPINGS)
     return dict(load_mappings(str(path)).salesforce)
 
 
