@@ -18,7 +18,6 @@ from redis import Redis
 from crmsync.cli import main
 from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
-from crmsync.sender import signed_request
 from crmsync.web import create_app
 from jobs.worker import SyncWorker, build_worker
 from sandbox.config import SandboxConfig
@@ -40,6 +39,7 @@ from tests.support import (
     Dyno,
     kill_worker_groups,
     served,
+    signed_request,
 )
 
 # Names whose use starts a process: what makes a test slow (seconds each: an interpreter, its imports).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import signal
 import socket
@@ -38,6 +37,13 @@ from crmsync.core.queue import EventJob
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import ApiSettings, Settings
 from crmsync.erasure.audit import ErasureAudit
+
+# crmsync's own builders of signed and sample deliveries (the `send-sample` and `dev` commands): the
+# tests import them from here only, so that their module can move with a change to these lines.
+from crmsync.sender import basic_auth as sample_basic_auth
+from crmsync.sender import pipedrive_body as sample_pipedrive_body
+from crmsync.sender import sandbox_purchase_ids as sandbox_purchase_ids
+from crmsync.sender import signed_request as signed_request
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
 from webhooks.intake import Intake
@@ -365,7 +371,9 @@ def salesforce_account(
 
 
 def salesforce_message(*notifications: tuple[str, str], organization: str = SALESFORCE_ORG) -> bytes:
-    """An Outbound Message with (notification id, sObject XML) pairs, as in Salesforce's WSDL."""
+    """An Outbound Message with (notification id, sObject XML) pairs, as in Salesforce's WSDL. Not
+    crmsync's sample builder: that one escapes every value and sends a minimal envelope, where tests
+    need raw sObjects (`xsi:nil`, hostile XML) and the envelope's every element (EnterpriseUrl, ...)."""
     items = "".join(f"<Notification><Id>{nid}</Id>{body}</Notification>" for nid, body in notifications)
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
@@ -383,28 +391,30 @@ def salesforce_message(*notifications: tuple[str, str], organization: str = SALE
 </soapenv:Envelope>""".encode()
 
 
+# One delivery's `meta` as Pipedrive documents it, fixed so that a test's body is the same on every run
+# (its delivery id, its time); `pipedrive_body`'s keyword arguments override any field.
+PIPEDRIVE_META = {
+    "id": "8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1", "company_id": "9001",
+    "correlation_id": "1bc0a8c4-6f8c-4b7b-9b4e-0f7c1a7b4e11", "timestamp": "2026-11-20T09:30:00.123Z",
+    "user_id": "123", "webhook_id": "77", "webhook_owner_id": "123", "permitted_user_ids": ["123"],
+    "host": "example.pipedrive.com",
+}  # fmt: skip
+
+
 def pipedrive_body(
     action: str = "change", entity: str = "organization", data: Any = None, previous: Any = None, **meta: Any
 ) -> bytes:
-    """A webhooks v2 body: `meta`, `data` (the record now), `previous` (changed fields; all on delete)."""
+    """A webhooks v2 body, built by crmsync's own sample builder: `meta` (PIPEDRIVE_META, overridden by
+    `meta`), `data` (the record now; an organization by default), `previous` (changed fields; all on
+    delete)."""
     if data is None and action != "delete":
         data = {"id": 42, "name": "Orbital Freight", "owner_id": 7, "label_ids": [3], "custom_fields": {}}
-    return json.dumps({
-        "meta": {
-            "action": action, "entity": entity, "entity_id": "42",
-            "id": "8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1", "company_id": "9001",
-            "correlation_id": "1bc0a8c4-6f8c-4b7b-9b4e-0f7c1a7b4e11", "is_bulk_edit": False,
-            "timestamp": "2026-11-20T09:30:00.123Z", "type": "general", "user_id": "123", "version": "2.0",
-            "webhook_id": "77", "webhook_owner_id": "123", "change_source": "app",
-            "permitted_user_ids": ["123"], "attempt": 1, "host": "example.pipedrive.com", **meta,
-        },
-        "data": data,
-        "previous": previous,
-    }).encode()  # fmt: skip
+    return sample_pipedrive_body(action, data, previous, entity, **{**PIPEDRIVE_META, **meta})
 
 
 def basic_auth(user: str = PIPEDRIVE_USER, password: str = PIPEDRIVE_PASSWORD) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    """An `Authorization` header value for HTTP Basic (Pipedrive's test credentials by default)."""
+    return sample_basic_auth(user, password)
 
 
 _END_OF_WATCH = "crmsync-tests-end-of-watch"

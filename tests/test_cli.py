@@ -20,9 +20,8 @@ from crmsync.cli import LAZY_COMMANDS, main
 from crmsync.core.events import ERASURE_REQUESTED, EVENT_TYPES
 from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
-from crmsync.sender import sandbox_purchase_ids
 from crmsync.web import create_app
-from tests.support import WEBHOOK_SECRET, free_port, served
+from tests.support import WEBHOOK_SECRET, free_port, sandbox_purchase_ids, served
 
 SETTINGS = ("WEBHOOK_SECRET", "REDIS_URL", "CUSTOMERS_API_URL", "PERSONAL_DATA_API_URL", "DASHBOARD_PASSWORD")
 WORKER_SETTINGS = {

@@ -27,7 +27,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crmsync.core.redis_conn import connect
 from crmsync.core.settings import Settings
-from crmsync.sender import signed_request
 from sandbox.server import RunningSandbox
 from tests.support import (
     CUSTOMERS_TOKEN,
@@ -37,6 +36,7 @@ from tests.support import (
     Platform,
     customers,
     free_port,
+    signed_request,
     wait_until,
 )
 

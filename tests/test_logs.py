@@ -16,7 +16,6 @@ from redis import Redis
 from crmsync.core.logs import configure
 from crmsync.core.settings import Settings
 from crmsync.operations import FailedJobs
-from crmsync.sender import signed_request
 from sandbox.server import RunningSandbox
 from tests.support import (
     DASHBOARD_PASSWORD,
@@ -27,6 +26,7 @@ from tests.support import (
     event,
     fail,
     seed_purchases,
+    signed_request,
     work,
 )
 

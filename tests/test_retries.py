@@ -27,6 +27,7 @@ from tests.support import (
     release_scheduled,
     served,
     set_faults,
+    signed_request,
     stats,
 )
 
@@ -161,8 +162,6 @@ def test_lock_contention_is_retried_not_failed(
 
 
 def test_web_answers_503_not_202_while_redis_is_unreachable(settings: Settings) -> None:
-    from crmsync.sender import signed_request
-
     with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as base:
         headers, body = signed_request(SECRET, event("deleted", at="2026-11-22T10:00:00Z"))
         response = requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=10)

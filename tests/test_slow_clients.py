@@ -20,8 +20,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from crmsync.sender import signed_request
-from tests.support import SECRET, WEBHOOK_SECRET, free_port
+from tests.support import SECRET, WEBHOOK_SECRET, free_port, signed_request
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY_TIMEOUT_SECONDS = 2

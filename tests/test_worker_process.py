@@ -23,7 +23,6 @@ from crmsync.core.events import Event
 from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.embedded_redis import start_embedded_redis
-from crmsync.sender import signed_request
 from crmsync.web import create_app
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
@@ -37,6 +36,7 @@ from tests.support import (
     release_scheduled,
     served,
     set_faults,
+    signed_request,
     stats,
 )
 from webhooks.intake import Intake

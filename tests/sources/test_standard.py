@@ -24,7 +24,7 @@ from werkzeug.datastructures import EnvironHeaders
 
 from crmsync.core.keys import payload_key
 from crmsync.core.queue import EventJob
-from tests.support import PREVIOUS_SECRET, SECRET, Deliver
+from tests.support import PREVIOUS_SECRET, SECRET, Deliver, signed_request
 from webhooks.receive import request_headers
 from webhooks.signature import (
     InvalidSignature,
@@ -90,8 +90,6 @@ def test_delivery_id_is_remembered_for_at_least_72_hours(deliver: Deliver, redis
 
 
 def test_parallel_identical_deliveries_enqueue_exactly_one_job(web: str, redis: Redis) -> None:
-    from crmsync.sender import signed_request
-
     headers, body = signed_request(SECRET, created(), "msg_race")
 
     def post(_: int) -> requests.Response:
@@ -148,8 +146,6 @@ def test_delivery_signed_with_the_previous_rotated_secret_is_accepted(deliver: D
 
 
 def test_body_that_is_not_json_is_400(deliver: Deliver, web: str) -> None:
-    from crmsync.sender import signed_request
-
     headers, _ = signed_request(SECRET, {}, "msg_x")
     body = b"{not json"
     from webhooks.signature import sign
