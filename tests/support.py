@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
 from crmsync.core.events import Event
@@ -39,11 +41,12 @@ from crmsync.core.settings import ApiSettings, Settings
 from crmsync.erasure.audit import ErasureAudit
 
 # crmsync's own builders of signed and sample deliveries (the `send-sample` and `dev` commands): the
-# tests import them from here only, so that their module can move with a change to these lines.
+# tests import them from here only, so that their module can move with a change to these lines. Its
+# signed deliveries only to check them against the independent signer (tests/sources/test_standard.py).
 from crmsync.sender import basic_auth as sample_basic_auth
 from crmsync.sender import pipedrive_body as sample_pipedrive_body
 from crmsync.sender import sandbox_purchase_ids as sandbox_purchase_ids
-from crmsync.sender import signed_request as signed_request
+from crmsync.sender import signed_request as sample_signed_request  # noqa: F401 (re-exported)
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
 from webhooks.intake import Intake
@@ -73,6 +76,28 @@ ADMIN = {"Authorization": f"Bearer {CUSTOMERS_TOKEN}"}
 Deliver = Callable[..., requests.Response]
 
 Platform = Callable[..., dict[str, Any]]
+
+# -- deliveries to crmsync's own contract (/webhooks/crm), signed independently ---------------
+
+
+def signature_headers(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers of a delivery of raw `body`, signed by the specification authors'
+    own library (an independent signer: crmsync's `sign` is checked against it, never used for it).
+    The bytes are signed as they are, UTF-8 or not: the library takes bytes since 1.3 (before, it
+    formatted `data` into a str, so bytes would have been signed as their repr)."""
+    signature = Webhook(secret).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), body)
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+def signed_request(
+    secret: bytes, event: dict[str, Any], webhook_id: str | None = None, timestamp: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """Headers and UTF-8 JSON body of a delivery of `event` to /webhooks/crm, independently signed."""
+    webhook_id = webhook_id or f"msg_{os.urandom(12).hex()}"
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    body = json.dumps(event, separators=(",", ":")).encode()
+    headers = {"content-type": "application/json", **signature_headers(secret, webhook_id, timestamp, body)}
+    return headers, body
 
 
 def free_port() -> int:

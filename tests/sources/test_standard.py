@@ -20,11 +20,19 @@ from hypothesis import strategies as st
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
+from standardwebhooks.webhooks import Webhook
 from werkzeug.datastructures import EnvironHeaders
 
 from crmsync.core.keys import payload_key
 from crmsync.core.queue import EventJob
-from tests.support import PREVIOUS_SECRET, SECRET, Deliver, signed_request
+from tests.support import (
+    PREVIOUS_SECRET,
+    SECRET,
+    Deliver,
+    sample_signed_request,
+    signature_headers,
+    signed_request,
+)
 from webhooks.receive import request_headers
 from webhooks.signature import (
     InvalidSignature,
@@ -146,23 +154,17 @@ def test_delivery_signed_with_the_previous_rotated_secret_is_accepted(deliver: D
 
 
 def test_body_that_is_not_json_is_400(deliver: Deliver, web: str) -> None:
-    headers, _ = signed_request(SECRET, {}, "msg_x")
-    body = b"{not json"
-    from webhooks.signature import sign
-
-    headers["webhook-signature"] = sign(SECRET, "msg_x", int(headers["webhook-timestamp"]), body)
-    response = requests.post(web, data=body, headers=headers, timeout=5)
+    response = signed_post(web, b"{not json", "msg_x")
     assert response.status_code == 400
     assert response.json()["error"] == "malformed_json"
 
 
 def signed_post(web: str, body: bytes, webhook_id: str = "m") -> requests.Response:
     """POST raw `body` bytes correctly signed, so only the body itself can be wrong."""
-    from webhooks.signature import sign
-
-    now = int(time.time())
-    headers = {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": str(now),
-               "webhook-signature": sign(SECRET, webhook_id, now, body)}  # fmt: skip
+    headers = {
+        "content-type": "application/json",
+        **signature_headers(SECRET, webhook_id, int(time.time()), body),
+    }
     return requests.post(web, data=body, headers=headers, timeout=10)
 
 
@@ -222,13 +224,7 @@ def test_timestamp_header_of_400_digits_is_401_not_500(deliver: Deliver, redis: 
 
 
 def test_invalid_utf8_body_is_400(web: str) -> None:
-    from webhooks.signature import sign
-
-    now = int(time.time())
-    body = b'{"type": "\xff"}'
-    headers = {"content-type": "application/json", "webhook-id": "m", "webhook-timestamp": str(now),
-               "webhook-signature": sign(SECRET, "m", now, body)}  # fmt: skip
-    response = requests.post(web, data=body, headers=headers, timeout=5)
+    response = signed_post(web, b'{"type": "\xff"}')
     assert response.status_code == 400
 
 
@@ -385,12 +381,7 @@ def test_schema_violation_is_422_naming_each_field(
     "payload", [b"[]", b"null", b"42", b'"text"', b"{}", json.dumps({"type": None}).encode()]
 )
 def test_json_that_is_not_an_event_object_is_422(web: str, payload: bytes) -> None:
-    from webhooks.signature import sign
-
-    now = int(time.time())
-    headers = {"content-type": "application/json", "webhook-id": "m1", "webhook-timestamp": str(now),
-               "webhook-signature": sign(SECRET, "m1", now, payload)}  # fmt: skip
-    response = requests.post(web, data=payload, headers=headers, timeout=5)
+    response = signed_post(web, payload, "m1")
     assert response.status_code == 422
     assert "errors" in response.json()
 
@@ -436,11 +427,9 @@ BODY = b'{"type":"customer.deleted"}'
 def headers(
     secret: bytes = FIRST_SECRET, timestamp: int = NOW, body: bytes = BODY, webhook_id: str = "msg_1"
 ) -> dict[str, str]:
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, webhook_id, timestamp, body),
-    }
+    """Signed by the Standard Webhooks library, not by crmsync's `sign`: the verifier is checked against
+    an independent signer, and `sign` against both that signer and the specification's vector."""
+    return signature_headers(secret, webhook_id, timestamp, body)
 
 
 def test_valid_signature_returns_delivery_identity() -> None:
@@ -454,6 +443,28 @@ def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
     body = b'{"test": 2432232314}'
     expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.binary(min_size=1, max_size=64),
+    webhook_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40),
+    timestamp=st.integers(min_value=0, max_value=4_102_444_800),
+    body=st.binary(max_size=200),
+)
+def test_crmsync_sign_gives_the_header_the_standard_webhooks_library_gives(
+    secret: bytes, webhook_id: str, timestamp: int, body: bytes
+) -> None:
+    # `sign` is what `crmsync send-sample` signs with; the library is the specification authors' own.
+    expected = signature_headers(secret, webhook_id, timestamp, body)["webhook-signature"]
+    assert sign(secret, webhook_id, timestamp, body) == expected
+
+
+def test_a_send_sample_delivery_verifies_with_the_standard_webhooks_library() -> None:
+    event = created(name="Zoë ✓")  # UTF-8 beyond ASCII: signed as the bytes sent, not as a str
+    sent_headers, body = sample_signed_request(SECRET, event, "msg_sample")
+    # The library raises WebhookVerificationError unless a signature matches; it returns the body's JSON.
+    assert Webhook(SECRET).verify(body, sent_headers) == event
 
 
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
@@ -498,8 +509,17 @@ def test_signature_bound_to_its_webhook_id() -> None:
         verify_signature(given, BODY, [FIRST_SECRET], 300, now=NOW)
 
 
-def test_any_configured_secret_verifies_during_rotation() -> None:
-    verify_signature(headers(secret=SECOND_SECRET), BODY, [FIRST_SECRET, SECOND_SECRET], 300, now=NOW)
+@pytest.mark.parametrize("signed_with", [[FIRST_SECRET], [SECOND_SECRET], [FIRST_SECRET, SECOND_SECRET]])
+def test_any_configured_secret_verifies_the_librarys_signature_during_rotation(
+    signed_with: list[bytes],
+) -> None:
+    # A sender mid-rotation signs with the old secret, the new one, or both (one entry each).
+    signature = " ".join(headers(secret=secret)["webhook-signature"] for secret in signed_with)
+    given = {**headers(), "webhook-signature": signature}
+    for configured in ([FIRST_SECRET, SECOND_SECRET], [SECOND_SECRET, FIRST_SECRET]):
+        assert verify_signature(given, BODY, configured, 300, now=NOW).webhook_id == "msg_1"
+    for secret in signed_with:
+        verify_signature(given, BODY, [secret], 300, now=NOW)
 
 
 def test_one_valid_entry_among_several_signatures_is_enough() -> None:
