@@ -44,7 +44,7 @@ from bench.stack import (
     wait_ready,
 )
 from bench.stack import stop as stop_process
-from crmsync.sender import hubspot_request
+from crmsync.cli.sender import hubspot_request
 from sandbox.config import SandboxConfig
 from sandbox.server import RunningSandbox, start_in_thread
 from sandbox.state import state_of

@@ -40,8 +40,8 @@ from bench.stack import (
     stop,
     wait_ready,
 )
+from crmsync.cli.sender import signed_request
 from crmsync.core.keys import job_id_for
-from crmsync.sender import signed_request
 from sandbox.config import SandboxConfig
 from sandbox.server import start_in_thread
 

@@ -50,7 +50,7 @@ from bench.stack import (
     wait_ready,
 )
 from bench.workload import line_request, signed_lines
-from crmsync.sender import hubspot_request, salesforce_message
+from crmsync.cli.sender import hubspot_request, salesforce_message
 
 LUA = ROOT / "bench" / "signed_requests.lua"
 BATCH_LUA = ROOT / "bench" / "batch_requests.lua"

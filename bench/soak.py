@@ -60,8 +60,8 @@ from bench.stack import (
     stop,
     wait_ready,
 )
+from crmsync.cli.sender import signed_request
 from crmsync.core.events import normalize_labels
-from crmsync.sender import signed_request
 from sandbox.config import SandboxConfig
 from sandbox.faults import FaultSettings
 from sandbox.server import RunningSandbox, start_in_thread

@@ -20,7 +20,7 @@ import requests
 from redis import Redis
 
 from bench.stack import ROOT, bench_redis, flush, free_port, print_table, start, stop, wait_ready
-from crmsync.sender import hubspot_request, salesforce_message
+from crmsync.cli.sender import hubspot_request, salesforce_message
 
 HUBSPOT_SECRET = "bench-hubspot-secret-0123456789"
 ORGANIZATION = "00D000000000001AAA"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from redis import Redis
 
-from crmsync import dev
-from crmsync.embedded_redis import start_embedded_redis
+from crmsync.cli import dev
+from crmsync.cli.embedded_redis import start_embedded_redis
 
 __all__ = [
     "ROOT",

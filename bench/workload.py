@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from crmsync.sender import signed_request
+from crmsync.cli.sender import signed_request
 
 __all__ = ["mixed_events", "purchases", "purchase_id", "ingest_event", "signed_lines", "line_request"]
 

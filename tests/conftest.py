@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from redis import Redis
 
 from crmsync.cli import main
+from crmsync.cli.embedded_redis import start_embedded_redis
 from crmsync.core.settings import Settings
-from crmsync.embedded_redis import start_embedded_redis
 from crmsync.web import create_app
 from jobs.worker import SyncWorker, build_worker
 from sandbox.config import SandboxConfig

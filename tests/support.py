@@ -33,20 +33,19 @@ from rq.serializers import JSONSerializer
 from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
+# crmsync's own builders of signed and sample deliveries (the `send-sample` and `dev` commands): the
+# tests import them from here only, so that their module can move with a change to these lines. Its
+# signed deliveries only to check them against the independent signer (tests/sources/test_standard.py).
+from crmsync.cli.sender import basic_auth as sample_basic_auth
+from crmsync.cli.sender import pipedrive_body as sample_pipedrive_body
+from crmsync.cli.sender import sandbox_purchase_ids as sandbox_purchase_ids
+from crmsync.cli.sender import signed_request as sample_signed_request  # noqa: F401 (re-exported)
 from crmsync.core.events import Event
 from crmsync.core.keys import ERASURE_AUDIT_KEY
 from crmsync.core.queue import EventJob
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import ApiSettings, Settings
 from crmsync.erasure.audit import ErasureAudit
-
-# crmsync's own builders of signed and sample deliveries (the `send-sample` and `dev` commands): the
-# tests import them from here only, so that their module can move with a change to these lines. Its
-# signed deliveries only to check them against the independent signer (tests/sources/test_standard.py).
-from crmsync.sender import basic_auth as sample_basic_auth
-from crmsync.sender import pipedrive_body as sample_pipedrive_body
-from crmsync.sender import sandbox_purchase_ids as sandbox_purchase_ids
-from crmsync.sender import signed_request as sample_signed_request  # noqa: F401 (re-exported)
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
 from webhooks.intake import Intake

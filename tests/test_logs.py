@@ -142,6 +142,6 @@ def test_a_restarted_worker_process_is_logged_with_its_exit_code_and_pid(
 
 
 def test_crmsync_dev_runs_web_and_worker_with_plain_lines(tmp_path: pathlib.Path) -> None:
-    from crmsync.dev import _environment
+    from crmsync.cli.dev import _environment
 
     assert _environment(8000, 5050, "redis://127.0.0.1:6379/0", str(tmp_path))["LOG_FORMAT"] == "plain"

@@ -23,9 +23,9 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from crmsync.cli import main
+from crmsync.cli.sender import SAMPLE_IDS
 from crmsync.core.keys import customer_alias_key
 from crmsync.core.settings import Settings
-from crmsync.sender import SAMPLE_IDS
 from jobs.ordering import CustomerLedgers
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox

@@ -16,10 +16,10 @@ from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
+from crmsync.cli.embedded_redis import start_embedded_redis
 from crmsync.core.errors import ApiUnavailable, CustomerLocked
 from crmsync.core.events import Event
 from crmsync.core.keys import customer_lock_key
-from crmsync.embedded_redis import start_embedded_redis
 from jobs.ordering import CustomerLedgers, Ledger
 from jobs.worker import SyncWorker
 from tests.support import Deliver, Platform

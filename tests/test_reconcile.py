@@ -17,11 +17,11 @@ from redis import Redis
 from rq import Queue
 
 from crmsync.cli import main
+from crmsync.cli.reconcile import EXIT_DRIFT, EXIT_FAILED, EXIT_REFUSED
 from crmsync.core.keys import customer_ids_key
 from crmsync.core.redis_conn import as_text
 from crmsync.core.settings import Settings
 from crmsync.operations.reconcile_reports import ReconcileReports
-from crmsync.reconcile_cli import EXIT_DRIFT, EXIT_FAILED, EXIT_REFUSED
 from jobs.worker import SyncWorker
 from sandbox.server import RunningSandbox
 from tests.support import CUSTOMERS_TOKEN, Deliver

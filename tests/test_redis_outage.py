@@ -26,10 +26,10 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from crmsync.cli.embedded_redis import EmbeddedRedis, start_embedded_redis
 from crmsync.core.events import Event
 from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
-from crmsync.embedded_redis import EmbeddedRedis, start_embedded_redis
 from jobs.redis_outage import settle_interrupted_job
 from jobs.worker import build_worker
 from sandbox.server import RunningSandbox

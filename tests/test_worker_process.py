@@ -19,10 +19,10 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
+from crmsync.cli.embedded_redis import start_embedded_redis
 from crmsync.core.events import Event
 from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
-from crmsync.embedded_redis import start_embedded_redis
 from crmsync.web import create_app
 from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox

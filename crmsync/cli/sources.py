@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from crmsync.cli_settings import command_settings
+from crmsync.cli.settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
 from crmsync.operations.source_items import (

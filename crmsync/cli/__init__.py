@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import click
 
 from crmsync import __version__
-from crmsync.sender import SAMPLE_SOURCES, SAMPLE_TYPES
+from crmsync.cli.sender import SAMPLE_SOURCES, SAMPLE_TYPES
 
 if TYPE_CHECKING:
     import requests
@@ -28,18 +28,18 @@ if TYPE_CHECKING:
 # checks that each entry is the command of that name).
 LAZY_COMMANDS = {
     "customer": (
-        "crmsync.customer_cli:customer_command",
+        "crmsync.cli.customer:customer_command",
         "Show one customer's ordering ledger and its jobs.",
     ),
-    "dev": ("crmsync.dev:dev_command", "Run web, worker, the sandbox API and (without REDIS_URL) Redis."),
-    "discard": ("crmsync.failures_cli:discard_command", "Discard failed jobs for good."),
-    "failed": ("crmsync.failures_cli:failed_command", "List failed jobs, newest failure first."),
-    "import": ("crmsync.reconcile_cli:import_command", "Queue every record of a CRM export as an upsert."),
-    "mappings": ("crmsync.sources_cli:mappings_command", "The CRM sources' field mappings."),
-    "reconcile": ("crmsync.reconcile_cli:reconcile_command", "Find (and repair) drift from a CRM export."),
-    "replay": ("crmsync.failures_cli:replay_command", "Replay failed jobs by id, or all matching a filter."),
+    "dev": ("crmsync.cli.dev:dev_command", "Run web, worker, the sandbox API and (without REDIS_URL) Redis."),
+    "discard": ("crmsync.cli.failures:discard_command", "Discard failed jobs for good."),
+    "failed": ("crmsync.cli.failures:failed_command", "List failed jobs, newest failure first."),
+    "import": ("crmsync.cli.reconcile:import_command", "Queue every record of a CRM export as an upsert."),
+    "mappings": ("crmsync.cli.sources:mappings_command", "The CRM sources' field mappings."),
+    "reconcile": ("crmsync.cli.reconcile:reconcile_command", "Find (and repair) drift from a CRM export."),
+    "replay": ("crmsync.cli.failures:replay_command", "Replay failed jobs by id, or all matching a filter."),
     "sandbox": ("sandbox.cli:sandbox_command", "Serve local stand-ins for the platform's APIs."),
-    "sources": ("crmsync.sources_cli:sources_command", "What the CRM sources ignored or rejected."),
+    "sources": ("crmsync.cli.sources:sources_command", "What the CRM sources ignored or rejected."),
 }
 
 
@@ -99,7 +99,7 @@ def main() -> None:
 @click.option("--scheduler/--no-scheduler", default=True, help="Also move due retries back to the queue.")
 def worker_command(burst: bool, scheduler: bool) -> None:
     """Run a worker dyno: WORKER_CONCURRENCY workers that apply queued events to the platform."""
-    from crmsync.cli_settings import command_settings
+    from crmsync.cli.settings import command_settings
     from crmsync.core.logs import configure as configure_logs
     from jobs.dyno_processes import run_worker_dyno
 
@@ -138,8 +138,8 @@ def send_sample_command(
     PIPEDRIVE_WEBHOOK_USER + PIPEDRIVE_WEBHOOK_PASSWORD."""
     import requests
 
+    from crmsync.cli.sender import SAMPLE_IDS, SAMPLE_NAMES, sample_event, send_event, send_sample
     from crmsync.core.settings import SettingsError, parse_secrets
-    from crmsync.sender import SAMPLE_IDS, SAMPLE_NAMES, sample_event, send_event, send_sample
 
     url = url or f"http://127.0.0.1:8000/webhooks/{source}"
     parts = urlsplit(url)
@@ -195,7 +195,7 @@ def erasures_command(status: str | None, as_json: bool) -> None:
     """List GDPR erasures from the audit trail, newest first; overdue and failed ones stand out."""
     from datetime import UTC, datetime
 
-    from crmsync.cli_settings import command_settings
+    from crmsync.cli.settings import command_settings
     from crmsync.core.display import printable
     from crmsync.core.redis_conn import connect
     from crmsync.erasure.audit import list_erasures
