@@ -1,6 +1,6 @@
 """The ingest baseline: a bare Flask endpoint that answers 202, served with the same gunicorn settings.
 
-`gunicorn --config python:crmsync.gunicorn_conf "bench.bare_app:create_app()"` — whatever crmsync's
+`gunicorn --config python:crmsync.server.gunicorn_conf "bench.bare_app:create_app()"` — whatever crmsync's
 own endpoint costs beyond this is verification, validation, the enqueue and logging.
 
 Two steps between the floor and crmsync split that cost (`python -m bench.ingest --decompose`): the

@@ -127,7 +127,9 @@ def running_stack(worker_env: dict[str, str], latency_ms: int) -> Iterator[Stack
         }
         # The bench's own environment must not choose the dyno's concurrency for it.
         os.environ.pop("WORKER_CONCURRENCY", None)
-        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
+        web = start(
+            ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
+        )
         dyno = start(["crmsync", "worker"], {**env, **worker_env})
         redis = Redis.from_url(redis_url)
         try:

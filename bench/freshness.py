@@ -77,7 +77,9 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
         }
         os.environ.pop("WORKER_CONCURRENCY", None)  # the dyno's default, whatever the bench's environment
-        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
+        web = start(
+            ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
+        )
         dyno = start(["crmsync", "worker"], env)
         redis = Redis.from_url(redis_url)
         url = f"http://127.0.0.1:{port}/webhooks/crm"

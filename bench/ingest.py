@@ -151,7 +151,7 @@ def _measure(
     flush(redis_url)
     port = free_port()
     env = {"PORT": str(port), "WEBHOOK_SECRET": WEBHOOK_SECRET, "REDIS_URL": redis_url, **BATCH_SOURCES}
-    server = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", app], env)
+    server = start(["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", app], env)
     batched = label in (HUBSPOT, SALESFORCE)
     write = _batch_lines if batched else _single_lines
     try:

@@ -65,7 +65,8 @@ def worker_instructions(redis_url: str, app: str, requests: int, tag: str) -> in
     # Under valgrind a busy worker could miss gunicorn's 20 s heartbeat and be replaced mid-run, its
     # successor counting part of the requests: hence the longer timeout, and the check below.
     command = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--callgrind-out-file=/dev/null",
-               "gunicorn", "--config", "python:crmsync.gunicorn_conf", "--timeout", "600", app]  # fmt: skip
+               "gunicorn", "--config", "python:crmsync.server.gunicorn_conf",
+               "--timeout", "600", app]  # fmt: skip
     server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)  # fmt: skip
     try:

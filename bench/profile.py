@@ -73,7 +73,9 @@ def _profile_ingest(redis_url: str, scratch: Path, out: Path, seconds: float) ->
     flush(redis_url)
     port = free_port()
     env = {"PORT": str(port), "WEBHOOK_SECRET": WEBHOOK_SECRET, "REDIS_URL": redis_url}
-    server = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
+    server = start(
+        ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", server)
         lines = scratch / "requests.tsv"

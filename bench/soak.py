@@ -366,7 +366,9 @@ def run(
             "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
             "WORKER_CONCURRENCY": str(concurrency),
         }
-        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
+        web = start(
+            ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
+        )
         pool = [start(["crmsync", "worker"], env) for _ in range(workers)]
         killed = False
         try:

@@ -101,7 +101,9 @@ def main() -> None:
         env = {"REDIS_URL": redis_url, "PORT": str(port), "HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
                "SALESFORCE_ORGANIZATION_IDS": ORGANIZATION, "SALESFORCE_WEBHOOK_TOKEN": TOKEN,
                "LOG_LEVEL": "WARNING"}  # fmt: skip
-        web = start(["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"], env)
+        web = start(
+            ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz", web)
             base = f"http://127.0.0.1:{port}"

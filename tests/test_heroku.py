@@ -239,7 +239,7 @@ def web_environment(redis_url: str, port: int, **extra: str) -> dict[str, str]:
 
 
 def start_gunicorn(env: dict[str, str]) -> subprocess.Popen[str]:
-    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    command = ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
     return subprocess.Popen(
         [sys.executable, "-m", *command],
         cwd=ROOT,
@@ -411,6 +411,6 @@ def test_the_container_runs_the_procfiles_commands_from_the_lock() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv sync --locked --no-default-groups" in dockerfile and "--extra" not in dockerfile
     assert (
-        'CMD ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]'
+        'CMD ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]'
         in dockerfile
     )

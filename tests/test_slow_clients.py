@@ -1,5 +1,5 @@
 """The web process under clients that stall, trickle, cut their body short, break chunked framing or
-send too much, through gunicorn with crmsync's own config (crmsync/gunicorn_conf.py), as deployed."""
+send too much, through gunicorn with crmsync's own config (crmsync/server/gunicorn_conf.py), as deployed."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def gunicorn_server(redis_url: str) -> Iterator[tuple[str, int]]:
     env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(REDIS_URL=redis_url, PORT=str(port), WEBHOOK_SECRET=WEBHOOK_SECRET, WEB_CONCURRENCY="2",
                WEB_THREADS="4", BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT_SECONDS))  # fmt: skip
-    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    command = ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
     process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 30
@@ -251,7 +251,7 @@ def test_a_request_still_arriving_when_its_worker_process_restarts_is_answered(r
     env = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(REDIS_URL=redis_url, PORT=str(port), WEBHOOK_SECRET=WEBHOOK_SECRET, WEB_CONCURRENCY="1",
                GUNICORN_CMD_ARGS="--max-requests 2")  # fmt: skip
-    command = ["gunicorn", "--config", "python:crmsync.gunicorn_conf", "crmsync.web:create_app()"]
+    command = ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
     process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:

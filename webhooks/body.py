@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 # A WSGI environ key, true when the server handed the app a request whose whole body had already
-# arrived (crmsync/gunicorn_conf.py's BufferingThreadWorker): reading it cannot stall, so it needs no
-# deadline (whose watcher thread would wake for each request).
+# arrived (crmsync/server/buffering_worker.py's BufferingThreadWorker): reading it cannot stall, so it
+# needs no deadline (whose watcher thread would wake for each request).
 BODY_ARRIVED = "crmsync.body_arrived"
 
 

@@ -70,7 +70,7 @@ def receive_crm_event() -> tuple[Response, int]:
         "outcome": outcome,
     }
     if ACCESS_LOG_FIELDS in incoming.environ:
-        # Under gunicorn the request's access log line carries these (crmsync/gunicorn_conf.py):
+        # Under gunicorn the request's access log line carries these (crmsync/server/access_log.py):
         # one line per webhook instead of two.
         incoming.environ[ACCESS_LOG_FIELDS] = received
     else:

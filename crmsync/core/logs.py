@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 __all__ = ["configure", "line_formatter", "plain_logs", "SAFE_FIELDS", "ACCESS_LOG_FIELDS"]
 
 # A WSGI environ key: where a view leaves the fields its request's access log line should carry, so
-# that a request is one line, not an application line and an access line (crmsync/gunicorn_conf.py
+# that a request is one line, not an application line and an access line (crmsync/server/access_log.py
 # sets it up; without it the view logs its own line).
 ACCESS_LOG_FIELDS = "crmsync.access_log_fields"
 

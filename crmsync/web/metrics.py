@@ -1,9 +1,9 @@
 """`GET /metrics` in Prometheus's text format: the web's own counters, and what the workers left in Redis.
 
 Web-side counters (webhooks received: webhooks/metrics.py) live in prometheus-client. Under gunicorn,
-whose workers are separate processes, they use its multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by
-crmsync/gunicorn_conf.py), so every scrape sums all of them; elsewhere (tests, `flask run`) a plain
-registry. Workers run where nothing can scrape them, so their figures are kept in Redis
+whose workers are separate processes, they use its multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up
+by crmsync/server/gunicorn_conf.py), so every scrape sums all of them; elsewhere (tests, `flask run`) a
+plain registry. Workers run where nothing can scrape them, so their figures are kept in Redis
 (crmsync/core/counters.py) and read here, together with the queue's gauges and the erasure audit trail's
 counts and the last reconcile run's drift, at scrape time.
 Labels are event types and fixed codes only, never customer data.

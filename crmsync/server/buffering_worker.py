@@ -1,173 +1,22 @@
-"""Gunicorn settings for the web process (`gunicorn --config python:crmsync.gunicorn_conf ...`).
-
-Everything comes from the environment, as on Heroku: PORT, WEB_CONCURRENCY, WEB_THREADS.
-"""
+"""gunicorn's worker for the web process: gthread's, holding each request until it has arrived whole
+(`worker_class` in crmsync/server/gunicorn_conf.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import selectors
-import shutil
 import socket
-import sys
-import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
-from crmsync.core.logs import ACCESS_LOG_FIELDS, SAFE_FIELDS, configure, line_formatter, plain_logs
-from crmsync.core.settings import Settings, SettingsError, positive_int
-from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, Mappings, load_mappings
-from webhooks.sources import sources_sharing_ids
+from crmsync.core.settings import Settings
 
-
-def _process_settings() -> tuple[int, int]:
-    """WEB_CONCURRENCY and WEB_THREADS, checked before gunicorn reads them: refuse to start, with one
-    clear line, rather than with gunicorn's traceback (or workers that fail to boot, over and over)."""
-    try:
-        return positive_int(os.environ, "WEB_CONCURRENCY", 2), positive_int(os.environ, "WEB_THREADS", 4)
-    except SettingsError as exc:
-        sys.exit(f"crmsync: configuration error: {exc}")
-
-
-# Threads (gthread, see BufferingThreadWorker) let a worker process take the next request while one
-# waits for its Redis round trip, and keep connections alive (sync workers close every one); see
-# docs/benchmarks.md. Checked before the metrics directory below is made, which an exit would leave.
-workers, threads = _process_settings()
-
-# prometheus-client picks its multiprocess mode when first imported, so the directory must be in the
-# environment before any gunicorn worker imports the app. Heroku dynos have a private /tmp.
-_OWN_MULTIPROC_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _OWN_MULTIPROC_DIR:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crmsync-prometheus-")
-os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-# With gthread, `timeout` restarts a worker process whose main loop stopped answering; it does not
-# end a slow request in a thread. BufferingThreadWorker gives a request to a thread only once it has
-# arrived whole, and answers 408 to one still incomplete BODY_TIMEOUT_SECONDS after its first byte.
-# A restart lets in-flight requests finish within Heroku's 30 s window.
-worker_class = "crmsync.gunicorn_conf.BufferingThreadWorker"
-timeout = 20
-graceful_timeout = 25
-keepalive = 5
-errorlog = "-"
-# gunicorn trusts no client's X-Forwarded-* (a `*` here took a client's leftmost X-Forwarded-Proto as
-# the scheme): the app trusts what TRUSTED_PROXY_HOPS proxies set, and only that (crmsync/web/proxies.py).
-forwarded_allow_ips = ""
-# gunicorn 25+ opens a control socket at one fixed path per user by default, which two gunicorns on
-# one machine (a dev run next to the tests) would take from each other; crmsync does not use it.
-control_socket_disable = True
-
-
-class JsonAccessLogger(Logger):
-    """One JSON line per request on stdout, built with json.dumps so that no path or header can break
-    the line; the path is logged without its query string and carries no personal data. gunicorn's
-    own lines (starting, workers booting and exiting) take the app's format too (plain with
-    LOG_FORMAT=plain, as `crmsync dev` runs it)."""
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for handler in self.error_log.handlers:
-            handler.setFormatter(line_formatter())
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
-            return
-        status = str(resp.status).split(None, 1)[0]
-        line = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "logger": "gunicorn.access",
-            "msg": "request",
-            "event": "http_request",
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": int(status) if status.isdigit() else status,
-            "duration_ms": round(request_time.total_seconds() * 1000, 1),
-            "bytes": getattr(resp, "sent", None) or 0,
-            "remote": environ.get("REMOTE_ADDR"),
-            "request_id": environ.get("HTTP_X_REQUEST_ID"),  # set by Heroku's router
-        }
-        # What the view said about the request (a webhook's ids and outcome): safe fields only.
-        fields = environ.get(ACCESS_LOG_FIELDS) or {}
-        line.update((name, fields[name]) for name in SAFE_FIELDS if fields.get(name) is not None)
-        if plain_logs():
-            facts = " ".join(f"{name}={value}" for name, value in list(line.items())[5:] if value is not None)
-            self.access_log.info(f"{line['ts'][11:19]} info    gunicorn.access: request {facts}")
-            return
-        self.access_log.info(json.dumps(line))
-
-
-accesslog = "-"
-logger_class = JsonAccessLogger
-
-
-def on_starting(server: Any) -> None:
-    """Refuse to start, with one clear line, when a setting is missing or malformed."""
-    try:
-        settings = Settings.from_env(role="web")
-        mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
-    except (SettingsError, MappingError) as exc:
-        on_exit(server)  # gunicorn calls it only after a start
-        sys.exit(f"crmsync: configuration error: {exc}")
-    _warn_if_redis_is_unreachable(server, settings.redis_url)
-    _warn_of_shared_ids(server, settings, mappings)
-    # Counters left by a previous run of this master would be summed into this one's.
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    for name in os.listdir(directory):
-        if name.endswith(".db"):
-            os.remove(os.path.join(directory, name))
-
-
-def _warn_if_redis_is_unreachable(server: Any, url: str) -> None:
-    """Start anyway (Redis may come first or later; /readyz answers 503 meanwhile), but say so: every
-    webhook is refused until Redis answers."""
-    from redis.exceptions import RedisError
-
-    from crmsync.core.redis_conn import connect, redact_url
-
-    client = connect(url)
-    try:
-        client.ping()
-    except RedisError as exc:
-        server.log.warning(
-            f"Redis at {redact_url(url)} is not reachable ({type(exc).__name__}): webhooks are answered "
-            "503 until it is (GET /readyz)"
-        )
-    finally:
-        client.close()
-
-
-def _warn_of_shared_ids(server: Any, settings: Settings, mappings: Mappings) -> None:
-    """Once per start (here, in the master): CRM sources whose ids can name the same customer."""
-    shared = sources_sharing_ids(settings, mappings)
-    if shared:
-        server.log.warning(
-            "CRM sources share external ids: set external_id_prefix on each source's mapping",
-            extra={"event": "external_ids_may_collide", "sources": shared},
-        )
-
-
-def on_exit(server: Any) -> None:
-    """Remove the metrics directory this master made itself (not one given in the environment)."""
-    if _OWN_MULTIPROC_DIR:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """A worker process ended: its live gauges are dropped (its counters stay in the sums)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
+__all__ = ["BufferingThreadWorker", "body_arrived_whole", "stop_header_deadline"]
 
 # A request's head ends at the first empty line; gunicorn refuses heads over its limits (4 KiB request
 # line, 100 fields of 8 KiB), so one past 64 KiB is handed on for gunicorn to refuse.
@@ -209,7 +58,7 @@ class BufferingThreadWorker(ThreadWorker):
 
     def init_process(self) -> None:
         # Imported here, in the worker: importing webhooks in the master would load prometheus-client
-        # before PROMETHEUS_MULTIPROC_DIR is set above.
+        # before gunicorn_conf sets PROMETHEUS_MULTIPROC_DIR.
         from webhooks.body import cut_off_after
 
         settings = Settings.from_env(role="web")
@@ -336,31 +185,18 @@ class BufferingThreadWorker(ThreadWorker):
         return len(body) >= int(length.group(1))
 
 
+# What a request's thread knows of it: its headers' deadline (when it went through as gthread would)
+# and whether its body arrived whole before the thread took it.
 _headers = threading.local()
 
 
-def pre_request(worker: Any, req: Any) -> None:
+def stop_header_deadline() -> None:
     """The headers are in: the time to send them is no longer counted (the body has its own)."""
     deadline = getattr(_headers, "deadline", None)
     if deadline is not None:
         deadline.cancel()
 
 
-def post_worker_init(worker: Any) -> None:
-    """Application logs as JSON lines on stdout, like the worker's; views may add fields to their
-    request's access log line (ACCESS_LOG_FIELDS) instead of logging a line of their own."""
-    configure(os.environ.get("LOG_LEVEL", "INFO"))
-    worker.wsgi = _with_request_facts(worker.wsgi)
-
-
-def _with_request_facts(app: Any) -> Any:
-    """What the worker knows of each request, for the app: whether its body arrived whole before it
-    was handed to a thread, and a place for the fields of its access log line."""
-    from webhooks.body import BODY_ARRIVED
-
-    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-        environ[ACCESS_LOG_FIELDS] = {}
-        environ[BODY_ARRIVED] = getattr(_headers, "body_arrived", False)
-        return app(environ, start_response)
-
-    return wsgi
+def body_arrived_whole() -> bool:
+    """Whether the current thread's request arrived with all of its body before the thread took it."""
+    return bool(getattr(_headers, "body_arrived", False))
