@@ -16,4 +16,4 @@ RUN uv sync --locked --no-default-groups --no-cache
 USER crmsync
 EXPOSE 8000
 ENV PORT=8000
-CMD ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
+CMD ["crmsync", "web"]

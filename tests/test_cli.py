@@ -60,7 +60,7 @@ def test_help_lists_only_crmsyncs_commands_without_any_settings() -> None:
     listed = result.stdout.split("Commands:\n", 1)[1].splitlines()
     names = {line.split()[0] for line in listed if line.startswith("  ") and not line.startswith("   ")}
     assert names == {"customer", "dev", "discard", "erasures", "failed", "import", "mappings", "reconcile",
-                     "replay", "sandbox", "send-sample", "sources", "worker"}  # fmt: skip
+                     "replay", "sandbox", "send-sample", "sources", "web", "worker"}  # fmt: skip
     # Neither Flask's commands (routes, shell, run) nor its options are offered.
     assert "--env-file" not in result.stdout and "--app" not in result.stdout
 

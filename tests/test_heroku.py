@@ -26,7 +26,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings
+from crmsync.core.settings import Settings, web_processes
 from sandbox.server import RunningSandbox
 from tests.support import (
     CUSTOMERS_TOKEN,
@@ -353,6 +353,52 @@ def test_gunicorn_refuses_to_start_with_a_bad_setting_and_names_it(
     assert list(tmp_path.iterdir()) == []  # no crmsync-prometheus-* left behind
 
 
+def start_crmsync_web(env: dict[str, str]) -> subprocess.Popen[str]:
+    """`crmsync web`, the Procfile's web command."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "crmsync", "web"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("abc", "WEB_CONCURRENCY must be a whole number, got 'abc'"),
+        ("2.5", "WEB_CONCURRENCY must be a whole number, got '2.5'"),
+        ("0", "WEB_CONCURRENCY must be positive, got 0"),
+    ],
+)
+def test_crmsync_web_refuses_a_malformed_web_concurrency_in_one_line(
+    redis_url: str, value: str, message: str, tmp_path: Path
+) -> None:
+    # gunicorn reads WEB_CONCURRENCY as it is imported, before crmsync's config: "abc" ends it in a
+    # ValueError's traceback.
+    process = start_crmsync_web(
+        web_environment(redis_url, free_port(), TMPDIR=str(tmp_path), WEB_CONCURRENCY=value)
+    )
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert (stdout, stderr) == ("", f"crmsync: configuration error: {message}\n")
+    assert list(tmp_path.iterdir()) == []  # gunicorn never started
+
+
+def test_crmsync_web_serves_with_web_concurrency_set_but_empty(redis_url: str) -> None:
+    # Empty means the default (2), as for every setting; gunicorn alone fails on int("").
+    port = free_port()
+    process = start_crmsync_web(web_environment(redis_url, port, WEB_CONCURRENCY=""))
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/healthz", process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in stderr
+
+
 # Read from the environment but no setting of the app: PORT is set by Heroku itself, and the
 # gunicorn master gives its workers the metrics directory.
 NOT_SETTINGS = {"PORT", "PROMETHEUS_MULTIPROC_DIR"}
@@ -376,6 +422,7 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
 
     Settings.from_env(Recording(), role="cli")
     assert read, "Settings.from_env read nothing"
+    web_processes(Recording())  # gunicorn's processes and threads, read by `crmsync web` and its config
     # Settings the processes read from the environment themselves, outside Settings (LOG_FORMAT, the
     # gunicorn ones): the names the service's modules look up in os.environ.
     read |= {name for name in _names_read_from_environ() if name not in NOT_SETTINGS}
@@ -410,7 +457,4 @@ def test_the_container_runs_the_procfiles_commands_from_the_lock() -> None:
     assert "\n      TRUSTED_PROXY_HOPS: ${TRUSTED_PROXY_HOPS:-0}\n" in web
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv sync --locked --no-default-groups" in dockerfile and "--extra" not in dockerfile
-    assert (
-        'CMD ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]'
-        in dockerfile
-    )
+    assert '\nCMD ["crmsync", "web"]\n' in dockerfile

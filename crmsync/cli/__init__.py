@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "replay": ("crmsync.cli.failures:replay_command", "Replay failed jobs by id, or all matching a filter."),
     "sandbox": ("sandbox.cli:sandbox_command", "Serve local stand-ins for the platform's APIs."),
     "sources": ("crmsync.cli.sources:sources_command", "What the CRM sources ignored or rejected."),
+    "web": ("crmsync.cli.web:web_command", "Run the web process: gunicorn with crmsync's settings."),
 }
 
 

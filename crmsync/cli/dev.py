@@ -135,7 +135,7 @@ def _start(supervisor: Supervisor, env: dict[str, str], sandbox_port: int) -> No
     python = [sys.executable, "-m"]
     grace = float(env["WORKER_SHUTDOWN_GRACE_SECONDS"])
     supervisor.start("sandbox", [*python, "crmsync", "sandbox", "--port", str(sandbox_port)], env, 5, stage=0)
-    web = [*python, "gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"]
+    web = [*python, "crmsync", "web"]
     supervisor.start("web", web, env, 10, stage=1)
     # The worker finishes (or, past the grace, stops and retries) its job, with Redis still there.
     supervisor.start("worker", [*python, "crmsync", "worker"], env, grace + 5, stage=1)

@@ -239,6 +239,11 @@ def parse_secrets(value: str) -> tuple[bytes, ...]:
     return tuple(secrets)
 
 
+def web_processes(env: Mapping[str, str]) -> tuple[int, int]:
+    """The web's gunicorn worker processes (WEB_CONCURRENCY) and the threads of each (WEB_THREADS)."""
+    return positive_int(env, "WEB_CONCURRENCY", 2), positive_int(env, "WEB_THREADS", 4)
+
+
 def positive_int(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:
     """The whole number `name` holds (> 0, or >= 0 with `allow_zero`), `default` when it is unset; a
     SettingsError naming it when it holds anything else."""

@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from crmsync.core.logs import configure
-from crmsync.core.settings import Settings, SettingsError, positive_int
+from crmsync.core.settings import Settings, SettingsError, web_processes
 from crmsync.server.access_log import JsonAccessLogger, with_request_facts
 from crmsync.server.buffering_worker import stop_header_deadline
 from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, Mappings, load_mappings
@@ -23,7 +23,7 @@ def _process_settings() -> tuple[int, int]:
     """WEB_CONCURRENCY and WEB_THREADS, checked before gunicorn reads them: refuse to start, with one
     clear line, rather than with gunicorn's traceback (or workers that fail to boot, over and over)."""
     try:
-        return positive_int(os.environ, "WEB_CONCURRENCY", 2), positive_int(os.environ, "WEB_THREADS", 4)
+        return web_processes(os.environ)
     except SettingsError as exc:
         sys.exit(f"crmsync: configuration error: {exc}")
 
