@@ -23,8 +23,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from crmsync.core.events import EVENT_TYPES
-from tests.support import SECRET
-from webhooks.signature import sign
+from tests.support import SECRET, signature_headers
 
 FUZZ = settings(
     max_examples=200,
@@ -35,9 +34,7 @@ FUZZ = settings(
 
 
 def standard_webhooks(body: bytes, webhook_id: str) -> dict[str, str]:
-    now = int(time.time())
-    return {"webhook-id": webhook_id, "webhook-timestamp": str(now),
-            "webhook-signature": sign(SECRET, webhook_id, now, body)}  # fmt: skip
+    return signature_headers(SECRET, webhook_id, int(time.time()), body)
 
 
 Signer = Callable[[bytes, str], dict[str, str]]
