@@ -4,7 +4,8 @@ A merge names its survivor (`external_id`) and the ids merged into it (`merged_i
 preference). Applying it:
 
 1. locks the survivor and every merged id, in sorted order (jobs/ordering.py), and reads their
-   ledgers and aliases under those locks;
+   ledgers and aliases under those locks; waits (retried later) while an older event of one of them
+   is still to run (jobs/merge_barrier.py);
 2. keeps the survivor's platform customer; if it has none, the first merged id that has one is
    re-keyed to the survivor with `updateCustomer(externalId)` (recorded first in `merge_steps_key`,
    so a retry after a lost answer knows where the survivor's record came from);
@@ -29,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
+
+from rq import get_current_job
 
 from crmsync.core.errors import CustomerLocked, CustomerNotYetCreated, PermanentError
 from crmsync.core.events import CUSTOMER_FIELDS, Event
@@ -90,6 +93,7 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
         pending = [m for m in merged if locked[m].alias is None]
         if not pending:
             return "stale"  # every merged id is an alias already: a redelivery
+        runtime.merges.wait_for_older_events(event, get_current_job(), [survivor, *pending])
         for merged_id in pending:
             # First: a merged id's cached platform id may name the record re-keyed to the survivor.
             runtime.ids.drop(merged_id)

@@ -19,6 +19,7 @@ from crmsync.core.settings import ApiSettings, Settings, SettingsError
 
 from .coalescing import QueuedEvents
 from .id_cache import IdCache
+from .merge_barrier import MergeBarrier
 from .ordering import LOCK_MARGIN_SECONDS, CustomerLedgers
 from .platform_api import PlatformApi
 from .rate_limit import RateLimit
@@ -38,6 +39,7 @@ class Runtime:
     ids: IdCache
     # None when COALESCE_EVENTS is off: each event is applied on its own.
     queued: QueuedEvents | None
+    merges: MergeBarrier
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis) -> Runtime:
@@ -67,6 +69,7 @@ class Runtime:
             ),
             ids=IdCache(redis, enabled=settings.id_cache),
             queued=QueuedEvents(redis) if settings.coalesce_events else None,
+            merges=MergeBarrier(redis, settings.queue_name),
         )
 
     def close(self) -> None:

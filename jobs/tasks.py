@@ -8,6 +8,7 @@ remaining retries. Messages are redacted of the event's personal values before R
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC
@@ -37,6 +38,7 @@ from crmsync.erasure.scrub import SUPERSEDED, scrub_current_job, scrub_customer_
 from .attempts import add_attempt
 from .coalescing import QueuedEvent, coalesce
 from .customers import clear_description, delete_customer, upsert_customer
+from .merge_barrier import MergeWaiting
 from .merges import locked_for_event, merge_customers
 from .personal_data import anonymise_purchase
 from .retry import next_delay
@@ -233,6 +235,11 @@ def _schedule_retry_or_give_up(runtime: Runtime, event: Event, exc: SyncError) -
     retry_in: int | None = None
     if not exc.retryable:
         job.retries_left = 0
+    elif isinstance(exc, MergeWaiting):
+        # A wait for older events, not a failure: the retry RQ takes now is given back.
+        job.retries_left = (job.retries_left or 0) + 1
+        retry_in = math.ceil(exc.retry_after or 0)
+        job.retry_intervals = [retry_in]
     elif will_retry(job):
         retry_in = next_delay(runtime.settings.retry_schedule, attempts - 1, exc.retry_after)
         # RQ reads the next interval from this list; setting it per failure gives jitter and Retry-After.

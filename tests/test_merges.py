@@ -234,6 +234,31 @@ def test_a_new_survivor_whose_create_lost_its_answer_still_takes_the_kept_record
     worker.runtime.close()
 
 
+def test_a_merge_waits_for_its_kept_records_create_still_to_be_retried(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    # No hold after the failed create: the merge is free to take the kept record's lock at once.
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30), in_flight_hold_seconds=0), redis)
+    deliver(event("created", external_id="102", at=T0, name="Acme Inc"))
+    run(worker)
+    set_faults(sandbox, unavailable_rate=1.0)
+    create = deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    run(worker)
+    assert job_of(create, redis).get_status() == JobStatus.SCHEDULED  # 101 has no customer yet
+    set_faults(sandbox)
+    response = deliver(merge("103", "101", "102"))
+    run(worker)
+    waiting = job_of(response, redis)
+    assert waiting.get_status() == JobStatus.SCHEDULED
+    assert [attempt["class"] for attempt in waiting.meta["attempts"]] == ["merge_waiting"]
+    assert waiting.retries_left == len(settings.retry_schedule)  # the wait spent none of its retries
+    assert stats(sandbox)["mutations"].get("deleteCustomer", 0) == 0  # nor any platform step
+    drain(worker, redis)
+    # 101, the merge's first choice, is the record kept: had the merge not waited, 102's would be.
+    assert everyone(platform) == [("103", "Acme", "first")]
+    worker.runtime.close()
+
+
 def test_a_delete_whose_answer_was_lost_never_reaches_the_survivor(
     deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
