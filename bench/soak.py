@@ -40,6 +40,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -325,7 +326,7 @@ def _quiet_sandbox_log() -> None:
 
 def run(
     customers: int, events_per_customer: int, workers: int, duplicates: float, window: int, seed: int,
-    concurrency: int = 1, reissue_per_second: float = 20,
+    concurrency: int = 1, reissue_per_second: float = 20, logs: Path | None = None,
 ) -> int:  # fmt: skip
     rng = random.Random(seed)
     start_at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -369,7 +370,14 @@ def run(
         web = start(
             ["gunicorn", "--config", "python:crmsync.server.gunicorn_conf", "crmsync.web:create_app()"], env
         )
-        pool = [start(["crmsync", "worker"], env) for _ in range(workers)]
+        if logs is not None:
+            # Every job's outcome and failure, per worker dyno, to follow a mismatch's events.
+            logs.mkdir(parents=True, exist_ok=True)
+            env["LOG_LEVEL"] = "INFO"
+        pool = [
+            start(["crmsync", "worker"], env, log=logs / f"worker-{n}.log" if logs else None)
+            for n in range(workers)
+        ]
         killed = False
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz", web)
@@ -485,9 +493,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reissue-per-second", type=float, default=20,
                         help="customers deleted and re-created out of band per second (0: none)")  # fmt: skip
+    parser.add_argument("--logs", type=Path, help="write each worker dyno's log (INFO) to this directory")
     args = parser.parse_args()
     sys.exit(run(args.customers, args.events, args.workers, args.duplicates, args.window, args.seed,
-                 args.concurrency, args.reissue_per_second))  # fmt: skip
+                 args.concurrency, args.reissue_per_second, args.logs))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from redis import Redis
 
@@ -72,9 +73,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start(args: Sequence[str], env: dict[str, str], quiet: bool = True) -> subprocess.Popen[bytes]:
-    """Start a Python module as a child process; its logs are discarded (formatting them still runs)."""
-    output = subprocess.DEVNULL if quiet else None
+def start(
+    args: Sequence[str], env: dict[str, str], quiet: bool = True, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a Python module as a child process; its logs are discarded (formatting them still runs),
+    shown (`quiet` False), or appended to the file `log`."""
+    output: int | IO[bytes] | None = subprocess.DEVNULL if quiet else None
+    if log is not None:
+        output = log.open("ab")
     # Its own process group, so a SIGKILL can take its children (RQ's scheduler) too, like a dyno's.
     return subprocess.Popen([sys.executable, "-m", *args], env={**os.environ, **env}, cwd=ROOT,
                             stdout=output, stderr=output, start_new_session=True)  # fmt: skip
