@@ -160,14 +160,16 @@ def _made_after(ledger: Ledger, merged_at: str) -> bool:
 
 
 def _inherit(survivor: Ledger, kept: Ledger, taken: tuple[str, ...]) -> Ledger:
-    """The survivor's ledger once it holds the kept record's values of the fields `taken`: each of
-    them at the newer of the two versions, and the kept record's erasure mark (its data is the
-    survivor's now). Its other fields' later writes are moved like any merged record's."""
-    fields = dict(survivor.fields)
-    for name, version in kept.fields.items():
-        if name in taken:
-            fields[name] = max(fields.get(name, ""), version)
-    return replace(survivor, fields=fields, erased=max(survivor.erased, kept.erased))
+    """The survivor's ledger once it holds the kept record's values of the fields `taken`, and the
+    kept record's erasure mark (its data is the survivor's now).
+
+    A field of `taken` the survivor's ledger holds already was written on the platform after the kept
+    record's value: by an event for the survivor between an attempt of this merge that re-keyed (or
+    took) the record and this retry. The platform holds that event's value whatever the versions, so
+    the survivor's version stands; a newer write of the kept record (after the merge) is moved, as
+    any merged record's."""
+    fields = {name: version for name, version in kept.fields.items() if name in taken}
+    return replace(survivor, fields={**fields, **survivor.fields}, erased=max(survivor.erased, kept.erased))
 
 
 def _move_later_writes(

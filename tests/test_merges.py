@@ -217,6 +217,26 @@ def test_a_rekey_whose_answer_was_lost_is_not_repeated_and_keeps_the_survivor(
     worker.runtime.close()
 
 
+def test_an_update_for_the_new_id_between_two_attempts_of_its_merge_loses_no_newer_kept_value(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30), in_flight_hold_seconds=0), redis)
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    deliver(event("updated", external_id="101", at=T3, description="third"))  # after the merge, first
+    run(worker)
+    set_faults(sandbox, lost_response_rate=1.0)  # the re-key is applied, its answer lost
+    response = deliver(merge("103", "101", at=T1))
+    run(worker)
+    assert job_of(response, redis).get_status() == JobStatus.SCHEDULED
+    set_faults(sandbox)
+    # Before the merge's retry: 103's record is 101's, re-keyed, and its ledger knows nothing of it.
+    deliver(event("updated", external_id="103", at=T2, description="second"))
+    run(worker)
+    drain(worker, redis)
+    assert everyone(platform) == [("103", "Acme", "third")]
+    worker.runtime.close()
+
+
 def test_a_new_survivor_whose_create_lost_its_answer_still_takes_the_kept_records_fields(
     deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
