@@ -12,24 +12,32 @@ own. While one is older, the merge raises `MergeWaiting`: it is retried a little
 due, and the wait does not spend its retry budget (jobs/tasks.py gives the retry back). Waits never
 form a circle: each one is for a strictly older event. Once a merge began its platform steps it
 never waits again: its records may be half-merged, and only finishing the merge repairs them.
+
+Two waits go the other way, with the same `MergeWaiting` (no retry spent): from a merge's first
+platform step to its commit, its records carry its mark (`CustomerLedgers.mark_merging`), and their
+other events wait for the commit (`wait_while_merging`), since a record re-keyed to the survivor has
+no alias yet to route them; and an event for a new survivor that finds no customer waits for the
+merge into it still to run (`wait_for_merge_into`), however long that merge waits itself.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from redis import Redis
 from rq.job import Job
 
 from crmsync.core.errors import CustomerLocked
-from crmsync.core.events import Event
+from crmsync.core.events import CUSTOMER_MERGED, Event
 from crmsync.core.keys import customer_jobs_key, payload_key
 from crmsync.core.queue import app_queue
 from crmsync.core.redis_conn import LuaScript
 
-__all__ = ["MergeWaiting", "MergeBarrier"]
+from .ordering import LockedCustomer
+
+__all__ = ["MergeWaiting", "MergeBarrier", "wait_while_merging"]
 
 # After the blocking job is due, it needs a moment to run before the merge is tried again.
 AFTER_DUE_SECONDS = 2.0
@@ -58,7 +66,8 @@ return found
 
 
 class MergeWaiting(CustomerLocked):
-    """An event older than the merge, for one of its records, is still to run: retry after it."""
+    """A merge and its records' other events wait for one another (an older event still to run, or a
+    merge under way): retried later, without spending a retry."""
 
     failure_class = "merge_waiting"
 
@@ -76,24 +85,55 @@ class MergeBarrier:
         mid-merge must not wait either). Call it right before the merge's first platform step."""
         if job is None or job.meta.get(_BEGUN):
             return
-        dues = self._older_still_to_run(merge, job.id, external_ids)
-        if dues:
-            wait = max(dues) - time.time() + AFTER_DUE_SECONDS
-            raise MergeWaiting(f"{len(dues)} older event(s) of the merged records still to run",
-                               retry_after=max(wait, AFTER_DUE_SECONDS))  # fmt: skip
+        _wait_for(self._still_to_run(job.id, external_ids, lambda other: other.version < merge.version),
+                  "older event(s) of the merged records still to run")  # fmt: skip
         job.meta[_BEGUN] = True
         job.save_meta()
 
-    def _older_still_to_run(self, merge: Event, job_id: str, external_ids: Iterable[str]) -> list[float]:
-        """When each job older than `merge` still to run is due (unix seconds; now if queued or running)."""
+    def wait_for_merge_into(self, event: Event, job: Job | None) -> None:
+        """Raise MergeWaiting while an older merge into `event`'s customer is still to run: the record
+        an event for a new survivor (HubSpot's `newObjectId`) writes to comes with that merge, so the
+        event waits for it without spending its retries (it would fail as `customer_not_found`)."""
+        if job is None:
+            return
+
+        def merge_into(other: Event) -> bool:
+            return other.type == CUSTOMER_MERGED and other.external_id == event.external_id \
+                and other.version < event.version  # fmt: skip
+
+        _wait_for(
+            self._still_to_run(job.id, [event.external_id], merge_into), "merge(s) into this customer to run"
+        )
+
+    def _still_to_run(
+        self, job_id: str, external_ids: Iterable[str], chosen: Callable[[Event], bool]
+    ) -> list[float]:
+        """When each `chosen` job of `external_ids` still to run is due (unix seconds; now if queued or
+        running), other than `job_id`."""
         found = self._read(keys=[customer_jobs_key(external_id) for external_id in external_ids],
                            args=[job_id, Job.redis_job_namespace_prefix, payload_key(""),
                                  self._scheduled])  # fmt: skip
         return [
             float(due) if due else time.time()
             for payload, due in zip(found[::2], found[1::2], strict=True)
-            if Event.from_payload(json.loads(payload)).version < merge.version
+            if chosen(Event.from_payload(json.loads(payload)))
         ]
+
+
+def _wait_for(dues: list[float], what: str) -> None:
+    """Raise MergeWaiting, to be retried a little after the last of `dues`, if there is any."""
+    if dues:
+        wait = max(dues) - time.time() + AFTER_DUE_SECONDS
+        raise MergeWaiting(f"{len(dues)} {what}", retry_after=max(wait, AFTER_DUE_SECONDS))
+
+
+def wait_while_merging(customers: Iterable[LockedCustomer], job: Job | None = None) -> None:
+    """Raise MergeWaiting while a merge other than `job` is under way for one of `customers`: it began
+    its platform steps and has not committed, so their records are half-merged (a record re-keyed to
+    the survivor, and no alias yet to route its events there)."""
+    merging = {customer.merging for customer in customers} - {"", job.id if job else ""}
+    if merging:
+        raise MergeWaiting("a merge of this customer is under way", retry_after=AFTER_DUE_SECONDS)
 
 
 # In the merge job's meta once it began its platform steps.

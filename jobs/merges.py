@@ -5,7 +5,8 @@ preference). Applying it:
 
 1. locks the survivor and every merged id, in sorted order (jobs/ordering.py), and reads their
    ledgers and aliases under those locks; waits (retried later) while an older event of one of them
-   is still to run (jobs/merge_barrier.py);
+   is still to run (jobs/merge_barrier.py), then marks them as being merged: from there to the
+   commit their other events wait;
 2. keeps the survivor's platform customer; if it has none, the first merged id that has one is
    re-keyed to the survivor with `updateCustomer(externalId)` (recorded first in `merge_steps_key`,
    so a retry after a lost answer knows where the survivor's record came from);
@@ -39,6 +40,7 @@ from crmsync.core.keys import MERGE_STEPS_TTL_SECONDS, job_id_for, merge_steps_k
 from crmsync.core.redis_conn import as_text
 
 from .customers import delete_customer, find_customer, find_customer_id, rekey_customer, upsert_customer
+from .merge_barrier import wait_while_merging
 from .ordering import Alias, CustomerLedgers, Ledger, LockedCustomer
 from .runtime import Runtime
 
@@ -60,6 +62,7 @@ def locked_for_event(
     current = external_id
     for _ in range(_MAX_HOPS):
         with ledgers.locked(current) as customer:
+            wait_while_merging([customer])
             if customer.alias is None:
                 yield customer
                 return
@@ -93,7 +96,11 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
         pending = [m for m in merged if locked[m].alias is None]
         if not pending:
             return "stale"  # every merged id is an alias already: a redelivery
-        runtime.merges.wait_for_older_events(event, get_current_job(), [survivor, *pending])
+        job, merging = get_current_job(), [locked[external_id] for external_id in [survivor, *pending]]
+        wait_while_merging(merging, job)
+        runtime.merges.wait_for_older_events(event, job, [survivor, *pending])
+        if job is not None:
+            runtime.ledgers.mark_merging(merging, job.id)
         for merged_id in pending:
             # First: a merged id's cached platform id may name the record re-keyed to the survivor.
             runtime.ids.drop(merged_id)
@@ -111,7 +118,7 @@ def merge_customers(runtime: Runtime, event: Event) -> str:
         for merged_id in pending:
             ledgers[merged_id] = locked[merged_id].ledger.after_delete(event.version)
         aliases = {m: Alias(survivor, event.version, kept=m == kept) for m in pending}
-        runtime.ledgers.commit_merge(locked.values(), ledgers, aliases)
+        runtime.ledgers.commit_merge(locked.values(), ledgers, aliases, survivor)
     return "applied"
 
 

@@ -34,6 +34,8 @@ from .redis_outage import REDIS_UNAVAILABLE
 __all__ = ["Alias", "Ledger", "CustomerLedgers", "LockedCustomer"]
 
 LOCK_MARGIN_SECONDS = 5
+# A merge's mark on its records (`mark_merging`) outlives its retries: every retry rewrites it.
+MERGING_TTL_SECONDS = 15 * 60
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -56,8 +58,9 @@ end
 redis.call('DEL', KEYS[1])
 return 1
 """
-# KEYS: n (lock, ledger) pairs, then the alias keys. ARGV: n; per customer its token, ledger TTL,
-# number of ledger items and the items; the aliases' TTL; per alias its fields' count and items.
+# KEYS: n (lock, ledger) pairs, the alias keys, then the survivor's alias key if given (its merge is no
+# longer under way). ARGV: n; per customer its token, ledger TTL, number of ledger items and the items;
+# the aliases' TTL and count; per alias its fields' count and items.
 _COMMIT_MERGE = """
 local n = tonumber(ARGV[1])
 local at = 2
@@ -79,13 +82,17 @@ for i = 1, n do
   at = at + 3 + count
 end
 local alias_ttl = ARGV[at]
-at = at + 1
-for k = 2 * n + 1, #KEYS do
+local aliases = tonumber(ARGV[at + 1])
+at = at + 2
+for k = 2 * n + 1, 2 * n + aliases do
   local count = tonumber(ARGV[at])
   redis.call('DEL', KEYS[k])
   redis.call('HSET', KEYS[k], unpack(ARGV, at + 1, at + count))
   redis.call('EXPIRE', KEYS[k], alias_ttl)
   at = at + 1 + count
+end
+for k = 2 * n + aliases + 1, #KEYS do
+  redis.call('HDEL', KEYS[k], 'merging')
 end
 return 1
 """
@@ -198,6 +205,8 @@ class LockedCustomer:
     alias: Alias | None = None
     # Set by a successful commit, which deletes the lock in the same script.
     released: bool = False
+    # The job id of a merge of this customer that began its platform steps and has not committed.
+    merging: str = ""
 
 
 class CustomerLedgers:
@@ -275,11 +284,25 @@ class CustomerLedgers:
             yield {external_id: stack.enter_context(self.locked(external_id))
                    for external_id in sorted(set(external_ids))}  # fmt: skip
 
+    def mark_merging(self, customers: Iterable[LockedCustomer], job_id: str) -> None:
+        """Mark `customers` (locked) as being merged by the job `job_id` until `commit_merge`: between its
+        first platform step and its commit their records are half-merged, and their other events wait
+        (jobs/merge_barrier.py). A merge that fails for good leaves the mark until it expires."""
+        with self._redis.pipeline() as pipe:
+            for customer in customers:
+                pipe.hset(customer_alias_key(customer.external_id), "merging", job_id)
+                pipe.expire(customer_alias_key(customer.external_id), MERGING_TTL_SECONDS)
+            pipe.execute()
+
     def commit_merge(
-        self, customers: Iterable[LockedCustomer], ledgers: Mapping[str, Ledger], aliases: Mapping[str, Alias]
+        self,
+        customers: Iterable[LockedCustomer],
+        ledgers: Mapping[str, Ledger],
+        aliases: Mapping[str, Alias],
+        survivor: str | None = None,
     ) -> None:
         """Record every customer's ledger and the merged ids' aliases, and release the locks: all of it,
-        only if every lock is still ours, or nothing."""
+        only if every lock is still ours, or nothing. The merge is then no longer under way."""
         held = list(customers)
         keys: list[str] = []
         args: list[Any] = [len(held)]
@@ -290,10 +313,12 @@ class CustomerLedgers:
             args += [customer.token, self._erased_ledger_ttl if ledger.erased else self._ledger_ttl,
                      len(items), *items]  # fmt: skip
         # An alias must outlive the sender's redeliveries and late events by far, as an erasure's mark.
-        args.append(self._erased_ledger_ttl)
+        args += [self._erased_ledger_ttl, len(aliases)]
         for external_id, alias in aliases.items():
             keys.append(customer_alias_key(external_id))
             args += [len(alias.to_redis()), *alias.to_redis()]
+        if survivor is not None:
+            keys.append(customer_alias_key(survivor))
         if not self._commit_merge(keys=keys, args=args):
             raise CustomerLocked("customer lock expired before the merge was recorded")
         for customer in held:
@@ -345,9 +370,10 @@ class CustomerLedgers:
         while True:
             acquired, found, *alias = self._acquire(keys=keys, args=[token, ttl_ms])
             if acquired:
-                return LockedCustomer(
-                    external_id, Ledger.from_redis(_pairs(found)), token, Alias.from_redis(_pairs(alias[0]))
-                )
+                aliased = _pairs(alias[0])
+                ledger = Ledger.from_redis(_pairs(found))
+                return LockedCustomer(external_id, ledger, token, Alias.from_redis(aliased),
+                                      merging=aliased.get("merging", ""))  # fmt: skip
             # A hold after an unanswered request that outlasts the wait is not waited for: the job
             # is retried when it ends, and the worker moves on. A working lock is waited for.
             held_for = int(found) / 1000

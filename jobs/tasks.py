@@ -19,7 +19,7 @@ from rq import get_current_job
 from rq.utils import utcparse
 
 from crmsync.core.counters import outcome_of, record_freshness, record_job
-from crmsync.core.errors import CustomerLocked, SyncError
+from crmsync.core.errors import CustomerLocked, CustomerNotYetCreated, SyncError
 from crmsync.core.events import (
     CUSTOMER_CREATED,
     CUSTOMER_DELETED,
@@ -38,7 +38,7 @@ from crmsync.erasure.scrub import SUPERSEDED, scrub_current_job, scrub_customer_
 from .attempts import add_attempt
 from .coalescing import QueuedEvent, coalesce
 from .customers import clear_description, delete_customer, upsert_customer
-from .merge_barrier import MergeWaiting
+from .merge_barrier import MergeWaiting, wait_while_merging
 from .merges import locked_for_event, merge_customers
 from .personal_data import anonymise_purchase
 from .retry import next_delay
@@ -95,6 +95,9 @@ def sync_customer(runtime: Runtime, event: Event) -> str:
                                       may_exist=bool(ledger.fields) or _is_retry())  # fmt: skip
         except SyncError as exc:
             _list_coalesced(exc, carried_events)
+            if isinstance(exc, CustomerNotYetCreated):
+                # A new survivor's record comes with its merge: wait for it rather than spend retries.
+                runtime.merges.wait_for_merge_into(event, get_current_job())
             raise
         answered = time.time()
         # The first write of the customer's life: a retry after a create whose answer was lost
@@ -148,6 +151,7 @@ def remove_customer(runtime: Runtime, event: Event) -> str:
     A merged-away id's delete is never passed on to its survivor: the record it names is gone, and
     CRMs report the losers of a merge as deleted (Salesforce's IsDeleted, Pipedrive's delete)."""
     with runtime.ledgers.locked(event.external_id) as customer:
+        wait_while_merging([customer])
         if customer.alias is not None or not customer.ledger.may_delete(event.version):
             return "stale"
         delete_customer(runtime.customers, event.external_id, runtime.ids)

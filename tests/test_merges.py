@@ -237,6 +237,29 @@ def test_an_update_for_the_new_id_between_two_attempts_of_its_merge_loses_no_new
     worker.runtime.close()
 
 
+def test_an_event_for_a_record_half_merged_by_a_failed_attempt_waits_for_the_merges_commit(
+    deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
+) -> None:
+    worker = build_worker(replace(settings, retry_schedule=(30, 30, 30), in_flight_hold_seconds=0), redis)
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    run(worker)
+    set_faults(sandbox, lost_response_rate=1.0)  # the re-key is applied, its answer lost
+    deliver(merge("103", "101", at=T1))
+    run(worker)
+    set_faults(sandbox)
+    # 101's record is 103's now, and 101 no alias yet: this update must not create 101 again.
+    update = deliver(event("updated", external_id="101", at=T2, name="Acme Two", description="second"))
+    run(worker)
+    assert [attempt["class"] for attempt in job_of(update, redis).meta["attempts"]] == ["merge_waiting"]
+    set_faults(sandbox, lost_response_rate=1.0)  # the retry fails once more after a platform step
+    release_scheduled(redis)
+    run(worker)
+    set_faults(sandbox)
+    drain(worker, redis)
+    assert everyone(platform) == [("103", "Acme Two", "second")]
+    worker.runtime.close()
+
+
 def test_a_new_survivor_whose_create_lost_its_answer_still_takes_the_kept_records_fields(
     deliver: Deliver, settings: Settings, platform: Platform, redis: Redis, sandbox: RunningSandbox
 ) -> None:
@@ -277,6 +300,23 @@ def test_a_merge_waits_for_its_kept_records_create_still_to_be_retried(
     # 101, the merge's first choice, is the record kept: had the merge not waited, 102's would be.
     assert everyone(platform) == [("103", "Acme", "first")]
     worker.runtime.close()
+
+
+def test_an_update_for_a_new_id_waits_for_its_merge_however_long_that_waits_itself(
+    deliver: Deliver, worker: SyncWorker, platform: Platform, redis: Redis
+) -> None:
+    deliver(event("created", external_id="101", at=T0, name="Acme", description="first"))
+    run(worker)
+    after = deliver(event("updated", external_id="103", at=T2, description="after the merge"))
+    deliver(event("updated", external_id="101", at="2026-11-22T10:00:30Z", name="Acme 30"))
+    deliver(merge("103", "101", at=T1))
+    # Applied with the update before it (coalesced), but still queued when the merge comes: it waits.
+    deliver(event("updated", external_id="101", at="2026-11-22T10:00:40Z", name="Acme 40"))
+    run(worker)
+    # No customer 103 before the merge, whose wait outlasts the update's retries (no delay here).
+    assert [attempt["class"] for attempt in job_of(after, redis).meta["attempts"]] == ["merge_waiting"]
+    drain(worker, redis)
+    assert everyone(platform) == [("103", "Acme 40", "after the merge")]
 
 
 def test_a_delete_whose_answer_was_lost_never_reaches_the_survivor(
