@@ -21,7 +21,7 @@ from crmsync.core.events import Event
 from crmsync.core.queue import EventQueue
 from crmsync.core.settings import Settings
 from webhooks.signature import verify_signature
-from webhooks.sources.standard import StandardSource
+from webhooks.sources.standard import KIND as STANDARD
 
 __all__ = ["create_app", "create_redis_app", "create_verifying_app", "create_enqueueing_app"]
 
@@ -75,15 +75,18 @@ def create_enqueueing_app() -> Flask:
 def _contract_app(enqueue: bool) -> Flask:
     app = Flask(__name__)
     settings = Settings.from_env(role="web")
+    standard = STANDARD.settings_from_env(os.environ)
+    if standard is None:
+        raise SystemExit("set WEBHOOK_SECRET")
     redis = Redis.from_url(settings.redis_url)
-    source = StandardSource(settings.webhook_secrets, settings.tolerance_seconds)
+    source = STANDARD.build(standard, None)
     queue = EventQueue(redis, settings)
 
     @app.post("/webhooks/crm")
     def accept() -> tuple[Response, int]:
         body = request.get_data()
-        webhook_id = verify_signature(request.headers, body, settings.webhook_secrets,
-                                      settings.tolerance_seconds).webhook_id  # fmt: skip
+        webhook_id = verify_signature(request.headers, body, standard.secrets,
+                                      standard.tolerance_seconds).webhook_id  # fmt: skip
         event = source.read(body, webhook_id).event
         if not enqueue:
             redis.set(f"bench:{webhook_id}", body, ex=600)

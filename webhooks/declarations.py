@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -41,7 +41,6 @@ AUTH_TYPES = ("hmac", "basic", "bearer", "query_token")
 VERSION_FORMATS = ("iso8601", "unix_s", "unix_ms")
 PRESETS = ("close", "twenty")
 # The names crmsync already serves under /webhooks/ (a configured source cannot take one of them).
-RESERVED_NAMES = ("crm", "hubspot", "salesforce", "pipedrive")
 # What a signed-content template may hold besides literal text.
 PLACEHOLDERS = ("{body}", "{timestamp}", "{url}", "{method}")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -191,17 +190,20 @@ _HMAC_ONLY = (
 )
 
 
-def load_declarations(table: Any, errors: list[str]) -> dict[str, SourceDeclaration]:
-    """Validate the `[sources]` table: each mistake appends one line to `errors`, naming its key."""
+def load_declarations(
+    table: Any, errors: list[str], reserved: Collection[str]
+) -> dict[str, SourceDeclaration]:
+    """Validate the `[sources]` table: each mistake appends one line to `errors`, naming its key.
+    `reserved` are the names a declared source may not take (the registry's sources' paths)."""
     if not isinstance(table, dict):
         errors.append("sources: must be a table of sources, [sources.NAME]")
         return {}
     declarations = {}
     for name, entry in table.items():
         where = f"sources.{name}"
-        if not _NAME.match(name) or name in RESERVED_NAMES:
+        if not _NAME.match(name) or name in reserved:
             errors.append(f"{where}: a source name is 1-32 of a-z, 0-9, _ and -, starts with a letter, "
-                          f"and is none of {', '.join(RESERVED_NAMES)}")  # fmt: skip
+                          f"and is none of {', '.join(reserved)}")  # fmt: skip
             continue
         if not isinstance(entry, dict):
             errors.append(f"{where}: must be a table")

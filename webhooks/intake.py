@@ -43,14 +43,7 @@ class Intake:
         fallbacks by type, keep its rejected items (reason and identifiers): one Redis round trip, all
         or nothing (RedisError: none)."""
         events = [Event(webhook_id=mapped.delivery_id, **mapped.event) for mapped in batch.events]
-        counts = {
-            source_item_field(batch.source, "ignored", item_type): count
-            for item_type, count in batch.ignored_by_type().items()
-        }
-        for item_type, count in batch.rejected_by_type().items():
-            counts[source_item_field(batch.source, "rejected", item_type)] = count
-        for fallback, count in Counter(batch.version_fallbacks).items():
-            counts[source_item_field(batch.source, VERSION_FALLBACK, fallback)] = count
+        counts = _item_counts(batch) if batch.ignored or batch.rejected or batch.version_fallbacks else {}
         records = [
             {
                 "source": batch.source,
@@ -74,3 +67,16 @@ class Intake:
         except RedisError:
             extra = {"event": "erasure_scrub_deferred", "webhook_id": event.webhook_id}
             log.exception("erasure not scrubbed at intake", extra=extra)
+
+
+def _item_counts(batch: SourceBatch) -> dict[str, int]:
+    """The batch's ignored and rejected items and its version fallbacks, counted by type."""
+    counts = {
+        source_item_field(batch.source, "ignored", item_type): count
+        for item_type, count in batch.ignored_by_type().items()
+    }
+    for item_type, count in batch.rejected_by_type().items():
+        counts[source_item_field(batch.source, "rejected", item_type)] = count
+    for fallback, count in Counter(batch.version_fallbacks).items():
+        counts[source_item_field(batch.source, VERSION_FALLBACK, fallback)] = count
+    return counts

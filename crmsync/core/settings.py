@@ -6,8 +6,6 @@ the process at start-up with a message naming the variable, instead of failing o
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +17,6 @@ from crmsync.core.keys import DEFAULT_DEDUP_TTL_SECONDS, DEFAULT_LEDGER_TTL_SECO
 Role = Literal["web", "worker", "cli"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SECRET_PREFIX = "whsec_"
 # Seconds before each retry, like the large webhook platforms: about 27 hours in all.
 DEFAULT_RETRY_SCHEDULE = (5, 60, 300, 1800, 7200, 18000, 36000, 36000)
 # What an erasure does to the customer record on the customers API, besides the purchases.
@@ -27,10 +24,6 @@ ERASURE_CUSTOMER_ACTIONS = ("none", "anonymize", "delete")
 # What a write does when another customer holds the name (the platform's names are unique): `fail` as
 # `name_conflict`, or `suffix`: write "{name} ({externalId})" instead (docs/crm-sources.md).
 NAME_CONFLICT_POLICIES = ("fail", "suffix")
-
-
-# The webhook sources the web process can serve, each enabled by its own settings (see `sources`).
-SOURCES = ("crm", "hubspot", "salesforce", "pipedrive")
 
 
 class SettingsError(ValueError):
@@ -53,8 +46,6 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     queue_name: str = "crmsync"
-    webhook_secrets: tuple[bytes, ...] = ()
-    tolerance_seconds: int = 300
     max_body_bytes: int = 262_144
     # How long a client may take to send a whole request (from its first byte) before it is answered 408.
     body_timeout_seconds: int = 10
@@ -88,29 +79,11 @@ class Settings:
     dashboard_password: str = field(default="", repr=False)
     dashboard_secret_key: str = field(default="", repr=False)
     metrics_token: str = field(default="", repr=False)
-    # Native CRM sources (docs/crm-sources.md); each is off unless its credentials are set.
-    hubspot_client_secret: str = field(default="", repr=False)
-    hubspot_webhook_url: str = ""
     # Proxies in front of the app whose X-Forwarded-For/-Proto are trusted, counted from the right:
     # 1 is Heroku's router (crmsync/web/proxies.py); 0 trusts none. X-Forwarded-Host never is.
     trusted_proxy_hops: int = 1
-    hubspot_allow_legacy_signatures: bool = False
-    salesforce_organization_ids: tuple[str, ...] = ()
-    salesforce_webhook_token: str = field(default="", repr=False)
-    pipedrive_webhook_user: str = ""
-    pipedrive_webhook_password: str = field(default="", repr=False)
+    # The webhook sources' own settings are theirs (webhooks/sources/registry.py); this file maps them.
     mappings_file: str = ""
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        """The webhook sources enabled by these settings, in the order of SOURCES."""
-        enabled = {
-            "crm": bool(self.webhook_secrets),
-            "hubspot": bool(self.hubspot_client_secret),
-            "salesforce": bool(self.salesforce_organization_ids and self.salesforce_webhook_token),
-            "pipedrive": bool(self.pipedrive_webhook_user and self.pipedrive_webhook_password),
-        }
-        return tuple(name for name in SOURCES if enabled[name])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, role: Role = "cli") -> Settings:
@@ -123,8 +96,6 @@ class Settings:
         settings = cls(
             redis_url=_redis_url(env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL),
             queue_name=_queue_name(env.get("QUEUE_NAME", "crmsync")),
-            webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET", "")),
-            tolerance_seconds=positive_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
             max_body_bytes=positive_int(env, "MAX_BODY_BYTES", 262_144),
             body_timeout_seconds=positive_int(env, "BODY_TIMEOUT_SECONDS", 10),
             dedup_ttl_seconds=positive_int(env, "DEDUP_TTL_SECONDS", DEFAULT_DEDUP_TTL_SECONDS),
@@ -146,37 +117,22 @@ class Settings:
             reconcile_report_retention_days=positive_int(env, "RECONCILE_REPORT_RETENTION_DAYS", 30),
             worker_concurrency=positive_int(env, "WORKER_CONCURRENCY", 0) or default_worker_concurrency(),
             worker_concurrency_derived=not env.get("WORKER_CONCURRENCY", "").strip(),
-            id_cache=_flag(env, "ID_CACHE", default=True),
-            coalesce_events=_flag(env, "COALESCE_EVENTS", default=True),
+            id_cache=flag_setting(env, "ID_CACHE", default=True),
+            coalesce_events=flag_setting(env, "COALESCE_EVENTS", default=True),
             worker_processes=positive_int(env, "WORKER_PROCESSES", 0, allow_zero=True),
             dashboard_user=env.get("DASHBOARD_USER", "").strip() or "operator",
-            dashboard_password=_secret(env, "DASHBOARD_PASSWORD"),
-            dashboard_secret_key=_secret(env, "DASHBOARD_SECRET_KEY"),
-            metrics_token=_secret(env, "METRICS_TOKEN"),
-            hubspot_client_secret=_secret(env, "HUBSPOT_CLIENT_SECRET"),
-            hubspot_webhook_url=_optional_url(env, "HUBSPOT_WEBHOOK_URL"),
+            dashboard_password=secret_setting(env, "DASHBOARD_PASSWORD"),
+            dashboard_secret_key=secret_setting(env, "DASHBOARD_SECRET_KEY"),
+            metrics_token=secret_setting(env, "METRICS_TOKEN"),
             trusted_proxy_hops=positive_int(env, "TRUSTED_PROXY_HOPS", 1, allow_zero=True),
-            hubspot_allow_legacy_signatures=_flag(env, "HUBSPOT_ALLOW_LEGACY_SIGNATURES"),
-            salesforce_organization_ids=_organization_ids(env),
-            salesforce_webhook_token=_secret(env, "SALESFORCE_WEBHOOK_TOKEN", min_length=24),
-            pipedrive_webhook_user=env.get("PIPEDRIVE_WEBHOOK_USER", "").strip(),
-            pipedrive_webhook_password=_secret(env, "PIPEDRIVE_WEBHOOK_PASSWORD"),
             mappings_file=env.get("CRMSYNC_MAPPINGS", "").strip(),
         )
-        _check_pairs(env)
-        # A mappings file may declare sources ([sources.NAME]): create_app checks that one is enabled.
-        if role == "web" and not settings.sources and not settings.mappings_file:
-            raise SettingsError(
-                "no webhook source is enabled: set WEBHOOK_SECRET, HUBSPOT_CLIENT_SECRET, "
-                "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN, "
-                "or PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD "
-                "(or declare a [sources.NAME] in CRMSYNC_MAPPINGS)"
-            )
+        # The web also needs at least one webhook source: checked where it reads them (create_app).
         return settings
 
 
 _REQUIRED: dict[Role, tuple[str, ...]] = {
-    # The web needs at least one webhook source, whichever (checked in `from_env`).
+    # The web needs at least one webhook source, whichever (webhooks/sources/registry.py).
     "web": (),
     "worker": (
         "CUSTOMERS_API_URL",
@@ -219,24 +175,6 @@ def memory_limit_bytes() -> int | None:
             return int(value)
         return None
     return None
-
-
-def parse_secrets(value: str) -> tuple[bytes, ...]:
-    """Decode `whsec_<base64>` secrets separated by spaces or commas (several allow rotation)."""
-    secrets = []
-    for token in re.split(r"[\s,]+", value.strip()):
-        if not token:
-            continue
-        if not token.startswith(SECRET_PREFIX):
-            raise SettingsError("WEBHOOK_SECRET: each secret must start with 'whsec_'")
-        try:
-            key = base64.b64decode(token[len(SECRET_PREFIX) :], validate=True)
-        except binascii.Error as exc:
-            raise SettingsError("WEBHOOK_SECRET: a secret is not valid base64 after 'whsec_'") from exc
-        if not key:
-            raise SettingsError("WEBHOOK_SECRET: a secret is empty")
-        secrets.append(key)
-    return tuple(secrets)
 
 
 def web_processes(env: Mapping[str, str]) -> tuple[int, int]:
@@ -285,39 +223,26 @@ def _rate(env: Mapping[str, str], name: str) -> float:
     return value
 
 
-# Settings that enable a source only together: one without the other is a mistake, not "off".
-_PAIRS = (
-    ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
-    ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
-)
+def require_together(env: Mapping[str, str], *names: str) -> bool:
+    """Whether the settings `names`, which enable something only together, are all set; one set
+    without the others is a mistake, not "off": a SettingsError names what is missing."""
+    given = [name for name in names if env.get(name, "").strip()]
+    if given and len(given) < len(names):
+        missing = " and ".join(name for name in names if name not in given)
+        raise SettingsError(f"{missing} is required when {given[0]} is set")
+    return bool(given)
 
 
-def _check_pairs(env: Mapping[str, str]) -> None:
-    for first, second in _PAIRS:
-        given = [name for name in (first, second) if env.get(name, "").strip()]
-        if len(given) == 1:
-            other = second if given[0] == first else first
-            raise SettingsError(f"{other} is required when {given[0]} is set")
-
-
-def _organization_ids(env: Mapping[str, str]) -> tuple[str, ...]:
-    ids = tuple(part for part in re.split(r"[\s,]+", env.get("SALESFORCE_ORGANIZATION_IDS", "")) if part)
-    for org_id in ids:
-        if not re.fullmatch(r"00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?", org_id):
-            raise SettingsError(
-                "SALESFORCE_ORGANIZATION_IDS: each id must be a 15- or 18-character organization id (00D...)"
-            )
-    return ids
-
-
-def _optional_url(env: Mapping[str, str], name: str) -> str:
+def url_setting(env: Mapping[str, str], name: str) -> str:
+    """An optional http(s) URL."""
     value = env.get(name, "").strip()
     if value and not re.match(r"^https?://[^\s/]+", value):
         raise SettingsError(f"{name} must be an http(s) URL")
     return value
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+def flag_setting(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """An optional true/false setting (true, 1, yes, on; false, 0, no, off)."""
     value = env.get(name, "").strip().lower()
     if value not in ("", "true", "false", "1", "0", "yes", "no", "on", "off"):
         raise SettingsError(f"{name} must be true or false")
@@ -330,7 +255,7 @@ def _redis_url(value: str) -> str:
     return value
 
 
-def _secret(env: Mapping[str, str], name: str, min_length: int = 12) -> str:
+def secret_setting(env: Mapping[str, str], name: str, min_length: int = 12) -> str:
     """An optional secret; when set it must be long enough to resist guessing."""
     value = env.get(name, "").strip()
     if value and len(value) < min_length:

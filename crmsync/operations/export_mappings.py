@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crmsync.core.salesforce_ids import salesforce_id_18
-from webhooks.mappings import SYNC, HubSpotMapping, MappingError, Mappings, RecordMapping, mappings_from_env
-from webhooks.sources.hubspot import same_object
+from webhooks.mappings import MappingError, mappings_from_env
+from webhooks.sources import salesforce
+from webhooks.sources.hubspot import HubSpotMapping, same_object
+from webhooks.sources.record_mapping import SYNC, RecordMapping
+from webhooks.sources.registry import NAMES, STANDARD, kind_named
 
 from .records import (
     CustomerRecord,
@@ -37,8 +40,8 @@ from .records import (
 
 __all__ = ["SOURCES", "MappingUnavailable", "CrmExportMapping", "mapping_for"]
 
-SOURCES = ("standard", "hubspot", "salesforce", "pipedrive")
-DEFAULT_OBJECTS = {"salesforce": "Account", "pipedrive": "organization"}
+# Every source of the registry: crmsync's own contract reads the standard export format.
+SOURCES = NAMES
 HUBSPOT_ID_KEYS = ("hs_object_id", "id", "Record ID")
 HUBSPOT_VERSION_KEY = "hs_lastmodifieddate"
 
@@ -90,19 +93,19 @@ def mapping_for(
     source: str, object_type: str = "", environ: Mapping[str, str] | None = None
 ) -> ExportMapping:
     """The mapping of `source`'s exports (of `object_type` where the source has several)."""
-    if source == "standard":
+    if source == STANDARD:
         if object_type:
             raise MappingUnavailable("the standard source has no object types: leave --object out")
         return StandardMapping()
     try:
-        mappings = mappings_from_env(environ)
-    except MappingError as exc:
+        kind = kind_named(source)
+        mapping = mappings_from_env(environ).of(source)
+    except (ValueError, MappingError) as exc:
         raise MappingUnavailable(str(exc)) from None
-    if source == "hubspot":
-        return _hubspot(mappings.hubspot, object_type)
-    if source in ("salesforce", "pipedrive"):
-        return _record_type(source, mappings, object_type or DEFAULT_OBJECTS[source])
-    raise MappingUnavailable(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
+    if isinstance(mapping, HubSpotMapping):
+        return _hubspot(mapping, object_type)
+    # A record-style source: its first default record type unless --object names another.
+    return _record_type(source, mapping, object_type or next(iter(kind.default_mapping)))
 
 
 def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
@@ -121,8 +124,7 @@ def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
     )
 
 
-def _record_type(source: str, mappings: Mappings, object_type: str) -> CrmExportMapping:
-    table: Mapping[str, RecordMapping] = getattr(mappings, source)
+def _record_type(source: str, table: Mapping[str, RecordMapping], object_type: str) -> CrmExportMapping:
     mapping = table.get(object_type)
     if mapping is None:
         known = ", ".join(name for name, m in table.items() if m.action == SYNC) or "none"
@@ -138,5 +140,5 @@ def _record_type(source: str, mappings: Mappings, object_type: str) -> CrmExport
         mapping.external_id_prefix,
         version_key=mapping.version,
         deleted_key=mapping.deleted,
-        salesforce_ids=source == "salesforce",
+        salesforce_ids=source == salesforce.NAME,
     )

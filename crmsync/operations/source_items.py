@@ -17,6 +17,7 @@ from redis import Redis
 from crmsync.core.counters import VERSION_FALLBACK, read_source_items
 from crmsync.core.keys import REJECTED_ITEMS_KEY
 from crmsync.core.redis_conn import as_text
+from webhooks.sources import salesforce
 
 __all__ = [
     "RejectedItem",
@@ -98,7 +99,7 @@ class VersionFallback:
     @property
     def fix(self) -> str:
         """What the operator changes so the CRM's own clock orders these events."""
-        if self.source == "salesforce":
+        if self.source == salesforce.NAME:
             return "add LastModifiedDate to the outbound message's fields"
         return "send the record's last-modified time"
 

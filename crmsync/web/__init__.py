@@ -9,13 +9,13 @@ from typing import Any
 from flask import Flask
 
 from crmsync.core.redis_conn import connect
-from crmsync.core.settings import Settings, SettingsError
-from webhooks import errors, receive, receive_sources
+from crmsync.core.settings import Settings
+from webhooks import errors, receive
 from webhooks.connection import CloseConnection
 from webhooks.intake import Intake
 from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.metrics import count_unexpected_errors_from_zero, record_unexpected_error
-from webhooks.sources import crm_sources, standard_source
+from webhooks.sources import registry
 
 from . import dashboard, health, metrics, proxies
 
@@ -25,8 +25,10 @@ __all__ = ["create_app"]
 def create_app(
     settings: Settings | None = None, *, environ: Mapping[str, str] | None = None, **flask_config: Any
 ) -> Flask:
-    """Assemble the web app; settings come from the environment unless given (tests, tools), and so do
-    the secrets of the sources declared in the mappings file (`environ`, else os.environ)."""
+    """Assemble the web app; settings come from the environment unless given (tests, tools). Every
+    webhook source reads its own settings from `environ` (os.environ by default): the registry's
+    (webhooks/sources/registry.py) and the secrets of those declared in the mappings file. A mistake
+    in any of them, or no source at all, stops the process (SettingsError, MappingError)."""
     app = Flask(__name__)
     app.config.update(flask_config)
     settings = settings or Settings.from_env(role="web")
@@ -38,17 +40,10 @@ def create_app(
     # The mappings file is read once, here: a mistake in it stops the process (MappingError).
     mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
     app.extensions["crmsync_mappings"] = mappings
-    app.extensions["crmsync_standard_source"] = standard_source(settings)
-    app.extensions["crmsync_sources"] = crm_sources(settings, mappings, environ)
-    if not settings.sources and not mappings.sources:
-        raise SettingsError(
-            f"no webhook source is enabled: {settings.mappings_file or 'no mappings file'} declares no "
-            "[sources.NAME] and no built-in source has its settings"
-        )
+    app.extensions["crmsync_sources"] = registry.build_sources(registry.from_env(environ), mappings, environ)
     errors.init_app(app, count_unexpected=record_unexpected_error)
     app.register_blueprint(health.bp)
     app.register_blueprint(receive.bp)
-    app.register_blueprint(receive_sources.bp)
     app.register_blueprint(metrics.bp)
     dashboard.init_app(app)
     proxies.init_app(app, settings)

@@ -25,7 +25,6 @@ from crmsync.core.events import CUSTOMER_DELETED
 from crmsync.core.parsing import ascii_int, from_unix_milliseconds, utc_isoformat
 
 from ..declarations import DELETE, ERASURE_ACTION, IGNORE, AuthDeclaration, SourceDeclaration
-from ..mappings import ERASURE, SYNC, MappingError, RecordMapping, field_value
 from .items import (
     MAX_IDENTIFIER_CHARS,
     AuthenticationFailed,
@@ -41,6 +40,9 @@ from .items import (
     record_event,
     validated_event,
 )
+from .kind import JsonReplies
+from .mapping_file import MappingError
+from .record_mapping import ERASURE, SYNC, RecordMapping, field_value
 
 __all__ = ["ConfiguredSource", "secrets_from_env", "read_items"]
 
@@ -49,10 +51,9 @@ _TIMESTAMP_DIGITS = 16
 HEADER_DELIVERY_ID = "header:"
 
 
-class ConfiguredSource:
-    """Verifies and maps the requests of one declared CRM."""
-
-    soap = False
+class ConfiguredSource(JsonReplies):
+    """Verifies and maps the requests of one declared CRM (the registry's `declared` kind: one source
+    per [sources.NAME], with no code of its own)."""
 
     def __init__(self, declaration: SourceDeclaration, secrets: tuple[bytes, ...]) -> None:
         self.name = declaration.name
@@ -68,6 +69,10 @@ class ConfiguredSource:
     def read_request(self, request: InboundRequest) -> SourceBatch:
         """The batch of an authenticated request (a delivery id may be one of its headers)."""
         return read_items(request.body, self._declaration, request)
+
+    def receive(self, request: InboundRequest) -> SourceBatch:
+        self.authenticate(request)
+        return self.read_request(request)
 
 
 # --- secrets ----------------------------------------------------------------------------------------

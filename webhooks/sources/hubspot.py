@@ -22,14 +22,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import secrets
 import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from marshmallow import fields, validate
+
 from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_MERGED, CUSTOMER_UPDATED
 from crmsync.core.parsing import ascii_int, from_unix_milliseconds, utc_isoformat
+from crmsync.core.settings import flag_setting, secret_setting, url_setting
 
-from ..mappings import HubSpotMapping
 from .items import (
     AuthenticationFailed,
     IgnoredItem,
@@ -44,9 +50,15 @@ from .items import (
     json_body,
     validated_event,
 )
+from .kind import JSON, EnvVar, JsonReplies, Sample
+from .mapping_file import StrictSchema, load_table
+from .record_mapping import customer_field_value
 
 __all__ = [
     "NAME",
+    "KIND",
+    "HubSpotSettings",
+    "HubSpotMapping",
     "HubSpotSource",
     "request_uri",
     "verify_signature",
@@ -74,11 +86,37 @@ OBJECT_TYPE_IDS = {"contact": "0-1", "company": "0-2", "deal": "0-3", "ticket": 
 _DELIVERY_ID_PARTS = ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
 
 
-class HubSpotSource:
+@dataclass(frozen=True)
+class HubSpotSettings:
+    """The app's client secret; the public URL HubSpot calls when a proxy changes it; v1/v2 allowed."""
+
+    client_secret: str = field(repr=False)
+    webhook_url: str = ""
+    allow_legacy: bool = False
+
+
+@dataclass(frozen=True)
+class HubSpotMapping:
+    """HubSpot sends one property per `propertyChange` event: each customer field names one property.
+    `object` is a name (`company`) or a type id (`0-2`, a custom object's `2-12345`)."""
+
+    fields: Mapping[str, str]
+    object: str = "company"
+    external_id_prefix: str = ""
+
+    def customer_data(self, property_name: str, value: Any) -> dict[str, Any]:
+        """The customer fields a change of `property_name` to `value` writes (empty: not mapped)."""
+        return {
+            customer_field: customer_field_value(customer_field, [value])
+            for customer_field, prop in self.fields.items()
+            if prop == property_name
+        }
+
+
+class HubSpotSource(JsonReplies):
     """Verifies and maps requests from one HubSpot app."""
 
     name = NAME
-    soap = False
 
     def __init__(
         self, client_secret: str, mapping: HubSpotMapping, webhook_url: str = "", allow_legacy: bool = False
@@ -96,6 +134,10 @@ class HubSpotSource:
     def read(self, body: bytes) -> SourceBatch:
         """Map an (authenticated) body; UnparseableBody if it is not a JSON array."""
         return read_events(body, self._mapping)
+
+    def receive(self, request: InboundRequest) -> SourceBatch:
+        self.authenticate(request)
+        return self.read(request.body)
 
 
 def request_uri(request: InboundRequest, webhook_url: str = "") -> str:
@@ -285,3 +327,125 @@ def _identifiers(item: dict[str, Any], index: int) -> dict[str, str]:
     keys = ("eventId", "subscriptionType", "eventType", "objectTypeId", "portalId", "objectId",
             "propertyName", "occurredAt")  # fmt: skip
     return {"index": str(index), **{key: str(item[key]) for key in keys if key in item}}
+
+
+# --- the registry's kind: settings, the [hubspot] table, the sample ---------------------------------
+
+
+class OneProperty(fields.String):
+    """A single property name, where the CRM sends one property per event."""
+
+    default_error_messages = {
+        "invalid": "HubSpot sends one property per event: name one property, not a list",
+    }
+
+
+class HubSpotFields(StrictSchema):
+    name = OneProperty(validate=validate.Length(min=1))
+    description = OneProperty(validate=validate.Length(min=1))
+    labels = OneProperty(validate=validate.Length(min=1))
+
+
+class HubSpotSchema(StrictSchema):
+    external_id_prefix = fields.String(load_default="")
+    # An object's name (`company`) or HubSpot's type id (`0-2`; a custom object's `2-12345`).
+    object = fields.String(
+        load_default="company",
+        validate=validate.Regexp(
+            r"^([a-z_]+|[0-9]+-[0-9]+)$", error="an object name (company) or type id (0-2, 2-12345)"
+        ),
+    )
+    customer_fields = fields.Nested(
+        HubSpotFields, data_key="fields", required=True, validate=validate.Length(min=1)
+    )
+
+
+_SCHEMA = HubSpotSchema()
+
+
+class HubSpotKind:
+    """HubSpot in the registry."""
+
+    name = NAME
+    title = "HubSpot"
+    env_vars = (
+        EnvVar("HUBSPOT_CLIENT_SECRET", "The HubSpot app's client secret: enables /webhooks/hubspot"),
+        EnvVar("HUBSPOT_WEBHOOK_URL", "The public URL HubSpot calls, when a proxy rewrites it (signed)"),
+        EnvVar("HUBSPOT_ALLOW_LEGACY_SIGNATURES", "Accept v1/v2 signatures, which have no timestamp"),
+    )
+    enabled_by = ("HUBSPOT_CLIENT_SECRET",)
+    default_mapping = HubSpotMapping(fields={"name": "name", "description": "description"})
+    sample_id = "1001"
+    sample_name = "Jupiter Freight"
+
+    def settings_from_env(self, env: Mapping[str, str]) -> HubSpotSettings | None:
+        secret = secret_setting(env, "HUBSPOT_CLIENT_SECRET")
+        url = url_setting(env, "HUBSPOT_WEBHOOK_URL")
+        legacy = flag_setting(env, "HUBSPOT_ALLOW_LEGACY_SIGNATURES")
+        return HubSpotSettings(secret, url, legacy) if secret else None
+
+    def load_mapping(self, table: Any, errors: list[str]) -> HubSpotMapping:
+        loaded = load_table(_SCHEMA, table, NAME, errors)
+        if loaded is None:
+            return self.default_mapping
+        return HubSpotMapping(loaded["customer_fields"], loaded["object"], loaded["external_id_prefix"])
+
+    def describe_mapping(self, mapping: HubSpotMapping) -> Any:
+        return asdict(mapping)
+
+    def mapping_lines(self, mapping: HubSpotMapping) -> list[str]:
+        type_id = OBJECT_TYPE_IDS.get(mapping.object, mapping.object)
+        named = f"{mapping.object}.* and " if mapping.object != type_id else ""
+        prefix = f' (prefixed "{mapping.external_id_prefix}")' if mapping.external_id_prefix else ""
+        heading = f"\n{NAME}: {named}object.* events of {type_id}, external id = objectId{prefix}"
+        return [heading, *(f"  {field:<12} <- property {prop}" for field, prop in mapping.fields.items())]
+
+    def id_prefixes(self, mapping: HubSpotMapping) -> set[str]:
+        return {mapping.external_id_prefix}
+
+    def build(self, settings: HubSpotSettings, mapping: HubSpotMapping) -> HubSpotSource:
+        return HubSpotSource(settings.client_secret, mapping, settings.webhook_url, settings.allow_legacy)
+
+    def read_payload(self, body: bytes, mapping: HubSpotMapping) -> SourceBatch:
+        return read_events(body, mapping)
+
+    def dev_env(self) -> dict[str, str]:
+        return {"HUBSPOT_CLIENT_SECRET": secrets.token_urlsafe(24)}
+
+    def sample(self, env: Mapping[str, str], url: str, external_id: str, name: str) -> Sample:
+        settings = self.settings_from_env(env)
+        if settings is None:
+            raise ValueError("set HUBSPOT_CLIENT_SECRET to what the service verifies hubspot webhooks with")
+        if ascii_int(external_id, 20) is None:
+            raise ValueError(f"a hubspot record id is a number, got {external_id!r}")
+        return Sample(*signed_request(url, settings.client_secret, sample_events(int(external_id), name)))
+
+
+def signed_request(
+    url: str, client_secret: str, events: list[dict[str, Any]], timestamp_ms: int | None = None
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body of a HubSpot delivery of `events`, signed v3 for `url` as HubSpot signs it."""
+    timestamp_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    body = json.dumps(events, separators=(",", ":")).encode()
+    headers = {
+        "content-type": JSON,
+        "x-hubspot-signature-v3": sign_v3(client_secret, "POST", url, body, timestamp_ms),
+        "x-hubspot-request-timestamp": str(timestamp_ms),
+    }
+    return headers, body
+
+
+def sample_events(object_id: int = 1001, name: str = "Mars Missions") -> list[dict[str, Any]]:
+    """A company's creation and its name's propertyChange, as one HubSpot batch."""
+    now_ms = int(time.time() * 1000)
+    event_id = now_ms % 1_000_000_000
+    common = {"subscriptionId": 1, "portalId": 1, "appId": 1, "occurredAt": now_ms, "attemptNumber": 0,
+              "objectId": object_id, "changeSource": "CRM"}  # fmt: skip
+    return [
+        {"eventId": event_id, "subscriptionType": "company.creation", "changeFlag": "NEW", **common},
+        {"eventId": event_id + 1, "subscriptionType": "company.propertyChange", "propertyName": "name",
+         "propertyValue": name, **common},
+    ]  # fmt: skip
+
+
+KIND = HubSpotKind()

@@ -19,8 +19,8 @@ from marshmallow import ValidationError
 from crmsync.core.events import CUSTOMER_UPDATED, ERASURE_REQUESTED
 
 from ..decoding import MalformedJSON, decode_json
-from ..mappings import ERASURE, RecordMapping, field_value, purchase_ids_from
 from ..schemas import load_event
+from .record_mapping import ERASURE, RecordMapping, field_value, purchase_ids_from
 
 __all__ = [
     "InboundRequest",
@@ -134,15 +134,22 @@ class SourceBatch:
 
 
 class SourceError(Exception):
-    """A request from a CRM cannot be taken as a whole."""
+    """A request from a CRM cannot be taken as a whole: answered `status`, nothing recorded."""
 
     reason = "source_error"
+    status = 400
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """What the error answer carries besides its reason and message."""
+        return {}
 
 
 class AuthenticationFailed(SourceError):
     """The request does not prove it comes from the configured CRM account (answered 401)."""
 
     reason = "authentication_failed"
+    status = 401
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -159,6 +166,7 @@ class TooManyItems(SourceError):
     """The request holds more items than any CRM sends in one (answered 413, nothing recorded)."""
 
     reason = "too_many_items"
+    status = 413
 
 
 class InvalidItem(Exception):

@@ -21,14 +21,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
+import secrets
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from marshmallow import fields, validate, validates_schema
+
 from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_MERGED
 from crmsync.core.parsing import ascii_int, utc_isoformat
+from crmsync.core.settings import require_together, secret_setting
 
-from ..mappings import ERASURE, RecordMapping, field_value
 from .items import (
     AuthenticationFailed,
     IgnoredItem,
@@ -42,17 +48,45 @@ from .items import (
     record_event,
     validated_event,
 )
+from .kind import JSON, EnvVar, JsonReplies, Sample
+from .mapping_file import StrictSchema
+from .record_mapping import (
+    ERASURE,
+    SYNC,
+    RecordFields,
+    RecordMapping,
+    check_action,
+    describe_records,
+    field_value,
+    record_lines,
+    record_mappings,
+)
 
-__all__ = ["NAME", "PipedriveSource", "verify_basic_auth", "read_event"]
+__all__ = [
+    "NAME",
+    "KIND",
+    "PipedriveSettings",
+    "PipedriveSource",
+    "verify_basic_auth",
+    "read_event",
+    "basic_auth",
+]
 
 NAME = "pipedrive"
 
 
-class PipedriveSource:
+@dataclass(frozen=True)
+class PipedriveSettings:
+    """The HTTP Basic credentials the webhooks are set up with in Pipedrive."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+class PipedriveSource(JsonReplies):
     """Verifies and maps events from Pipedrive webhooks set up with HTTP Basic credentials."""
 
     name = NAME
-    soap = False
 
     def __init__(self, user: str, password: str, mappings: Mapping[str, RecordMapping]) -> None:
         self._user = user
@@ -64,6 +98,10 @@ class PipedriveSource:
 
     def read(self, body: bytes) -> SourceBatch:
         return read_event(body, self._mappings)
+
+    def receive(self, request: InboundRequest) -> SourceBatch:
+        self.authenticate(request)
+        return self.read(request.body)
 
 
 def verify_basic_auth(authorization: str, user: str, password: str) -> None:
@@ -244,3 +282,104 @@ def _identifiers(meta: dict[str, Any]) -> dict[str, str]:
     """Ids of a rejected event: meta's ids and kinds, never a value of the record."""
     keys = ("id", "entity", "object", "action", "entity_id", "company_id", "webhook_id", "merged_to_id")
     return {key: str(meta[key]) for key in keys if key in meta and not isinstance(meta[key], dict | list)}
+
+
+# --- the registry's kind: settings, the [pipedrive.<entity>] tables, the sample ---------------------
+
+
+class PipedriveEntitySchema(StrictSchema):
+    action = fields.String(load_default=SYNC, validate=validate.OneOf([SYNC, ERASURE]))
+    external_id = fields.String(load_default="id", validate=validate.Length(min=1))
+    purchase_ids = fields.String(validate=validate.Length(min=1))
+    customer_fields = fields.Nested(RecordFields, data_key="fields", validate=validate.Length(min=1))
+
+    @validates_schema
+    def _action_needs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_action(data)
+
+
+_SCHEMA = PipedriveEntitySchema()
+
+
+def _no_deleted_field(action: str) -> str:
+    # Pipedrive sends a `delete` action, not a flag on the record.
+    return ""
+
+
+class PipedriveKind:
+    """Pipedrive in the registry."""
+
+    name = NAME
+    title = "Pipedrive"
+    env_vars = (
+        EnvVar("PIPEDRIVE_WEBHOOK_USER", "The HTTP Basic user the Pipedrive webhooks are set up with"),
+        EnvVar("PIPEDRIVE_WEBHOOK_PASSWORD", "Their HTTP Basic password (12+ characters)"),
+    )
+    enabled_by = ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD")
+    default_mapping: Mapping[str, RecordMapping] = {
+        "organization": RecordMapping("organization", external_id="id", fields={"name": ("name",)})
+    }
+    sample_id = "2001"
+    sample_name = "Venus Ventures"
+
+    def settings_from_env(self, env: Mapping[str, str]) -> PipedriveSettings | None:
+        enabled = require_together(env, *self.enabled_by)
+        password = secret_setting(env, "PIPEDRIVE_WEBHOOK_PASSWORD")
+        return PipedriveSettings(env["PIPEDRIVE_WEBHOOK_USER"].strip(), password) if enabled else None
+
+    def load_mapping(self, table: Any, errors: list[str]) -> Mapping[str, RecordMapping]:
+        return record_mappings(table, NAME, _SCHEMA, errors, _no_deleted_field)
+
+    def describe_mapping(self, mapping: Mapping[str, RecordMapping]) -> Any:
+        return describe_records(mapping)
+
+    def mapping_lines(self, mapping: Mapping[str, RecordMapping]) -> list[str]:
+        return record_lines(NAME, mapping)
+
+    def id_prefixes(self, mapping: Mapping[str, RecordMapping]) -> set[str]:
+        return {record.external_id_prefix for record in mapping.values()}
+
+    def build(self, settings: PipedriveSettings, mapping: Mapping[str, RecordMapping]) -> PipedriveSource:
+        return PipedriveSource(settings.user, settings.password, mapping)
+
+    def read_payload(self, body: bytes, mapping: Mapping[str, RecordMapping]) -> SourceBatch:
+        return read_event(body, mapping)
+
+    def dev_env(self) -> dict[str, str]:
+        return {"PIPEDRIVE_WEBHOOK_USER": "crmsync", "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(24)}
+
+    def sample(self, env: Mapping[str, str], url: str, external_id: str, name: str) -> Sample:
+        settings = self.settings_from_env(env)
+        if settings is None:
+            raise ValueError(
+                "set PIPEDRIVE_WEBHOOK_USER and PIPEDRIVE_WEBHOOK_PASSWORD to what the service verifies "
+                "pipedrive webhooks with"
+            )
+        if ascii_int(external_id, 20) is None:
+            raise ValueError(f"a pipedrive record id is a number, got {external_id!r}")
+        body = v2_body("change", {"id": int(external_id), "name": name})
+        headers = {"content-type": JSON, "authorization": basic_auth(settings.user, settings.password)}
+        return Sample(headers, body)
+
+
+def v2_body(action: str, data: dict[str, Any] | None, previous: dict[str, Any] | None = None,
+            entity: str = "organization", **meta: Any) -> bytes:  # fmt: skip
+    """A Pipedrive webhooks v2 body."""
+    entity_id = (data or previous or {}).get("id")
+    return json.dumps({
+        "meta": {"action": action, "entity": entity, "entity_id": str(entity_id), "id": str(uuid.uuid4()),
+                 "company_id": "1", "correlation_id": str(uuid.uuid4()), "is_bulk_edit": False,
+                 "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                 "type": "general", "user_id": "1", "version": "2.0", "webhook_id": "1",
+                 "webhook_owner_id": "1", "change_source": "app", "attempt": 1, **meta},
+        "data": data,
+        "previous": previous,
+    }).encode()  # fmt: skip
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An `Authorization: Basic` header's value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+KIND = PipedriveKind()

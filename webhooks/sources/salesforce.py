@@ -18,7 +18,10 @@ notification `Id`, stable across retries.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +30,13 @@ from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+from marshmallow import fields, validate, validates_schema
 
 from crmsync.core.events import CUSTOMER_DELETED, CUSTOMER_MERGED
 from crmsync.core.parsing import utc_isoformat
 from crmsync.core.salesforce_ids import salesforce_id_18
+from crmsync.core.settings import SettingsError, require_together, secret_setting
 
-from ..mappings import ERASURE, RecordMapping
 from .items import (
     AuthenticationFailed,
     IgnoredItem,
@@ -46,9 +50,23 @@ from .items import (
     record_event,
     validated_event,
 )
+from .kind import Acceptance, EnvVar, Reply, Sample, batch_summary
+from .mapping_file import StrictSchema
+from .record_mapping import (
+    ERASURE,
+    SYNC,
+    RecordFields,
+    RecordMapping,
+    check_action,
+    describe_records,
+    record_lines,
+    record_mappings,
+)
 
 __all__ = [
     "NAME",
+    "KIND",
+    "SalesforceSettings",
     "SalesforceSource",
     "OutboundMessage",
     "Notification",
@@ -115,12 +133,21 @@ class OutboundMessage:
     notifications: list[Notification | InvalidNotification]
 
 
+@dataclass(frozen=True)
+class SalesforceSettings:
+    """The organizations whose messages are taken, and the token their URL carries (`?token=`)."""
+
+    organization_ids: tuple[str, ...]
+    token: str = field(repr=False)
+
+
 class SalesforceSource:
-    """Verifies and maps Outbound Messages from the configured organizations."""
+    """Verifies and maps Outbound Messages from the configured organizations. Salesforce reads SOAP
+    answers only: the Ack, or a fault for an error (`Server` when we are at fault: it retries)."""
 
     name = NAME
-    # Salesforce reads SOAP answers: the Ack, or a fault for an error.
-    soap = True
+    media_type = ""
+    counts_refusals = False
 
     def __init__(
         self, token: str, organization_ids: Iterable[str], mappings: Mapping[str, RecordMapping]
@@ -139,6 +166,19 @@ class SalesforceSource:
         if check_organization:
             verify_organization(message.organization_id, self._organizations)
         return read_message(message, self._mappings)
+
+    def receive(self, request: InboundRequest) -> SourceBatch:
+        self.authenticate(request)
+        return self.read(request.body)
+
+    def accepted(self, batch: SourceBatch, outcomes: Sequence[Acceptance]) -> Reply:
+        return Reply(200, ACK_RESPONSE, CONTENT_TYPE)
+
+    def refused(self, status: int, reason: str, message: str, details: Mapping[str, Any]) -> Reply | None:
+        return Reply(status, soap_fault(message, server_side=status >= 500), CONTENT_TYPE)
+
+    def receipt(self, batch: SourceBatch, outcomes: Sequence[Acceptance]) -> tuple[str, dict[str, Any]]:
+        return "webhook batch", {"event": "webhook_batch", "source": NAME, **batch_summary(batch, outcomes)}
 
 
 def verify_token(given: str, expected: str) -> None:
@@ -286,3 +326,128 @@ def _identifiers(notification: Notification, index: int) -> dict[str, str]:
     if record_id:
         ids["record_id"] = salesforce_id_18(record_id)
     return ids
+
+
+# --- the registry's kind: settings, the [salesforce.<sObject>] tables, the sample --------------------
+
+
+class SalesforceObjectSchema(StrictSchema):
+    action = fields.String(load_default=SYNC, validate=validate.OneOf([SYNC, ERASURE]))
+    external_id = fields.String(required=True, validate=validate.Length(min=1))
+    version = fields.String(load_default="LastModifiedDate", validate=validate.Length(min=1))
+    deleted = fields.String(validate=validate.Length(min=1))
+    purchase_ids = fields.String(validate=validate.Length(min=1))
+    customer_fields = fields.Nested(RecordFields, data_key="fields", validate=validate.Length(min=1))
+
+    @validates_schema
+    def _action_needs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_action(data)
+
+
+_SCHEMA = SalesforceObjectSchema()
+_ORGANIZATION_ID = re.compile(r"00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?")
+
+
+def _default_deleted(action: str) -> str:
+    # Salesforce flags a deleted record with a checkbox.
+    return "IsDeleted" if action == SYNC else ""
+
+
+class SalesforceKind:
+    """Salesforce in the registry."""
+
+    name = NAME
+    title = "Salesforce"
+    env_vars = (
+        EnvVar("SALESFORCE_ORGANIZATION_IDS", "Organization ids (00D...) whose Outbound Messages are taken"),
+        EnvVar("SALESFORCE_WEBHOOK_TOKEN", "The token the Outbound Message URL carries (?token=, 24+ chars)"),
+    )
+    enabled_by = ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN")
+    default_mapping: Mapping[str, RecordMapping] = {
+        "Account": RecordMapping(
+            "Account",
+            external_id="Id",
+            fields={"name": ("Name",), "description": ("Description",)},
+            version="LastModifiedDate",
+            deleted="IsDeleted",
+        )
+    }
+    sample_id = "001000000000001AAA"
+    sample_name = "Saturn Rings Ltd"
+
+    def settings_from_env(self, env: Mapping[str, str]) -> SalesforceSettings | None:
+        enabled = require_together(env, *self.enabled_by)
+        ids = tuple(part for part in re.split(r"[\s,]+", env.get("SALESFORCE_ORGANIZATION_IDS", "")) if part)
+        if not all(_ORGANIZATION_ID.fullmatch(org_id) for org_id in ids):
+            raise SettingsError(
+                "SALESFORCE_ORGANIZATION_IDS: each id must be a 15- or 18-character organization id (00D...)"
+            )
+        token = secret_setting(env, "SALESFORCE_WEBHOOK_TOKEN", min_length=24)
+        return SalesforceSettings(ids, token) if enabled else None
+
+    def load_mapping(self, table: Any, errors: list[str]) -> Mapping[str, RecordMapping]:
+        return record_mappings(table, NAME, _SCHEMA, errors, _default_deleted)
+
+    def describe_mapping(self, mapping: Mapping[str, RecordMapping]) -> Any:
+        return describe_records(mapping)
+
+    def mapping_lines(self, mapping: Mapping[str, RecordMapping]) -> list[str]:
+        return record_lines(NAME, mapping)
+
+    def id_prefixes(self, mapping: Mapping[str, RecordMapping]) -> set[str]:
+        return {record.external_id_prefix for record in mapping.values()}
+
+    def build(self, settings: SalesforceSettings, mapping: Mapping[str, RecordMapping]) -> SalesforceSource:
+        return SalesforceSource(settings.token, settings.organization_ids, mapping)
+
+    def read_payload(self, body: bytes, mapping: Mapping[str, RecordMapping]) -> SourceBatch:
+        return read_message(parse_message(body), mapping)
+
+    def dev_env(self) -> dict[str, str]:
+        # A made-up organization.
+        return {
+            "SALESFORCE_ORGANIZATION_IDS": "00D000000000001AAA",
+            "SALESFORCE_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
+        }
+
+    def sample(self, env: Mapping[str, str], url: str, external_id: str, name: str) -> Sample:
+        settings = self.settings_from_env(env)
+        if settings is None:
+            raise ValueError(
+                "set SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN to what the service verifies "
+                "salesforce webhooks with"
+            )
+        body = sample_message(settings.organization_ids[0], external_id, name)
+        headers = {"content-type": CONTENT_TYPE, "SOAPAction": '""'}
+        return Sample(headers, body, query={"token": settings.token})
+
+
+def outbound_message(organization_id: str, notifications: list[tuple[str, str, dict[str, str]]]) -> bytes:
+    """A SOAP Outbound Message: (notification id, sObject type, fields) for each notification."""
+    items = []
+    for notification_id, sobject_type, values in notifications:
+        xml = "".join(f"<sf:{name}>{escape(value)}</sf:{name}>" for name, value in values.items())
+        items.append(
+            f'<Notification><Id>{notification_id}</Id><sObject xsi:type="sf:{sobject_type}" '
+            f'xmlns:sf="urn:sobject.enterprise.soap.sforce.com">{xml}</sObject></Notification>'
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:xsi="{XSI}"><soapenv:Body>'
+        f'<notifications xmlns="{OUTBOUND}">'
+        f"<OrganizationId>{organization_id}</OrganizationId><ActionId>04k000000000001AAA</ActionId>"
+        '<SessionId xsi:nil="true"/>'
+        f"{''.join(items)}</notifications></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+def sample_message(
+    organization_id: str, record_id: str = "001000000000001AAA", name: str = "Mars Missions"
+) -> bytes:
+    """A message with one Account notification."""
+    modified = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    values = {"Id": record_id, "LastModifiedDate": modified, "Name": name, "IsDeleted": "false"}
+    return outbound_message(organization_id, [(f"04l{uuid.uuid4().hex[:15]}", "Account", values)])
+
+
+KIND = SalesforceKind()
