@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 
 from flask import Blueprint, Response, current_app, request
@@ -31,8 +31,9 @@ from crmsync.operations.activity import read_snapshot
 from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, ReconcileReports
 from webhooks.errors import error_response
 from webhooks.metrics import WEB_REGISTRY
+from webhooks.sources.registry import NAMES
 
-__all__ = ["bp", "QueueCollector", "render_metrics"]
+__all__ = ["bp", "QueueCollector", "SourcesCollector", "render_metrics"]
 
 bp = Blueprint("metrics", __name__)
 
@@ -172,8 +173,23 @@ def _reconcile_metrics(report: ReconcileReport) -> Iterator[Metric]:
     )  # fmt: skip
 
 
-def render_metrics(redis: Redis, settings: Settings) -> bytes:
-    """Every metric, in Prometheus's text format."""
+class SourcesCollector:
+    """Which webhook sources this web serves: each of the registry's (1 or 0) and each declared one."""
+
+    def __init__(self, served: Collection[str]) -> None:
+        self._served = served
+
+    def collect(self) -> Iterator[Metric]:
+        enabled = GaugeMetricFamily(
+            "crmsync_source_enabled", "1 when the web serves POST /webhooks/<source>.", labels=["source"]
+        )
+        for name in dict.fromkeys([*NAMES, *self._served]):
+            enabled.add_metric([name], 1 if name in self._served else 0)
+        yield enabled
+
+
+def render_metrics(redis: Redis, settings: Settings, served: Collection[str] = ()) -> bytes:
+    """Every metric, in Prometheus's text format; `served` are the sources the web serves."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
@@ -181,6 +197,7 @@ def render_metrics(redis: Redis, settings: Settings) -> bytes:
         registry.register(WEB_REGISTRY)
     registry.register(QueueCollector(redis, settings.queue_name, settings.erasure_deadline_days))
     registry.register(ReconcileCollector(ReconcileReports(redis, settings.reconcile_report_retention_days)))
+    registry.register(SourcesCollector(served))
     return generate_latest(registry)
 
 
@@ -192,5 +209,6 @@ def metrics() -> Response | tuple[Response, int]:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
         if not hmac.compare_digest(given, settings.metrics_token.encode()):
             return error_response(401, "unauthorized", "A valid metrics token is required.")
-    body = render_metrics(current_app.extensions["crmsync_redis"], settings)
+    served = list(current_app.extensions["crmsync_sources"])
+    body = render_metrics(current_app.extensions["crmsync_redis"], settings, served)
     return Response(body, content_type=CONTENT_TYPE_LATEST)

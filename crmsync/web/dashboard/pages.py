@@ -21,6 +21,7 @@ from crmsync.operations.source_items import (
     rejected_type_counts,
     version_fallbacks,
 )
+from webhooks.sources.registry import NAMES, SOURCES
 
 from . import NAV, bp
 from .chart import line_chart
@@ -138,8 +139,12 @@ def sources() -> str:
     """What the CRM sources ignored (by type), rejected (by type; the last ones, reason and
     identifiers) and ordered without their version field (with the fix)."""
     redis = current_app.extensions["crmsync_redis"]
+    served = current_app.extensions["crmsync_sources"]
     return render_template(
         "dashboard/sources.html",
+        # Every source of the registry, served or not, then the declared ones.
+        sources=[(kind.name, kind.title, kind.name in served, kind.enabled_by) for kind in SOURCES]
+        + [(name, "declared in the mappings file", True, ()) for name in served if name not in NAMES],
         ignored=ignored_counts(redis),
         rejected_counts=rejected_type_counts(redis),
         rejected=rejected_items(redis, limit=100),
