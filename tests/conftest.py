@@ -26,15 +26,11 @@ from tests.support import (
     CUSTOMERS_TOKEN,
     DASHBOARD_PASSWORD,
     DASHBOARD_USER,
-    HUBSPOT_SECRET,
     PERSONAL_DATA_TOKEN,
-    PIPEDRIVE_PASSWORD,
-    PIPEDRIVE_USER,
     SALESFORCE_MAPPINGS,
-    SALESFORCE_ORG,
-    SALESFORCE_TOKEN,
     SECRET,
-    WEBHOOK_SECRET,
+    SOURCES_ENV,
+    STANDARD_ENV,
     Deliver,
     Dyno,
     kill_worker_groups,
@@ -131,7 +127,6 @@ def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
     base = Settings.from_env(
         {
             "REDIS_URL": redis_url,
-            "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "CUSTOMERS_API_URL": sandbox_server.customers_url,
             "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
             "PERSONAL_DATA_API_URL": sandbox_server.personal_data_url,
@@ -149,14 +144,15 @@ def settings(redis_url: str, sandbox_server: RunningSandbox) -> Settings:
 @pytest.fixture(scope="session")
 def web_server(settings: Settings) -> Iterator[str]:
     """The web app served over real HTTP in a thread for the session; yields its base URL."""
-    with served(create_app(settings)) as base_url:
+    with served(create_app(settings, environ=STANDARD_ENV)) as base_url:
         yield base_url
 
 
 @pytest.fixture(scope="session")
 def dashboard_server(settings: Settings) -> Iterator[str]:
     """The web app with the dashboard switched on (DASHBOARD_PASSWORD set), over real HTTP."""
-    app = create_app(replace(settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD))
+    dashboard_on = replace(settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+    app = create_app(dashboard_on, environ=STANDARD_ENV)
     with served(app) as base_url:
         yield base_url
 
@@ -176,24 +172,17 @@ labels = "industry"
 
 @pytest.fixture(scope="session")
 def sources_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The session's settings with every CRM source enabled (test credentials) and SOURCE_MAPPINGS."""
+    """The session's settings with SOURCE_MAPPINGS; the app built with SOURCES_ENV serves every source
+    of the registry (test credentials)."""
     mappings = tmp_path_factory.mktemp("mappings") / "mappings.toml"
     mappings.write_text(SOURCE_MAPPINGS)
-    return replace(
-        settings,
-        hubspot_client_secret=HUBSPOT_SECRET,
-        salesforce_organization_ids=(SALESFORCE_ORG[:15],),
-        salesforce_webhook_token=SALESFORCE_TOKEN,
-        pipedrive_webhook_user=PIPEDRIVE_USER,
-        pipedrive_webhook_password=PIPEDRIVE_PASSWORD,
-        mappings_file=str(mappings),
-    )
+    return replace(settings, mappings_file=str(mappings))
 
 
 @pytest.fixture(scope="session")
 def sources_server(sources_settings: Settings) -> Iterator[str]:
     """The web app with every CRM source enabled, served over real HTTP for the session."""
-    with served(create_app(sources_settings)) as base_url:
+    with served(create_app(sources_settings, environ=SOURCES_ENV)) as base_url:
         yield base_url
 
 

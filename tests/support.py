@@ -321,6 +321,18 @@ SALESFORCE_TOKEN = "salesforce-token-0123456789abcdef"
 
 PIPEDRIVE_USER, PIPEDRIVE_PASSWORD = "crmsync", "pipedrive-password-0123456789"
 
+# What the web reads its sources' settings from (create_app's `environ`): crmsync's own contract only,
+# or every source of the registry (the organization in its 15-character form, as operators copy it).
+STANDARD_ENV = {"WEBHOOK_SECRET": WEBHOOK_SECRET}
+SOURCES_ENV = {
+    **STANDARD_ENV,
+    "HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
+    "SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG[:15],
+    "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN,
+    "PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER,
+    "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD,
+}
+
 
 # The Salesforce mappings the tests run with (issue 9's contract): an Account's labels from two fields,
 # and Privacy_Request__c, a custom object an org creates for erasure requests. Defined once; a test that

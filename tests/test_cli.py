@@ -21,7 +21,7 @@ from crmsync.core.events import ERASURE_REQUESTED, EVENT_TYPES
 from crmsync.core.queue import EventJob
 from crmsync.core.settings import Settings
 from crmsync.web import create_app
-from tests.support import WEBHOOK_SECRET, free_port, sandbox_purchase_ids, served
+from tests.support import STANDARD_ENV, WEBHOOK_SECRET, free_port, sandbox_purchase_ids, served
 
 SETTINGS = ("WEBHOOK_SECRET", "REDIS_URL", "CUSTOMERS_API_URL", "PERSONAL_DATA_API_URL", "DASHBOARD_PASSWORD")
 WORKER_SETTINGS = {
@@ -174,7 +174,7 @@ def test_send_sample_exits_non_zero_on_401_and_404(web: str) -> None:
 
 def test_send_sample_exits_non_zero_on_503(settings: Settings) -> None:
     redis_down = replace(settings, redis_url=f"redis://127.0.0.1:{closed_port()}/0")
-    with served(create_app(redis_down)) as base_url:
+    with served(create_app(redis_down, environ=STANDARD_ENV)) as base_url:
         result = crmsync_cli("send-sample", f"{base_url}/webhooks/crm", WEBHOOK_SECRET=WEBHOOK_SECRET)
     assert result.returncode == 1
     assert result.stdout.startswith("HTTP 503 ") and "queue_unavailable" in result.stdout

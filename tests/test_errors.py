@@ -13,7 +13,7 @@ from redis import Redis
 from crmsync.core.logs import JsonFormatter
 from crmsync.core.settings import Settings
 from crmsync.web import create_app
-from tests.support import served
+from tests.support import STANDARD_ENV, served
 
 
 def unexpected_errors(base_url: str, endpoint: str) -> float:
@@ -27,16 +27,16 @@ def unexpected_errors(base_url: str, endpoint: str) -> float:
 
 
 def test_each_endpoints_unexpected_errors_are_exported_from_zero(settings: Settings, redis: Redis) -> None:
-    with served(create_app(settings)) as base_url:
+    with served(create_app(settings, environ=STANDARD_ENV)) as base_url:
         text = requests.get(f"{base_url}/metrics", timeout=5).text
-    for endpoint in ("receive.receive_crm_event", "receive_sources.receive_from_crm", "unknown"):
+    for endpoint in ("receive.receive_webhook", "receive.receive_standard_alias", "unknown"):
         assert f'crmsync_unexpected_errors_total{{endpoint="{endpoint}"}} 0.0' in text, endpoint
 
 
 def test_an_unforeseen_error_is_answered_as_json_logged_with_its_traceback_and_counted(
     settings: Settings, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(settings)
+    app = create_app(settings, environ=STANDARD_ENV)
 
     @app.post("/webhooks/broken")
     def broken_view() -> str:

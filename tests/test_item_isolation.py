@@ -23,7 +23,9 @@ from crmsync.core.settings import Settings
 from crmsync.operations.source_items import rejected_counts, rejected_items
 from crmsync.web import create_app
 from tests.support import (
+    SALESFORCE_ORG,
     SALESFORCE_TOKEN,
+    SOURCES_ENV,
     basic_auth,
     hubspot_event,
     hubspot_signed_headers,
@@ -32,7 +34,15 @@ from tests.support import (
     salesforce_message,
     served,
 )
-from webhooks.sources.items import InvalidItem, MappedEvent, RejectedItem, SourceBatch, item_isolation
+from webhooks.sources.items import (
+    InboundRequest,
+    InvalidItem,
+    MappedEvent,
+    RejectedItem,
+    SourceBatch,
+    item_isolation,
+)
+from webhooks.sources.salesforce import SalesforceSource
 
 BATCHES = settings(
     max_examples=100,
@@ -216,14 +226,12 @@ def test_an_item_whose_ids_cannot_be_read_is_still_rejected() -> None:
 def test_a_salesforce_request_failing_unforeseen_gets_a_soap_fault(sources_settings: Settings) -> None:
     """Salesforce reads only SOAP: even the app's last-resort 500 is a SOAP Server fault."""
 
-    class Failing:
-        name, soap = "salesforce", True
-
-        def authenticate(self, request: object) -> None:
+    class Failing(SalesforceSource):
+        def authenticate(self, request: InboundRequest) -> None:
             raise RuntimeError("a bug")
 
-    app = create_app(sources_settings)
-    app.extensions["crmsync_sources"]["salesforce"] = Failing()
+    app = create_app(sources_settings, environ=SOURCES_ENV)
+    app.extensions["crmsync_sources"]["salesforce"] = Failing(SALESFORCE_TOKEN, [SALESFORCE_ORG], {})
     with served(app) as base:
         response = requests.post(f"{base}/webhooks/salesforce", data=b"<x/>", timeout=10)
     assert response.status_code == 500

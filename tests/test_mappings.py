@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import SALESFORCE_MAPPINGS
-from webhooks.mappings import (
-    DEFAULT_MAPPINGS,
-    ERASURE,
-    MappingError,
-    labels_from,
-    load_mappings,
-    mappings_from_env,
-    purchase_ids_from,
-)
+from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, load_mappings, mappings_from_env
+from webhooks.sources.record_mapping import ERASURE, labels_from, purchase_ids_from
 
 CONTRACT = (
     """
@@ -42,31 +35,33 @@ def write(tmp_path: Path, text: str) -> str:
 
 
 def test_defaults_map_names_and_descriptions_of_each_source() -> None:
-    assert DEFAULT_MAPPINGS.hubspot.customer_data("name", "Orbital") == {"name": "Orbital"}
-    assert DEFAULT_MAPPINGS.hubspot.customer_data("description", "Freight") == {"description": "Freight"}
-    assert DEFAULT_MAPPINGS.hubspot.customer_data("industry", "x") == {}
-    account = DEFAULT_MAPPINGS.salesforce["Account"]
+    assert DEFAULT_MAPPINGS.of("hubspot").customer_data("name", "Orbital") == {"name": "Orbital"}
+    assert DEFAULT_MAPPINGS.of("hubspot").customer_data("description", "Freight") == {
+        "description": "Freight"
+    }
+    assert DEFAULT_MAPPINGS.of("hubspot").customer_data("industry", "x") == {}
+    account = DEFAULT_MAPPINGS.of("salesforce")["Account"]
     assert (account.external_id, account.version, account.deleted) == ("Id", "LastModifiedDate", "IsDeleted")
     assert account.customer_data({"Name": "Orbital", "Description": "d", "Phone": "1"}) == {
         "name": "Orbital",
         "description": "d",
     }
-    organization = DEFAULT_MAPPINGS.pipedrive["organization"]
+    organization = DEFAULT_MAPPINGS.of("pipedrive")["organization"]
     assert organization.external_id == "id"
     assert organization.customer_data({"id": 5, "name": "Orbital", "address": "x"}) == {"name": "Orbital"}
 
 
 def test_the_issue_contract_loads_as_written(tmp_path: Path) -> None:
     mappings = load_mappings(write(tmp_path, CONTRACT))
-    assert mappings.hubspot.external_id_prefix == "hs-"
-    assert mappings.hubspot.customer_data("industry", "Freight;Logistics") == {
+    assert mappings.of("hubspot").external_id_prefix == "hs-"
+    assert mappings.of("hubspot").customer_data("industry", "Freight;Logistics") == {
         "labels": ["Freight", "Logistics"]
     }
-    assert mappings.hubspot.customer_data("about_us", "d") == {"description": "d"}
-    account = mappings.salesforce["Account"]
+    assert mappings.of("hubspot").customer_data("about_us", "d") == {"description": "d"}
+    account = mappings.of("salesforce")["Account"]
     record = {"Name": "O", "Industry": "Transport", "Type": "", "Description": None}
     assert account.customer_data(record) == {"name": "O", "description": "", "labels": ["Transport"]}
-    privacy = mappings.salesforce["Privacy_Request__c"]
+    privacy = mappings.of("salesforce")["Privacy_Request__c"]
     assert (privacy.action, privacy.external_id, privacy.purchase_ids, privacy.version) == (
         ERASURE,
         "Account_External_Id__c",
@@ -74,26 +69,26 @@ def test_the_issue_contract_loads_as_written(tmp_path: Path) -> None:
         "CreatedDate",
     )
     assert privacy.deleted == ""
-    assert mappings.pipedrive["organization"].external_id == "id"
+    assert mappings.of("pipedrive")["organization"].external_id == "id"
 
 
 def test_a_source_left_out_of_the_file_keeps_its_defaults(tmp_path: Path) -> None:
     mappings = load_mappings(write(tmp_path, '[hubspot.fields]\nname = "name"\n'))
-    assert mappings.salesforce == DEFAULT_MAPPINGS.salesforce
-    assert mappings.pipedrive == DEFAULT_MAPPINGS.pipedrive
+    assert mappings.of("salesforce") == DEFAULT_MAPPINGS.of("salesforce")
+    assert mappings.of("pipedrive") == DEFAULT_MAPPINGS.of("pipedrive")
     # A source the file names is replaced whole: no description any more.
-    assert mappings.hubspot.customer_data("description", "d") == {}
+    assert mappings.of("hubspot").customer_data("description", "d") == {}
 
 
 def test_a_source_prefix_applies_to_each_of_its_record_types(tmp_path: Path) -> None:
     text = '[pipedrive]\nexternal_id_prefix = "pd-"\n[pipedrive.organization.fields]\nname = "name"\n'
-    assert load_mappings(write(tmp_path, text)).pipedrive["organization"].external_id_prefix == "pd-"
+    assert load_mappings(write(tmp_path, text)).of("pipedrive")["organization"].external_id_prefix == "pd-"
 
 
 @pytest.mark.parametrize("object_type", ["company", "0-2", "2-12345"])
 def test_the_hubspot_object_is_a_name_or_a_type_id(tmp_path: Path, object_type: str) -> None:
     path = write(tmp_path, f'[hubspot]\nobject = "{object_type}"\n[hubspot.fields]\nname = "name"\n')
-    assert load_mappings(path).hubspot.object == object_type
+    assert load_mappings(path).of("hubspot").object == object_type
 
 
 @pytest.mark.parametrize(
@@ -174,7 +169,7 @@ def test_a_missing_file_names_the_setting(tmp_path: Path) -> None:
 def test_without_the_setting_the_defaults_are_in_force(tmp_path: Path) -> None:
     assert mappings_from_env({}) is DEFAULT_MAPPINGS
     path = write(tmp_path, CONTRACT)
-    assert mappings_from_env({"CRMSYNC_MAPPINGS": path}).hubspot.external_id_prefix == "hs-"
+    assert mappings_from_env({"CRMSYNC_MAPPINGS": path}).of("hubspot").external_id_prefix == "hs-"
 
 
 def test_show_describes_every_source_with_defaults_included(tmp_path: Path) -> None:
@@ -212,7 +207,7 @@ def test_purchase_ids_that_are_not_numbers_are_refused_without_echoing_them() ->
 
 
 def test_a_dotted_name_reaches_nested_custom_fields() -> None:
-    mapping = DEFAULT_MAPPINGS.pipedrive["organization"]
+    mapping = DEFAULT_MAPPINGS.of("pipedrive")["organization"]
     record = {"id": 5, "name": "O", "custom_fields": {"a1b2": "Freight"}}
     nested = type(mapping)("organization", "id", fields={"labels": ("custom_fields.a1b2",)})
     assert nested.customer_data(record) == {"labels": ["Freight"]}

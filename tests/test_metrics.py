@@ -18,7 +18,16 @@ from crmsync.web import create_app
 from crmsync.web.metrics import ERASURE_SCAN_LIMIT
 from jobs.worker import SyncWorker, build_worker
 from sandbox import RunningSandbox
-from tests.support import PERSONAL, Deliver, event, fail, make_erasures_of_every_kind, served, work
+from tests.support import (
+    PERSONAL,
+    STANDARD_ENV,
+    Deliver,
+    event,
+    fail,
+    make_erasures_of_every_kind,
+    served,
+    work,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -143,7 +152,9 @@ def test_metrics_carry_no_customer_data(
 
 
 def test_a_metrics_token_when_configured_is_required(settings: Settings, redis: Redis) -> None:
-    with served(create_app(replace(settings, metrics_token="scrape-token-0123"))) as url:
+    with served(
+        create_app(replace(settings, metrics_token="scrape-token-0123"), environ=STANDARD_ENV)
+    ) as url:
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
         assert (
             requests.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code
@@ -153,7 +164,9 @@ def test_a_metrics_token_when_configured_is_required(settings: Settings, redis: 
 
 
 def test_without_redis_metrics_still_answer_and_say_so(settings: Settings) -> None:
-    with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as url:
+    with served(
+        create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"), environ=STANDARD_ENV)
+    ) as url:
         samples = scrape(url)
     assert value(samples, "crmsync_redis_up") == 0
 

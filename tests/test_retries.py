@@ -20,6 +20,7 @@ from jobs.worker import SyncWorker, build_worker
 from sandbox.server import RunningSandbox
 from tests.support import (
     SECRET,
+    STANDARD_ENV,
     Deliver,
     Platform,
     event,
@@ -162,7 +163,9 @@ def test_lock_contention_is_retried_not_failed(
 
 
 def test_web_answers_503_not_202_while_redis_is_unreachable(settings: Settings) -> None:
-    with served(create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))) as base:
+    with served(
+        create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"), environ=STANDARD_ENV)
+    ) as base:
         headers, body = signed_request(SECRET, event("deleted", at="2026-11-22T10:00:00Z"))
         response = requests.post(f"{base}/webhooks/crm", data=body, headers=headers, timeout=10)
         assert response.status_code == 503

@@ -24,6 +24,8 @@ from tests.support import (
     AUTH,
     DASHBOARD_PASSWORD,
     DASHBOARD_USER,
+    SOURCES_ENV,
+    STANDARD_ENV,
     Deliver,
     basic_auth,
     event,
@@ -95,7 +97,7 @@ def test_trusted_proxy_hops_says_which_x_forwarded_proto_value_is_believed(
     body = json.dumps([hubspot_event()]).encode()
     headers = {**hubspot_signed_headers("https://crmsync.example.com/webhooks/hubspot", body),
                "host": "crmsync.example.com", "x-forwarded-proto": proto}  # fmt: skip
-    with served(create_app(replace(sources_settings, trusted_proxy_hops=hops))) as base:
+    with served(create_app(replace(sources_settings, trusted_proxy_hops=hops), environ=SOURCES_ENV)) as base:
         response = requests.post(f"{base}/webhooks/hubspot", data=body, headers=headers, timeout=10)
     assert response.status_code == status
 
@@ -255,7 +257,7 @@ def test_a_webhook_batch_is_logged_with_its_source_and_counts(
 def test_while_redis_is_down_the_dashboard_answers_503_not_500(settings: Settings) -> None:
     down = replace(settings, redis_url="redis://127.0.0.1:1/0", dashboard_user=DASHBOARD_USER,
                    dashboard_password=DASHBOARD_PASSWORD)  # fmt: skip
-    with served(create_app(down)) as base:
+    with served(create_app(down, environ=STANDARD_ENV)) as base:
         page = requests.get(f"{base}/dashboard/", auth=AUTH, timeout=10)
         api = requests.get(f"{base}/dashboard/api/overview", auth=AUTH, timeout=10)
     assert page.status_code == 503 and "Redis is unavailable" in page.text

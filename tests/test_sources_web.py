@@ -26,6 +26,8 @@ from tests.support import (
     PIPEDRIVE_USER,
     SALESFORCE_ORG,
     SALESFORCE_TOKEN,
+    SOURCES_ENV,
+    STANDARD_ENV,
     basic_auth,
     corpus,
     free_port,
@@ -39,23 +41,23 @@ from tests.support import (
 )
 from tests.test_heroku import start_gunicorn, wait_until_serving, web_environment
 from webhooks.mappings import DEFAULT_MAPPINGS, mappings_from_document
-from webhooks.sources import sources_sharing_ids
+from webhooks.sources.registry import from_env, sources_sharing_ids
 
 ONLY_PIPEDRIVE = {"PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER, "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}
 
 
-def test_the_web_starts_with_any_one_source() -> None:
+def test_the_web_starts_with_any_one_source(settings: Settings) -> None:
     for env in (
         {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET},
         {"SALESFORCE_ORGANIZATION_IDS": SALESFORCE_ORG, "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN},
         ONLY_PIPEDRIVE,
     ):
-        assert len(Settings.from_env(env, role="web").sources) == 1
+        assert len(create_app(settings, environ=env).extensions["crmsync_sources"]) == 1
 
 
-def test_the_web_refuses_to_start_without_any_source() -> None:
+def test_the_web_refuses_to_start_without_any_source(settings: Settings) -> None:
     with pytest.raises(SettingsError, match="no webhook source is enabled"):
-        Settings.from_env({}, role="web")
+        create_app(settings, environ={})
 
 
 ONLY_HUBSPOT = {"HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET}
@@ -80,7 +82,7 @@ def test_sources_sharing_ids_are_those_enabled_with_the_same_prefix(
     enabled: dict[str, str], mappings: str, sharing: list[str]
 ) -> None:
     loaded = mappings_from_document(tomllib.loads(mappings)) if mappings else DEFAULT_MAPPINGS
-    assert sources_sharing_ids(Settings.from_env(enabled, role="web"), loaded) == sharing
+    assert sources_sharing_ids(from_env(enabled), loaded) == sharing
 
 
 @pytest.mark.parametrize(("mappings", "warnings"), [("", 1), (PREFIXES, 0)], ids=["shared", "prefixed"])
@@ -127,14 +129,12 @@ def test_gunicorn_warns_once_at_start_when_two_crm_sources_share_ids(
 )
 def test_a_half_set_or_malformed_source_setting_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
-        Settings.from_env(env, role="web")
+        from_env(env)
 
 
 def test_a_source_that_is_not_enabled_answers_404(settings: Settings, redis: Redis) -> None:
-    only_pipedrive = replace(settings, webhook_secrets=(), pipedrive_webhook_user=PIPEDRIVE_USER,
-                             pipedrive_webhook_password=PIPEDRIVE_PASSWORD)  # fmt: skip
-    with served(create_app(only_pipedrive)) as base:
-        for name in ("crm", "hubspot", "salesforce"):
+    with served(create_app(settings, environ=ONLY_PIPEDRIVE)) as base:
+        for name in ("standard", "crm", "hubspot", "salesforce"):
             response = requests.post(f"{base}/webhooks/{name}", data=b"[]", timeout=10)
             assert (response.status_code, response.json()["error"]) == (404, "not_found")
         headers = {"authorization": basic_auth()}
@@ -150,14 +150,15 @@ def test_a_mistake_in_the_mappings_file_stops_the_app(settings: Settings, tmp_pa
     path = tmp_path / "mappings.toml"
     path.write_text('[hubspot.fields]\nlabels = ["industry", "type"]\n')
     with pytest.raises(MappingError, match="hubspot.fields.labels: HubSpot sends one property per event"):
-        create_app(replace(settings, mappings_file=str(path)))
+        create_app(replace(settings, mappings_file=str(path)), environ=STANDARD_ENV)
 
 
 @pytest.mark.parametrize("name", ["hubspot", "salesforce", "pipedrive"])
 def test_while_redis_is_unreachable_a_crm_gets_503_and_nothing_is_queued(
     sources_settings: Settings, name: str
 ) -> None:
-    with served(create_app(replace(sources_settings, redis_url="redis://127.0.0.1:1/0"))) as base:
+    down = replace(sources_settings, redis_url="redis://127.0.0.1:1/0")
+    with served(create_app(down, environ=SOURCES_ENV)) as base:
         url = f"{base}/webhooks/{name}"
         if name == "hubspot":
             body = json.dumps([hubspot_event()]).encode()
@@ -184,7 +185,8 @@ def test_the_dashboard_shows_ignored_types_and_rejected_items_without_values(
     last_hour = read_snapshot(redis, sources_settings.queue_name).webhooks_last_hour
     assert (last_hour["accepted"], last_hour["rejected"]) == (0, 1)
     app = create_app(
-        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD),
+        environ=SOURCES_ENV,
     )
     with served(app) as base:
         page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text
@@ -218,7 +220,8 @@ def test_version_fallbacks_and_rejected_types_show_in_the_cli_and_on_the_dashboa
     assert "fix: add LastModifiedDate to the outbound message's fields" in listed
     assert "Account by received_at" in listed and "object.propertyChange" in listed
     app = create_app(
-        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD)
+        replace(sources_settings, dashboard_user=DASHBOARD_USER, dashboard_password=DASHBOARD_PASSWORD),
+        environ=SOURCES_ENV,
     )
     with served(app) as base:
         page = requests.get(f"{base}/dashboard/sources", auth=AUTH, timeout=5).text

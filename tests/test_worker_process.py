@@ -30,6 +30,7 @@ from tests.support import (
     CUSTOMERS_TOKEN,
     PERSONAL_DATA_TOKEN,
     SECRET,
+    STANDARD_ENV,
     Platform,
     kill_worker_groups,
     names,
@@ -177,7 +178,7 @@ def test_redis_restart_with_aof_loses_no_accepted_event(
 ) -> None:
     server = start_embedded_redis(appendonly=True)
     aof_settings = replace(settings, redis_url=server.url)
-    with served(create_app(aof_settings)) as base_url:
+    with served(create_app(aof_settings, environ=STANDARD_ENV)) as base_url:
 
         def post(external_id: str) -> int:
             headers, body = signed_request(SECRET, created(external_id, name=f"Customer {external_id}"))

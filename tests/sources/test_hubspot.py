@@ -34,8 +34,15 @@ from tests.support import (
     stats,
     work,
 )
-from webhooks.mappings import DEFAULT_MAPPINGS, HubSpotMapping
-from webhooks.sources.hubspot import HubSpotSource, read_events, request_uri, sign_v3, verify_signature
+from webhooks.mappings import DEFAULT_MAPPINGS
+from webhooks.sources.hubspot import (
+    HubSpotMapping,
+    HubSpotSource,
+    read_events,
+    request_uri,
+    sign_v3,
+    verify_signature,
+)
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
 
 SECRET = HUBSPOT_SECRET
@@ -179,7 +186,7 @@ def test_a_query_string_signed_decoded_is_accepted() -> None:
 
 
 def test_the_source_authenticates_then_reads() -> None:
-    source = HubSpotSource(SECRET, DEFAULT_MAPPINGS.hubspot, webhook_url=URL)
+    source = HubSpotSource(SECRET, DEFAULT_MAPPINGS.of("hubspot"), webhook_url=URL)
     request = signed(body_of(hubspot_event()))
     source.authenticate(request, now=NOW)
     assert len(source.read(request.body).events) == 1
@@ -189,7 +196,7 @@ def test_the_source_authenticates_then_reads() -> None:
 
 
 def test_a_name_change_writes_the_name_only_ordered_by_occurred_at() -> None:
-    batch = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.of("hubspot"))
     [mapped] = batch.events
     assert mapped.delivery_id == "hubspot:7001:88:4417:5150:1763630400000"
     assert mapped.event == {
@@ -200,21 +207,21 @@ def test_a_name_change_writes_the_name_only_ordered_by_occurred_at() -> None:
 
 
 def test_a_redelivery_has_the_same_delivery_id() -> None:
-    first = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.hubspot).events[0]
-    again = read_events(body_of(hubspot_event(attemptNumber=3)), DEFAULT_MAPPINGS.hubspot).events[0]
+    first = read_events(body_of(hubspot_event()), DEFAULT_MAPPINGS.of("hubspot")).events[0]
+    again = read_events(body_of(hubspot_event(attemptNumber=3)), DEFAULT_MAPPINGS.of("hubspot")).events[0]
     assert again.delivery_id == first.delivery_id
 
 
 def test_a_batch_maps_each_event_on_its_own() -> None:
     events = [hubspot_event(eventId=n, objectId=5000 + n, propertyValue=f"Company {n}") for n in range(100)]
-    batch = read_events(body_of(*events), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(*events), DEFAULT_MAPPINGS.of("hubspot"))
     assert len(batch.events) == 100
     assert len({mapped.delivery_id for mapped in batch.events}) == 100
 
 
 def test_a_deletion_maps_to_customer_deleted() -> None:
     deletion = hubspot_object_event("company.deletion")
-    [mapped] = read_events(body_of(deletion), DEFAULT_MAPPINGS.hubspot).events
+    [mapped] = read_events(body_of(deletion), DEFAULT_MAPPINGS.of("hubspot")).events
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "5150"})
 
 
@@ -222,7 +229,7 @@ def test_a_merge_maps_to_one_merge_of_the_merged_away_companies_into_the_primary
     merge = hubspot_object_event(
         "company.merge", objectId=5150, primaryObjectId=5150, mergedObjectIds=[5150, 6001, 6002]
     )
-    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot).events
+    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.of("hubspot")).events
     assert (mapped.event["type"], mapped.event["data"]) == (
         "customer.merged",
         {"external_id": "5150", "merged_ids": ["6001", "6002"]},
@@ -243,7 +250,7 @@ def test_a_merge_into_a_new_record_re_keys_the_primary_first_then_the_merged_one
 
 def test_a_merge_with_nothing_merged_away_is_ignored() -> None:
     merge = hubspot_object_event("company.merge", primaryObjectId=5150, mergedObjectIds=[5150])
-    batch = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(merge), DEFAULT_MAPPINGS.of("hubspot"))
     assert (batch.events, batch.ignored_by_type()) == ([], {"company.merge": 1})
 
 
@@ -274,19 +281,19 @@ def test_a_generic_merge_is_a_merge() -> None:
     merge = hubspot_object_event(
         "object.merge", objectTypeId="0-2", primaryObjectId=5150, mergedObjectIds=[6001], newObjectId=5150
     )
-    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.hubspot).events
+    [mapped] = read_events(body_of(merge), DEFAULT_MAPPINGS.of("hubspot")).events
     assert mapped.event["data"] == {"external_id": "5150", "merged_ids": ["6001"]}
 
 
 def test_generic_events_of_other_objects_are_ignored_and_counted_with_their_type_id() -> None:
     contact = hubspot_object_event("object.creation", objectTypeId="0-1")
-    batch = read_events(body_of(contact), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(contact), DEFAULT_MAPPINGS.of("hubspot"))
     assert (batch.events, batch.ignored_by_type()) == ([], {"object.creation/0-1": 1})
 
 
 def test_a_generic_event_without_its_type_id_is_rejected_with_its_type() -> None:
     batch = read_events(
-        body_of(hubspot_event(subscriptionType="object.propertyChange")), DEFAULT_MAPPINGS.hubspot
+        body_of(hubspot_event(subscriptionType="object.propertyChange")), DEFAULT_MAPPINGS.of("hubspot")
     )
     [rejected] = batch.rejected
     assert (rejected.reason, rejected.type) == ("missing or invalid objectTypeId", "object.propertyChange")
@@ -295,7 +302,7 @@ def test_a_generic_event_without_its_type_id_is_rejected_with_its_type() -> None
 def test_event_type_is_taken_for_subscription_type() -> None:
     legacy = hubspot_event()
     legacy["eventType"] = legacy.pop("subscriptionType")
-    [mapped] = read_events(body_of(legacy), DEFAULT_MAPPINGS.hubspot).events
+    [mapped] = read_events(body_of(legacy), DEFAULT_MAPPINGS.of("hubspot")).events
     assert mapped.event["data"] == {"external_id": "5150", "name": "Orbital Freight"}
 
 
@@ -312,14 +319,14 @@ def test_event_type_is_taken_for_subscription_type() -> None:
     ],
 )
 def test_unmapped_types_are_ignored_and_counted_by_type(subscription: str) -> None:
-    batch = read_events(body_of(hubspot_object_event(subscription)), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(hubspot_object_event(subscription)), DEFAULT_MAPPINGS.of("hubspot"))
     assert (batch.events, batch.rejected) == ([], [])
     assert batch.ignored_by_type() == {subscription: 1}
 
 
 def test_a_change_of_an_unmapped_property_is_ignored() -> None:
     batch = read_events(
-        body_of(hubspot_event(propertyName="phone", propertyValue="+44")), DEFAULT_MAPPINGS.hubspot
+        body_of(hubspot_event(propertyName="phone", propertyValue="+44")), DEFAULT_MAPPINGS.of("hubspot")
     )
     assert batch.events == []
     assert batch.ignored_by_type() == {"company.propertyChange": 1}
@@ -335,7 +342,7 @@ def test_a_multi_select_property_becomes_labels_and_the_prefix_applies() -> None
 
 def test_a_cleared_description_writes_an_empty_description() -> None:
     change = hubspot_event(propertyName="description", propertyValue="")
-    [mapped] = read_events(body_of(change), DEFAULT_MAPPINGS.hubspot).events
+    [mapped] = read_events(body_of(change), DEFAULT_MAPPINGS.of("hubspot")).events
     assert mapped.event["data"] == {"external_id": "5150", "description": ""}
 
 
@@ -356,7 +363,7 @@ def test_an_invalid_event_is_rejected_alone_with_its_ids_and_no_value(
 ) -> None:
     good = hubspot_event(eventId=1, objectId=77, propertyValue="Kept Ltd")
     bad = hubspot_event(**{"eventId": 2, "propertyValue": "Secret Name Ltd", **broken})
-    batch = read_events(body_of(good, bad), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(body_of(good, bad), DEFAULT_MAPPINGS.of("hubspot"))
     assert [m.event["data"]["external_id"] for m in batch.events] == ["77"]
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
@@ -366,7 +373,7 @@ def test_an_invalid_event_is_rejected_alone_with_its_ids_and_no_value(
 
 
 def test_an_item_that_is_not_an_object_is_rejected_alone() -> None:
-    batch = read_events(json.dumps([hubspot_event(), "junk"]).encode(), DEFAULT_MAPPINGS.hubspot)
+    batch = read_events(json.dumps([hubspot_event(), "junk"]).encode(), DEFAULT_MAPPINGS.of("hubspot"))
     assert (len(batch.events), batch.rejected[0].identifiers) == (1, {"index": "1"})
 
 
@@ -383,7 +390,7 @@ NOT_UTF8_JSON_IDS = ["nested-10000", "int-5000-digits", "lone-surrogate", "bom",
 )
 def test_a_body_that_is_not_a_json_array_is_unparseable(body: bytes) -> None:
     with pytest.raises(UnparseableBody):
-        read_events(body, DEFAULT_MAPPINGS.hubspot)
+        read_events(body, DEFAULT_MAPPINGS.of("hubspot"))
 
 
 # -- end to end: real HTTP, Redis, a worker and the sandbox ----------------------------------------

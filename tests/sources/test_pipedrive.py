@@ -35,7 +35,7 @@ USER, PASSWORD = PIPEDRIVE_USER, PIPEDRIVE_PASSWORD
 
 
 def test_a_change_writes_the_mapped_fields_of_the_record_ordered_by_meta_timestamp() -> None:
-    batch = read_event(pipedrive_body(previous={"name": "Orbital"}), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(pipedrive_body(previous={"name": "Orbital"}), DEFAULT_MAPPINGS.of("pipedrive"))
     [mapped] = batch.events
     assert mapped.delivery_id == "pipedrive:8e3b3ad0-5bde-4c0c-a8b7-2f6a4ac5a2f1"
     assert mapped.event == {
@@ -46,7 +46,7 @@ def test_a_change_writes_the_mapped_fields_of_the_record_ordered_by_meta_timesta
 
 
 def test_a_create_also_writes_the_record() -> None:
-    [mapped] = read_event(pipedrive_body("create"), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body("create"), DEFAULT_MAPPINGS.of("pipedrive")).events
     assert mapped.event["type"] == "customer.updated"
 
 
@@ -60,24 +60,24 @@ def test_a_create_also_writes_the_record() -> None:
     ids=["iso", "ten-digits", "number"],
 )
 def test_meta_timestamp_is_iso_or_ten_digit_seconds(timestamp: Any, expected: str) -> None:
-    [mapped] = read_event(pipedrive_body(timestamp=timestamp), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body(timestamp=timestamp), DEFAULT_MAPPINGS.of("pipedrive")).events
     assert mapped.event["timestamp"] == expected
 
 
 def test_a_delete_takes_the_id_from_previous() -> None:
     body = pipedrive_body("delete", previous={"id": 42, "name": "Orbital Freight"})
-    [mapped] = read_event(body, DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(body, DEFAULT_MAPPINGS.of("pipedrive")).events
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "42"})
 
 
 def test_a_delete_without_previous_takes_the_id_from_meta() -> None:
-    [mapped] = read_event(pipedrive_body("delete", entity_id="43"), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(pipedrive_body("delete", entity_id="43"), DEFAULT_MAPPINGS.of("pipedrive")).events
     assert mapped.event["data"] == {"external_id": "43"}
 
 
 def test_a_v2_delete_naming_the_record_merged_into_is_a_merge() -> None:
     body = corpus("pipedrive", "v2-delete-merged-organization.json")
-    [mapped] = read_event(body, DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(body, DEFAULT_MAPPINGS.of("pipedrive")).events
     assert (mapped.event["type"], mapped.event["data"]) == (
         "customer.merged",
         {"external_id": "40", "merged_ids": ["42"]},
@@ -85,7 +85,7 @@ def test_a_v2_delete_naming_the_record_merged_into_is_a_merge() -> None:
 
 
 def test_v1_added_and_updated_write_the_current_record_ordered_by_timestamp_micro() -> None:
-    added, updated = (read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.pipedrive).events[0]
+    added, updated = (read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.of("pipedrive")).events[0]
                       for name in ("v1-added-organization.json", "v1-updated-organization.json"))  # fmt: skip
     assert added.event == {
         "type": "customer.updated",
@@ -99,7 +99,7 @@ def test_v1_added_and_updated_write_the_current_record_ordered_by_timestamp_micr
 def test_a_v1_redelivery_has_the_same_delivery_id() -> None:
     names = ("v1-updated-organization.json", "v1-updated-organization-retry.json")
     first, retried = (
-        read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.pipedrive).events[0] for name in names
+        read_event(corpus("pipedrive", name), DEFAULT_MAPPINGS.of("pipedrive")).events[0] for name in names
     )
     assert first.delivery_id == retried.delivery_id
 
@@ -107,30 +107,32 @@ def test_a_v1_redelivery_has_the_same_delivery_id() -> None:
 @given(st.integers(min_value=0, max_value=3))
 def test_a_v1_delivery_id_is_the_same_whatever_the_retry_count(retry: int) -> None:
     body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
-    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
-    [again] = read_event(json.dumps({**body, "retry": retry}).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.of("pipedrive")).events
+    [again] = read_event(
+        json.dumps({**body, "retry": retry}).encode(), DEFAULT_MAPPINGS.of("pipedrive")
+    ).events
     assert again.delivery_id == first.delivery_id
 
 
 @given(st.sampled_from(["timestamp_micro", "id", "webhook_id", "company_id"]), st.integers(1, 10**6))
 def test_v1_changes_differing_in_any_id_or_time_have_different_delivery_ids(key: str, delta: int) -> None:
     body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
-    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [first] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.of("pipedrive")).events
     body["meta"][key] = int(body["meta"][key]) + delta
-    [other] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [other] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.of("pipedrive")).events
     assert other.delivery_id != first.delivery_id
 
 
 def test_v1_deleted_takes_the_id_from_previous() -> None:
     [mapped] = read_event(
-        corpus("pipedrive", "v1-deleted-organization.json"), DEFAULT_MAPPINGS.pipedrive
+        corpus("pipedrive", "v1-deleted-organization.json"), DEFAULT_MAPPINGS.of("pipedrive")
     ).events
     assert (mapped.event["type"], mapped.event["data"]) == ("customer.deleted", {"external_id": "42"})
 
 
 def test_v1_merged_is_a_merge_of_merge_what_id_into_current_ordered_by_timestamp_milli() -> None:
     [mapped] = read_event(
-        corpus("pipedrive", "v1-merged-organization.json"), DEFAULT_MAPPINGS.pipedrive
+        corpus("pipedrive", "v1-merged-organization.json"), DEFAULT_MAPPINGS.of("pipedrive")
     ).events
     assert mapped.event == {
         "type": "customer.merged",
@@ -142,7 +144,7 @@ def test_v1_merged_is_a_merge_of_merge_what_id_into_current_ordered_by_timestamp
 def test_v1_merged_without_merge_what_id_takes_the_merged_away_id_from_previous() -> None:
     body = json.loads(corpus("pipedrive", "v1-merged-organization.json"))
     del body["current"]["merge_what_id"]
-    [mapped] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).events
+    [mapped] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.of("pipedrive")).events
     assert mapped.event["data"] == {"external_id": "40", "merged_ids": ["42"]}
 
 
@@ -151,7 +153,7 @@ def test_v1_uses_the_same_mapping_file_as_v2_dotted_paths_and_prefix_included(tm
     path.write_text('[pipedrive]\nexternal_id_prefix = "pd-"\n[pipedrive.organization.fields]\n'
                     'name = "name"\nlabels = "owner_name"\n')  # fmt: skip
     body = corpus("pipedrive", "v1-added-organization.json")
-    [mapped] = read_event(body, load_mappings(str(path)).pipedrive).events
+    [mapped] = read_event(body, load_mappings(str(path)).of("pipedrive")).events
     assert mapped.event["data"] == {
         "external_id": "pd-42",
         "name": "Orbital Freight",
@@ -160,14 +162,14 @@ def test_v1_uses_the_same_mapping_file_as_v2_dotted_paths_and_prefix_included(tm
 
 
 def test_v1_other_objects_are_ignored_and_counted_by_type() -> None:
-    batch = read_event(corpus("pipedrive", "v1-updated-person.json"), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(corpus("pipedrive", "v1-updated-person.json"), DEFAULT_MAPPINGS.of("pipedrive"))
     assert (batch.events, batch.ignored_by_type()) == ([], {"person.updated": 1})
 
 
 def test_a_v1_event_that_cannot_be_mapped_is_rejected_with_its_type() -> None:
     body = json.loads(corpus("pipedrive", "v1-updated-organization.json"))
     body["meta"]["action"] = "archived"
-    [rejected] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.pipedrive).rejected
+    [rejected] = read_event(json.dumps(body).encode(), DEFAULT_MAPPINGS.of("pipedrive")).rejected
     assert (rejected.reason, rejected.type) == (
         "unknown meta.action for organization",
         "organization.archived",
@@ -178,7 +180,9 @@ def test_a_v1_event_that_cannot_be_mapped_is_rejected_with_its_type() -> None:
     ("entity", "action"), [("person", "change"), ("deal", "create"), ("activity", "delete")]
 )
 def test_other_entities_are_ignored_and_counted_by_type(entity: str, action: str) -> None:
-    batch = read_event(pipedrive_body(action, entity=entity, data={"id": 1}), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(
+        pipedrive_body(action, entity=entity, data={"id": 1}), DEFAULT_MAPPINGS.of("pipedrive")
+    )
     assert (batch.events, batch.rejected) == ([], [])
     assert batch.ignored_by_type() == {f"{entity}.{action}": 1}
 
@@ -196,7 +200,7 @@ def test_other_entities_are_ignored_and_counted_by_type(entity: str, action: str
 )
 def test_an_invalid_event_is_rejected_with_ids_and_no_value(overrides: dict[str, Any], reason: str) -> None:
     data = overrides.pop("data", {"id": 42, "name": "Secret Ltd"})
-    batch = read_event(pipedrive_body(data=data, **overrides), DEFAULT_MAPPINGS.pipedrive)
+    batch = read_event(pipedrive_body(data=data, **overrides), DEFAULT_MAPPINGS.of("pipedrive"))
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
     assert rejected.identifiers["entity"] == "organization"
@@ -209,7 +213,7 @@ def test_an_invalid_event_is_rejected_with_ids_and_no_value(overrides: dict[str,
 )
 def test_a_body_that_is_neither_v1_nor_v2_is_unparseable(body: bytes) -> None:
     with pytest.raises(UnparseableBody, match="neither|v1 or v2"):
-        read_event(body, DEFAULT_MAPPINGS.pipedrive)
+        read_event(body, DEFAULT_MAPPINGS.of("pipedrive"))
 
 
 # JSON that is not UTF-8 JSON text (RFC 8259), or that the parser cannot hold: each once a 500 or a guess.
@@ -223,7 +227,7 @@ NOT_UTF8_JSON_IDS = ["nested-10000", "int-5000-digits", "lone-surrogate", "bom",
 )
 def test_a_body_that_is_not_a_json_object_is_unparseable(body: bytes) -> None:
     with pytest.raises(UnparseableBody):
-        read_event(body, DEFAULT_MAPPINGS.pipedrive)
+        read_event(body, DEFAULT_MAPPINGS.of("pipedrive"))
 
 
 def test_a_mapped_erasure_entity_requests_an_erasure_on_create(tmp_path: Path) -> None:
@@ -234,7 +238,7 @@ def test_a_mapped_erasure_entity_requests_an_erasure_on_create(tmp_path: Path) -
         '[pipedrive.privacy_request]\naction = "erasure"\n'
         'external_id = "custom_fields.org_id"\npurchase_ids = "custom_fields.purchases"\n'
     )
-    mappings = load_mappings(str(path)).pipedrive
+    mappings = load_mappings(str(path)).of("pipedrive")
     data = {"id": 9, "custom_fields": {"org_id": "42", "purchases": "101;102"}}
     [mapped] = read_event(pipedrive_body("create", entity="privacy_request", data=data), mappings).events
     assert mapped.event["type"] == "customer.erasure_requested"
@@ -269,7 +273,7 @@ def test_every_other_authorization_is_refused(header: str, reason: str) -> None:
 
 
 def test_the_source_authenticates_then_reads() -> None:
-    source = PipedriveSource(USER, PASSWORD, DEFAULT_MAPPINGS.pipedrive)
+    source = PipedriveSource(USER, PASSWORD, DEFAULT_MAPPINGS.of("pipedrive"))
     body = pipedrive_body()
     source.authenticate(
         InboundRequest(

@@ -39,8 +39,9 @@ from tests.support import (
     seed_purchases,
     stats,
 )
-from webhooks.mappings import DEFAULT_MAPPINGS, RecordMapping, load_mappings
+from webhooks.mappings import DEFAULT_MAPPINGS, load_mappings
 from webhooks.sources.items import AuthenticationFailed, InboundRequest, UnparseableBody
+from webhooks.sources.record_mapping import RecordMapping
 from webhooks.sources.salesforce import (
     ACK_RESPONSE,
     SalesforceSource,
@@ -59,7 +60,7 @@ TOKEN = SALESFORCE_TOKEN
 def test_an_account_notification_becomes_an_update_ordered_by_last_modified_date() -> None:
     batch = read_message(
         parse_message(salesforce_message(("04l5g00000AbCdEAAV", salesforce_account()))),
-        DEFAULT_MAPPINGS.salesforce,
+        DEFAULT_MAPPINGS.of("salesforce"),
     )
     [mapped] = batch.events
     assert mapped.delivery_id == "salesforce:04l5g00000AbCdEAAV"
@@ -72,7 +73,7 @@ def test_an_account_notification_becomes_an_update_ordered_by_last_modified_date
 
 def test_only_the_fields_the_message_carries_are_written() -> None:
     body = salesforce_message(("n1", salesforce_account(Description="nil", Phone="+44 20")))
-    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.of("salesforce")).events
     assert mapped.event["data"] == {
         "external_id": "0015g00000QmNoPAAV",
         "name": "Orbital Freight Ltd",
@@ -82,7 +83,7 @@ def test_only_the_fields_the_message_carries_are_written() -> None:
 
 def test_a_true_is_deleted_checkbox_deletes_the_customer() -> None:
     body = salesforce_message(("n1", salesforce_account(IsDeleted="true")))
-    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.of("salesforce")).events
     assert (mapped.event["type"], mapped.event["data"]) == (
         "customer.deleted",
         {"external_id": "0015g00000QmNoPAAV"},
@@ -91,7 +92,7 @@ def test_a_true_is_deleted_checkbox_deletes_the_customer() -> None:
 
 def test_a_hundred_notifications_map_to_a_hundred_events() -> None:
     notifications = [(f"04l{n:015d}", salesforce_account(record_id=f"001{n:015d}")) for n in range(100)]
-    batch = read_message(parse_message(salesforce_message(*notifications)), DEFAULT_MAPPINGS.salesforce)
+    batch = read_message(parse_message(salesforce_message(*notifications)), DEFAULT_MAPPINGS.of("salesforce"))
     assert len(batch.events) == 100 and len({m.delivery_id for m in batch.events}) == 100
 
 
@@ -101,7 +102,7 @@ def test_other_sobject_types_are_ignored_and_counted_by_type() -> None:
     )
     batch = read_message(
         parse_message(salesforce_message(("n1", contact), ("n2", salesforce_account()))),
-        DEFAULT_MAPPINGS.salesforce,
+        DEFAULT_MAPPINGS.of("salesforce"),
     )
     assert len(batch.events) == 1
     assert batch.ignored_by_type() == {"Contact": 1}
@@ -122,7 +123,7 @@ def test_an_invalid_notification_is_rejected_alone_without_values(sobject_xml: s
     body = salesforce_message(
         ("n-good", salesforce_account()), ("n-bad", sobject_xml.replace("Orbital Freight Ltd", "Secret Ltd"))
     )
-    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce)
+    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.of("salesforce"))
     assert [m.delivery_id for m in batch.events] == ["salesforce:n-good"]
     [rejected] = batch.rejected
     assert rejected.reason.startswith(reason)
@@ -137,7 +138,9 @@ def test_without_last_modified_date_system_modstamp_orders_the_record_and_is_cou
         "Account",
         {"Id": "0015g00000QmNoPAAV", "SystemModstamp": "2026-11-20T09:31:00.000Z", "Name": "Orbital"},
     )
-    batch = read_message(parse_message(salesforce_message(("n1", account))), DEFAULT_MAPPINGS.salesforce)
+    batch = read_message(
+        parse_message(salesforce_message(("n1", account))), DEFAULT_MAPPINGS.of("salesforce")
+    )
     [mapped] = batch.events
     assert mapped.event["timestamp"] == "2026-11-20T09:31:00.000000+00:00"
     assert batch.version_fallbacks == ["Account:SystemModstamp"]
@@ -147,7 +150,7 @@ def test_without_any_version_the_time_of_receipt_orders_the_record_and_is_counte
     account = salesforce_sobject("Account", {"Id": "0015g00000QmNoPAAV", "Name": "Orbital Freight Ltd"})
     received = datetime(2026, 11, 20, 9, 45, tzinfo=UTC)
     body = salesforce_message(("n1", account), ("n2", salesforce_account()))
-    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce, received_at=received)
+    batch = read_message(parse_message(body), DEFAULT_MAPPINGS.of("salesforce"), received_at=received)
     assert [m.event["timestamp"] for m in batch.events] == [
         "2026-11-20T09:45:00.000000+00:00", "2026-11-20T09:30:00.000000+00:00",
     ]  # fmt: skip
@@ -157,7 +160,7 @@ def test_without_any_version_the_time_of_receipt_orders_the_record_and_is_counte
 @pytest.mark.parametrize("record_id", ["001d000001XD5XK", "001d000001XD5XKAA1", "001D000001XD5XKAA1".lower()])
 def test_either_form_of_an_account_id_maps_to_the_18_character_form(record_id: str) -> None:
     body = salesforce_message(("n1", salesforce_account(record_id=record_id)))
-    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.salesforce).events
+    [mapped] = read_message(parse_message(body), DEFAULT_MAPPINGS.of("salesforce")).events
     assert mapped.event["data"]["external_id"] == "001d000001XD5XKAA1"
 
 
@@ -168,7 +171,7 @@ def test_a_deleted_loser_with_its_master_record_id_is_a_merge_into_the_master() 
         record_id="001d000001XD5XL", IsDeleted="true", MasterRecordId="001d000001XD5XK"
     )
     [mapped] = read_message(
-        parse_message(salesforce_message(("n1", loser))), DEFAULT_MAPPINGS.salesforce
+        parse_message(salesforce_message(("n1", loser))), DEFAULT_MAPPINGS.of("salesforce")
     ).events
     assert (mapped.event["type"], mapped.event["data"]) == (
         "customer.merged",
@@ -179,7 +182,7 @@ def test_a_deleted_loser_with_its_master_record_id_is_a_merge_into_the_master() 
 def test_a_deleted_record_with_an_empty_master_record_id_is_a_deletion() -> None:
     deleted = salesforce_account(IsDeleted="true", MasterRecordId="nil")
     [mapped] = read_message(
-        parse_message(salesforce_message(("n1", deleted))), DEFAULT_MAPPINGS.salesforce
+        parse_message(salesforce_message(("n1", deleted))), DEFAULT_MAPPINGS.of("salesforce")
     ).events
     assert mapped.event["type"] == "customer.deleted"
 
@@ -189,7 +192,7 @@ def mapped_file(tmp_path: Path) -> dict[str, RecordMapping]:
     """The Salesforce mappings of a file with labels and a Privacy_Request__c erasure object."""
     path = tmp_path / "mappings.toml"
     path.write_text(SALESFORCE_MAPPINGS)
-    return dict(load_mappings(str(path)).salesforce)
+    return dict(load_mappings(str(path)).of("salesforce"))
 
 
 def test_labels_come_from_several_fields_and_multi_selects(mapped_file: dict[str, RecordMapping]) -> None:
@@ -254,7 +257,7 @@ def test_another_organization_is_refused(sent: str) -> None:
 
 
 def test_the_source_checks_token_then_organization() -> None:
-    source = SalesforceSource(TOKEN, [ORG_15], DEFAULT_MAPPINGS.salesforce)
+    source = SalesforceSource(TOKEN, [ORG_15], DEFAULT_MAPPINGS.of("salesforce"))
     body = salesforce_message(("n1", salesforce_account()))
     source.authenticate(
         InboundRequest("POST", "https", "h", "/webhooks/salesforce", {}, body, {"token": TOKEN})

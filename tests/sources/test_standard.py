@@ -25,15 +25,17 @@ from werkzeug.datastructures import EnvironHeaders
 
 from crmsync.core.keys import payload_key
 from crmsync.core.queue import EventJob
+from crmsync.core.settings import SettingsError
 from tests.support import (
     PREVIOUS_SECRET,
     SECRET,
+    WEBHOOK_SECRET,
     Deliver,
     sample_signed_request,
     signature_headers,
     signed_request,
 )
-from webhooks.receive import request_headers
+from webhooks.inbound import request_headers
 from webhooks.signature import (
     InvalidSignature,
     MalformedTimestamp,
@@ -43,6 +45,7 @@ from webhooks.signature import (
     sign,
     verify_signature,
 )
+from webhooks.sources.standard import KIND, StandardSettings, parse_secrets
 
 
 def created(external_id: str = "crm-1", **data: Any) -> dict[str, Any]:
@@ -570,3 +573,26 @@ def test_a_verified_delivery_cannot_be_altered() -> None:
     delivery = verify_signature(headers(), BODY, [FIRST_SECRET], 300, now=NOW)
     with pytest.raises(FrozenInstanceError):
         delivery.webhook_id = "msg_forged"  # type: ignore[misc]
+
+
+# -- its settings ------------------------------------------------------------------------------------
+
+
+def test_several_secrets_separated_by_spaces_or_commas() -> None:
+    one, two = "whsec_" + base64.b64encode(b"one").decode(), "whsec_" + base64.b64encode(b"two").decode()
+    assert parse_secrets(f"{one}, {two}") == (b"one", b"two")
+    assert parse_secrets(f"{one} {two}") == (b"one", b"two")
+
+
+@pytest.mark.parametrize("value", ["plain-secret", "whsec_***", "whsec_"])
+def test_malformed_secret_is_rejected(value: str) -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
+        parse_secrets(value)
+
+
+def test_the_signature_window_is_300_s_unless_set() -> None:
+    assert KIND.settings_from_env({"WEBHOOK_SECRET": WEBHOOK_SECRET}) == StandardSettings(
+        parse_secrets(WEBHOOK_SECRET), 300
+    )
+    settings = KIND.settings_from_env({"WEBHOOK_SECRET": WEBHOOK_SECRET, "WEBHOOK_TOLERANCE_SECONDS": "60"})
+    assert settings is not None and settings.tolerance_seconds == 60
