@@ -17,7 +17,7 @@ from redis import Redis
 from crmsync.core.counters import VERSION_FALLBACK, read_source_items
 from crmsync.core.keys import REJECTED_ITEMS_KEY
 from crmsync.core.redis_conn import as_text
-from webhooks.sources import salesforce
+from webhooks.sources.registry import kind_named
 
 __all__ = [
     "RejectedItem",
@@ -99,9 +99,10 @@ class VersionFallback:
     @property
     def fix(self) -> str:
         """What the operator changes so the CRM's own clock orders these events."""
-        if self.source == salesforce.NAME:
-            return "add LastModifiedDate to the outbound message's fields"
-        return "send the record's last-modified time"
+        try:
+            return kind_named(self.source).version_fix
+        except ValueError:  # a declared source
+            return "send the record's last-modified time"
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "record_type": self.record_type, "used": self.used,

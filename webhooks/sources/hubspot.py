@@ -377,6 +377,7 @@ class HubSpotKind:
     default_mapping = HubSpotMapping(fields={"name": "name", "description": "description"})
     sample_id = "1001"
     sample_name = "Jupiter Freight"
+    version_fix = "send the record's last-modified time"
 
     def settings_from_env(self, env: Mapping[str, str]) -> HubSpotSettings | None:
         secret = secret_setting(env, "HUBSPOT_CLIENT_SECRET")

@@ -129,6 +129,12 @@ class SourceKind(Protocol[SettingsT, MappingT]):
     @property
     def sample_name(self) -> str: ...
 
+    @property
+    def version_fix(self) -> str:
+        """What an operator changes when its records arrive without their version field (the
+        dashboard and `crmsync sources ignored` show it next to the count)."""
+        ...
+
     def settings_from_env(self, env: Mapping[str, str]) -> SettingsT | None:
         """Its settings, None when not enabled; SettingsError names a half-set or malformed one."""
         ...

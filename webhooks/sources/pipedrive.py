@@ -321,6 +321,7 @@ class PipedriveKind:
     }
     sample_id = "2001"
     sample_name = "Venus Ventures"
+    version_fix = "send the record's last-modified time"
 
     def settings_from_env(self, env: Mapping[str, str]) -> PipedriveSettings | None:
         enabled = require_together(env, *self.enabled_by)

@@ -374,6 +374,7 @@ class SalesforceKind:
     }
     sample_id = "001000000000001AAA"
     sample_name = "Saturn Rings Ltd"
+    version_fix = "add LastModifiedDate to the outbound message's fields"
 
     def settings_from_env(self, env: Mapping[str, str]) -> SalesforceSettings | None:
         enabled = require_together(env, *self.enabled_by)

@@ -165,6 +165,7 @@ class StandardKind:
     default_mapping = None
     sample_id = "crm-0001"
     sample_name = "Mars Missions"
+    version_fix = "send the record's last-modified time"
 
     def settings_from_env(self, env: Mapping[str, str]) -> StandardSettings | None:
         secrets = parse_secrets(env.get("WEBHOOK_SECRET", ""))
