@@ -39,6 +39,7 @@ from tests.support import (
     signed_request,
     wait_until,
 )
+from webhooks.sources.registry import SOURCES, from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the Python buildpack runs when the app has a uv.lock (heroku-buildpack-python, lib/uv.sh):
@@ -423,6 +424,9 @@ def test_app_json_describes_every_setting_the_service_reads() -> None:
     Settings.from_env(Recording(), role="cli")
     assert read, "Settings.from_env read nothing"
     web_processes(Recording())  # gunicorn's processes and threads, read by `crmsync web` and its config
+    # Each webhook source reads its own (webhooks/sources/registry.py), and lists them for the tools.
+    from_env(Recording())
+    assert {var.name for kind in SOURCES for var in kind.env_vars} <= read
     # Settings the processes read from the environment themselves, outside Settings (LOG_FORMAT, the
     # gunicorn ones): the names the service's modules look up in os.environ.
     read |= {name for name in _names_read_from_environ() if name not in NOT_SETTINGS}
