@@ -45,7 +45,7 @@ from typing import Any
 
 from .declarations import SourceDeclaration, load_declarations
 from .sources.mapping_file import MappingError
-from .sources.registry import RESERVED_NAMES, SOURCES
+from .sources.registry import DECLARED, RESERVED_NAMES, SOURCES
 
 __all__ = [
     "MappingError",
@@ -58,8 +58,7 @@ __all__ = [
 
 # The file's tables: each mapped source's, and [sources.NAME] for the declared ones.
 _MAPPED = tuple(kind for kind in SOURCES if kind.default_mapping is not None)
-DECLARED = "sources"
-_TABLES = (*(kind.name for kind in _MAPPED), DECLARED)
+_TABLES = (*(kind.name for kind in _MAPPED), DECLARED.table)
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class Mappings:
         return {
             "file": self.path or "(none: defaults)",
             **{kind.name: kind.describe_mapping(self.of(kind.name)) for kind in _MAPPED},
-            DECLARED: {name: asdict(declaration) for name, declaration in self.sources.items()},
+            DECLARED.table: {name: asdict(declaration) for name, declaration in self.sources.items()},
         }
 
 
@@ -110,7 +109,8 @@ def mappings_from_document(document: Mapping[str, Any], path: str = "") -> Mappi
         else kind.default_mapping
         for kind in _MAPPED
     }
-    declared = load_declarations(document[DECLARED], errors, RESERVED_NAMES) if DECLARED in document else {}
+    table = DECLARED.table
+    declared = load_declarations(document[table], errors, RESERVED_NAMES) if table in document else {}
     if errors:
         where = f" ({path})" if path else ""
         raise MappingError("\n".join(f"CRMSYNC_MAPPINGS{where}: {line}" for line in errors))

@@ -44,7 +44,7 @@ from .kind import JsonReplies
 from .mapping_file import MappingError
 from .record_mapping import ERASURE, SYNC, RecordMapping, field_value
 
-__all__ = ["ConfiguredSource", "secrets_from_env", "read_items"]
+__all__ = ["KIND", "DeclaredKind", "ConfiguredSource", "secrets_from_env", "read_items"]
 
 # A timestamp header is unix seconds or milliseconds in plain digits: at most 16 of them.
 _TIMESTAMP_DIGITS = 16
@@ -73,6 +73,30 @@ class ConfiguredSource(JsonReplies):
     def receive(self, request: InboundRequest) -> SourceBatch:
         self.authenticate(request)
         return self.read_request(request)
+
+
+class DeclaredKind:
+    """The registry's *declared* kind: one source per [sources.NAME] of the mappings file, each with
+    the secrets of the variable its `auth.secret_env` names."""
+
+    name = "declared"
+    title = "declared in the mappings file"
+    # The mappings file's table of declarations.
+    table = "sources"
+
+    def build_all(
+        self, declarations: Mapping[str, SourceDeclaration], environ: Mapping[str, str]
+    ) -> dict[str, ConfiguredSource]:
+        """A source per declaration, by name; MappingError names a secret that is unset or malformed."""
+        return {name: ConfiguredSource(declared, secrets_from_env(declared, environ))
+                for name, declared in declarations.items()}  # fmt: skip
+
+    def read_payload(self, body: bytes, declaration: SourceDeclaration) -> SourceBatch:
+        """A saved body mapped without authenticating it (`crmsync mappings preview NAME`)."""
+        return read_items(body, declaration)
+
+
+KIND = DeclaredKind()
 
 
 # --- secrets ----------------------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.core.settings import SettingsError
 
-from . import hubspot, pipedrive, salesforce, standard
-from .configured import ConfiguredSource, secrets_from_env
+from . import configured, hubspot, pipedrive, salesforce, standard
 from .items import SourceBatch
 from .kind import Source, SourceKind
 
@@ -28,6 +27,7 @@ __all__ = [
     "NAMES",
     "RESERVED_NAMES",
     "STANDARD",
+    "DECLARED",
     "kind_named",
     "from_env",
     "build_sources",
@@ -42,6 +42,8 @@ SOURCES: tuple[SourceKind[Any, Any], ...] = (
     salesforce.KIND,
     pipedrive.KIND,
 )
+# The CRMs declared in the mappings file, without code: one source per [sources.NAME].
+DECLARED = configured.KIND
 
 NAMES = tuple(kind.name for kind in SOURCES)
 STANDARD = standard.NAME
@@ -77,10 +79,7 @@ def build_sources(
     source declared in the mappings file, its secrets read from `environ` (MappingError if unset).
     A source left out answers 404; SettingsError when there is none at all."""
     env = os.environ if environ is None else environ
-    sources: dict[str, Source] = {
-        name: ConfiguredSource(declaration, secrets_from_env(declaration, env))
-        for name, declaration in mappings.sources.items()
-    }
+    sources: dict[str, Source] = {**DECLARED.build_all(mappings.sources, env)}
     for kind in SOURCES:
         if kind.name in enabled:
             sources[kind.name] = kind.build(enabled[kind.name], mappings.of(kind.name))
@@ -102,7 +101,7 @@ def no_source_enabled(mappings_file: str = "") -> str:
 def read_payload(name: str, body: bytes, mappings: Mappings) -> SourceBatch:
     """Map a saved payload of source `name` without authenticating it (`crmsync mappings preview`)."""
     if name in mappings.sources:
-        return ConfiguredSource(mappings.sources[name], ()).read(body)
+        return DECLARED.read_payload(body, mappings.sources[name])
     return kind_named(name).read_payload(body, mappings.of(name))
 
 

@@ -21,7 +21,7 @@ from crmsync.operations.source_items import (
     rejected_type_counts,
     version_fallbacks,
 )
-from webhooks.sources.registry import NAMES, SOURCES
+from webhooks.sources.registry import DECLARED, NAMES, SOURCES
 
 from . import NAV, bp
 from .chart import line_chart
@@ -144,7 +144,7 @@ def sources() -> str:
         "dashboard/sources.html",
         # Every source of the registry, served or not, then the declared ones.
         sources=[(kind.name, kind.title, kind.name in served, kind.enabled_by) for kind in SOURCES]
-        + [(name, "declared in the mappings file", True, ()) for name in served if name not in NAMES],
+        + [(name, DECLARED.title, True, ()) for name in served if name not in NAMES],
         ignored=ignored_counts(redis),
         rejected_counts=rejected_type_counts(redis),
         rejected=rejected_items(redis, limit=100),
