@@ -158,7 +158,9 @@ def test_send_sample_refuses_an_event_type_a_crm_sample_cannot_send(option: list
     result = crmsync_cli("send-sample", "--source", "hubspot", *option, HUBSPOT_CLIENT_SECRET="x" * 24)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
-    expected = "crmsync: --type and --purchase-id are for --source crm; the hubspot sample creates a customer"
+    expected = (
+        "crmsync: --type and --purchase-id are for --source standard; the hubspot sample creates a customer"
+    )
     assert line == expected
 
 

@@ -521,9 +521,10 @@ def test_the_merge_sample_is_sent_and_applied(
                                 env={"WEBHOOK_SECRET": WEBHOOK_SECRET})  # fmt: skip
     assert merged.exit_code == 0, merged.output
     run(worker)
-    assert [node["externalId"] for node in customers(platform, SAMPLE_IDS["crm"])] == [SAMPLE_IDS["crm"]]
+    sample_id = SAMPLE_IDS["standard"]
+    assert [node["externalId"] for node in customers(platform, sample_id)] == [sample_id]
     ledgers = CustomerLedgers(redis, lock_ttl_seconds=5, ledger_ttl_seconds=60, wait_seconds=0)
-    assert ledgers.read_alias(f"{SAMPLE_IDS['crm']}-duplicate") is not None
+    assert ledgers.read_alias(f"{sample_id}-duplicate") is not None
 
 
 def test_a_delete_of_a_merged_id_never_deletes_the_survivor(

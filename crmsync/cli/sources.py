@@ -20,9 +20,8 @@ from crmsync.operations.source_items import (
     version_fallbacks,
 )
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
-from webhooks.sources import CRM_SOURCES, read_payload
-from webhooks.sources.hubspot import OBJECT_TYPE_IDS
-from webhooks.sources.items import TooManyItems, UnparseableBody
+from webhooks.sources.items import SourceError
+from webhooks.sources.registry import NAMES, SOURCES, read_payload
 
 __all__ = ["mappings_command", "sources_command"]
 
@@ -44,28 +43,15 @@ def mappings_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="As one JSON document.")
 def show_command(as_json: bool) -> None:
     """Print the mappings in force, defaults included."""
-    described = _mappings().describe()
+    mappings = _mappings()
+    described = mappings.describe()
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return
     click.echo(f"mappings file: {described['file']}")
-    hubspot = described["hubspot"]
-    object_type = hubspot["object"]
-    type_id = OBJECT_TYPE_IDS.get(object_type, object_type)
-    named = f"{object_type}.* and " if object_type != type_id else ""
-    click.echo(f"\nhubspot: {named}object.* events of {type_id}, external id = objectId"
-               f"{_prefix(hubspot['external_id_prefix'])}")  # fmt: skip
-    for field, prop in hubspot["fields"].items():
-        click.echo(f"  {field:<12} <- property {prop}")
-    for source in ("salesforce", "pipedrive"):
-        for record_type, mapping in described[source].items():
-            external_id = mapping["external_id"] + _prefix(mapping["external_id_prefix"])
-            click.echo(f"\n{source} {record_type}: {mapping['action']}, external id = {external_id}")
-            for key in ("version", "deleted", "purchase_ids"):
-                if mapping[key]:
-                    click.echo(f"  {key:<12} <- {mapping[key]}")
-            for field, names in mapping["fields"].items():
-                click.echo(f"  {field:<12} <- {', '.join(names)}")
+    for kind in SOURCES:
+        for line in kind.mapping_lines(mappings.of(kind.name)):
+            click.echo(line)
     for name, declared in described["sources"].items():
         preset = f" (preset {declared['preset']})" if declared["preset"] else ""
         external_id = declared["items"]["id"] + _prefix(declared["external_id_prefix"])
@@ -89,13 +75,13 @@ def preview_command(source: str, payload: Path) -> None:
     or queued (a HubSpot JSON array, a Salesforce SOAP message, a Pipedrive JSON body; SOURCE may also
     be a source declared under [sources.NAME])."""
     mappings = _mappings()
-    if source not in (*CRM_SOURCES, *mappings.sources):
-        known = ", ".join((*CRM_SOURCES, *mappings.sources))
+    if source not in (*NAMES, *mappings.sources):
+        known = ", ".join((*NAMES, *mappings.sources))
         click.echo(f"crmsync: unknown source {source!r}: expected one of {known}", err=True)
         sys.exit(2)
     try:
         batch = read_payload(source, payload.read_bytes(), mappings)
-    except (UnparseableBody, TooManyItems) as exc:
+    except SourceError as exc:
         click.echo(f"crmsync: {payload} cannot be read as a {source} payload: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{len(batch.events)} event(s), {len(batch.ignored)} ignored, {len(batch.rejected)} rejected")

@@ -16,7 +16,7 @@ from crmsync.core.settings import Settings, SettingsError, web_processes
 from crmsync.server.access_log import JsonAccessLogger, with_request_facts
 from crmsync.server.buffering_worker import stop_header_deadline
 from webhooks.mappings import DEFAULT_MAPPINGS, MappingError, Mappings, load_mappings
-from webhooks.sources import sources_sharing_ids
+from webhooks.sources import registry
 
 
 def _process_settings() -> tuple[int, int]:
@@ -66,11 +66,13 @@ def on_starting(server: Any) -> None:
     try:
         settings = Settings.from_env(role="web")
         mappings = load_mappings(settings.mappings_file) if settings.mappings_file else DEFAULT_MAPPINGS
+        # What create_app checks in each worker, once here: every source's settings, at least one.
+        served = list(registry.build_sources(registry.from_env(), mappings))
     except (SettingsError, MappingError) as exc:
         on_exit(server)  # gunicorn calls it only after a start
         sys.exit(f"crmsync: configuration error: {exc}")
     _warn_if_redis_is_unreachable(server, settings.redis_url)
-    _warn_of_shared_ids(server, settings, mappings)
+    _warn_of_shared_ids(server, served, mappings)
     # Counters left by a previous run of this master would be summed into this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     for name in os.listdir(directory):
@@ -97,9 +99,9 @@ def _warn_if_redis_is_unreachable(server: Any, url: str) -> None:
         client.close()
 
 
-def _warn_of_shared_ids(server: Any, settings: Settings, mappings: Mappings) -> None:
+def _warn_of_shared_ids(server: Any, served: list[str], mappings: Mappings) -> None:
     """Once per start (here, in the master): CRM sources whose ids can name the same customer."""
-    shared = sources_sharing_ids(settings, mappings)
+    shared = registry.sources_sharing_ids(served, mappings)
     if shared:
         server.log.warning(
             "CRM sources share external ids: set external_id_prefix on each source's mapping",

@@ -421,7 +421,8 @@ def test_mappings_show_and_preview_know_a_declared_source(tmp_path: Path) -> Non
     assert previewed.output.splitlines()[0] == "1 event(s), 1 ignored, 0 rejected"
     unknown = CliRunner().invoke(main, ["mappings", "preview", "zoho", str(payload)], env=env)
     assert unknown.exit_code == 2
-    assert "unknown source 'zoho': expected one of hubspot, salesforce, pipedrive, acme" in unknown.output
+    known = "standard, hubspot, salesforce, pipedrive, acme"
+    assert f"unknown source 'zoho': expected one of {known}" in unknown.output
 
 
 def test_the_documented_declaration_is_valid_as_written() -> None:
