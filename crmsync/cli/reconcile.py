@@ -27,6 +27,7 @@ from crmsync.operations.reconcile_reports import KINDS, ReconcileReport, Reconci
 from crmsync.operations.records import CLOCK_SKEW, ExportMapping, map_records, parse_time
 from jobs.id_cache import IdCache
 from jobs.platform_api import PlatformApi
+from webhooks.sources.registry import STANDARD
 
 __all__ = ["import_command", "reconcile_command", "EXIT_DRIFT", "EXIT_REFUSED", "EXIT_FAILED"]
 
@@ -44,7 +45,7 @@ def _source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--source",
                 type=click.Choice(SOURCES),
-                default="standard",
+                default=STANDARD,
                 show_default=True,
                 help="Which CRM produced the export (its mapping says which keys mean what).",
             ),

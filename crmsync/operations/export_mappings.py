@@ -22,7 +22,7 @@ from typing import Any
 
 from crmsync.core.salesforce_ids import salesforce_id_18
 from webhooks.mappings import MappingError, mappings_from_env
-from webhooks.sources import salesforce
+from webhooks.sources import hubspot, salesforce
 from webhooks.sources.hubspot import HubSpotMapping, same_object
 from webhooks.sources.record_mapping import SYNC, RecordMapping
 from webhooks.sources.registry import NAMES, STANDARD, kind_named
@@ -120,7 +120,7 @@ def _hubspot(mapping: HubSpotMapping, object_type: str) -> CrmExportMapping:
         return found
 
     return CrmExportMapping(
-        "hubspot", HUBSPOT_ID_KEYS, fields_of, mapping.external_id_prefix, version_key=HUBSPOT_VERSION_KEY
+        hubspot.NAME, HUBSPOT_ID_KEYS, fields_of, mapping.external_id_prefix, version_key=HUBSPOT_VERSION_KEY
     )
 
 
