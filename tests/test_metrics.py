@@ -66,6 +66,14 @@ def test_webhooks_are_counted_by_type_outcome_and_rejection_reason(base_url: str
         assert value(after, name, **labels) - value(before, name, **labels) == 1, labels
 
 
+def test_each_registry_source_is_exported_as_served_or_not(base_url: str) -> None:
+    samples = scrape(base_url)
+    assert value(samples, "crmsync_source_enabled", source="standard") == 1
+    for name in ("hubspot", "salesforce", "pipedrive"):  # the session's app serves the standard source only
+        assert ("crmsync_source_enabled", frozenset({("source", name)})) in samples
+        assert value(samples, "crmsync_source_enabled", source=name) == 0
+
+
 def test_job_outcomes_and_durations_recorded_by_workers_are_exported(
     base_url: str, deliver: Deliver, settings: Settings, redis: Redis
 ) -> None:

@@ -137,11 +137,23 @@ def test_a_source_that_is_not_enabled_answers_404(settings: Settings, redis: Red
         for name in ("standard", "crm", "hubspot", "salesforce"):
             response = requests.post(f"{base}/webhooks/{name}", data=b"[]", timeout=10)
             assert (response.status_code, response.json()["error"]) == (404, "not_found")
+        # The answer says what enables it.
+        settings = "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN"
+        assert response.json()["message"] == f"The salesforce source is not enabled (set {settings})."
         headers = {"authorization": basic_auth()}
         answer = requests.post(
             f"{base}/webhooks/pipedrive", data=pipedrive_body(), headers=headers, timeout=10
         )
         assert answer.status_code == 200
+
+
+def test_the_dashboard_lists_every_source_served_or_what_enables_it(dashboard: str) -> None:
+    page = requests.get(f"{dashboard}/sources", auth=AUTH, timeout=5).text
+    table = page.split('<table id="sources">', 1)[1].split("</table>", 1)[0]
+    rows = table.split("<tr>")[2:]
+    names = [row.split("<td>", 2)[1].split("<")[0] for row in rows]
+    assert names == ["standard", "hubspot", "salesforce", "pipedrive"]
+    assert "<td>yes</td>" in rows[0] and "no (set HUBSPOT_CLIENT_SECRET)" in rows[1]
 
 
 def test_a_mistake_in_the_mappings_file_stops_the_app(settings: Settings, tmp_path: Path) -> None:

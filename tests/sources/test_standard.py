@@ -92,6 +92,16 @@ def test_redelivery_of_an_accepted_id_is_a_duplicate_with_the_same_job(
     assert len(queued_jobs(redis)) == 1
 
 
+def test_webhooks_standard_and_its_older_path_crm_are_one_source(web: str, redis: Redis) -> None:
+    headers, body = signed_request(SECRET, created(), "msg_both_paths")
+    standard = web.removesuffix("/crm") + "/standard"
+    first = requests.post(standard, data=body, headers=headers, timeout=10)
+    again = requests.post(web, data=body, headers=headers, timeout=10)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == {"status": "duplicate", "job_id": first.json()["job_id"]}
+    assert len(queued_jobs(redis)) == 1
+
+
 def test_delivery_id_is_remembered_for_at_least_72_hours(deliver: Deliver, redis: Redis) -> None:
     deliver(created(), webhook_id="msg_ttl")
     (key,) = redis.keys("crmsync:delivery:*")
