@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from .items import InboundRequest, SourceBatch
 
@@ -40,9 +40,8 @@ class EnvVar:
     description: str
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What a source answers: status, body and its content type."""
+class Reply(NamedTuple):
+    """What a source answers: status, body and its content type (a tuple: made on every request)."""
 
     status: int
     body: bytes
