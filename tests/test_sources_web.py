@@ -138,8 +138,8 @@ def test_a_source_that_is_not_enabled_answers_404(settings: Settings, redis: Red
             response = requests.post(f"{base}/webhooks/{name}", data=b"[]", timeout=10)
             assert (response.status_code, response.json()["error"]) == (404, "not_found")
         # The answer says what enables it.
-        settings = "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN"
-        assert response.json()["message"] == f"The salesforce source is not enabled (set {settings})."
+        enabling = "SALESFORCE_ORGANIZATION_IDS and SALESFORCE_WEBHOOK_TOKEN"
+        assert response.json()["message"] == f"The salesforce source is not enabled (set {enabling})."
         headers = {"authorization": basic_auth()}
         answer = requests.post(
             f"{base}/webhooks/pipedrive", data=pipedrive_body(), headers=headers, timeout=10
