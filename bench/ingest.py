@@ -293,8 +293,9 @@ def _load(
             "requests_per_s": load.requests / load.duration_s,
             "p50_ms": load.percentile(0.50) / 1000,
             "p99_ms": load.percentile(0.99) / 1000,
-            "accepted": load.statuses.get(202, 0),
-            "duplicate": load.statuses.get(200, 0),
+            # A batch is acknowledged 200 (bench/batch_requests.lua counts any 2xx as accepted).
+            "accepted": load.statuses.get(202, 0) + (load.statuses.get(200, 0) if batched else 0),
+            "duplicate": 0 if batched else load.statuses.get(200, 0),
             "other": sum(n for status, n in load.statuses.items() if status not in (200, 202)),
             "socket_errors": load.socket_errors,
             "generator_cpu": float("nan"),

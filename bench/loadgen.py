@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bench.workload import line_request
 
-__all__ = ["LoadResult", "run_load"]
+__all__ = ["LoadResult", "run_load", "prepared_request"]
 
 
 @dataclass
@@ -32,18 +32,29 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0
 
 
+def prepared_request(line: str) -> tuple[str, dict[str, str], bytes]:
+    """The path, headers and body of one line of a requests file: a batched CRM delivery (path TAB
+    headers TAB body, bench/batch_requests.lua's format) or a signed single event (bench/workload.py)."""
+    if line.startswith("/"):
+        path, header_text, body = line.split("\t", 2)
+        headers = dict(pair.split(": ", 1) for pair in header_text.split("\x1f") if pair)
+        return path, headers, body.encode()
+    headers, body = line_request(line)
+    return "/webhooks/crm", headers, body
+
+
 def _connection_loop(port: int, lines: list[str], seconds: float) -> LoadResult:
-    prepared = [line_request(line) for line in lines]
+    prepared = [prepared_request(line) for line in lines]
     result = LoadResult()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     started = time.perf_counter()
     deadline = started + seconds
     index = 0
     while (now := time.perf_counter()) < deadline:
-        headers, body = prepared[index % len(prepared)]
+        path, headers, body = prepared[index % len(prepared)]
         index += 1
         try:
-            connection.request("POST", "/webhooks/crm", body=body, headers=headers)
+            connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
         except (OSError, http.client.HTTPException):
