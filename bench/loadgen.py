@@ -36,9 +36,9 @@ def prepared_request(line: str) -> tuple[str, dict[str, str], bytes]:
     """The path, headers and body of one line of a requests file: a batched CRM delivery (path TAB
     headers TAB body, bench/batch_requests.lua's format) or a signed single event (bench/workload.py)."""
     if line.startswith("/"):
-        path, header_text, body = line.split("\t", 2)
+        path, header_text, text = line.split("\t", 2)
         headers = dict(pair.split(": ", 1) for pair in header_text.split("\x1f") if pair)
-        return path, headers, body.encode()
+        return path, headers, text.encode()
     headers, body = line_request(line)
     return "/webhooks/crm", headers, body
 
