@@ -21,6 +21,7 @@ from rq import Queue, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.job import Job
+from rq.registry import clean_registries
 from rq.serializers import JSONSerializer
 from rq.timeouts import BaseDeathPenalty, UnixSignalDeathPenalty
 from rq.utils import now
@@ -51,6 +52,10 @@ __all__ = ["SyncWorker", "run_worker", "SHUTDOWN_GRACE_SECONDS"]
 SHUTDOWN_GRACE_SECONDS = 20
 # A running job's registry entry expires this long after its timeout: then it counts as abandoned.
 ABANDONED_AFTER_TIMEOUT_SECONDS = 5
+# RQ's maintenance lock lives 899 s: a worker killed during its pass held back every other worker's
+# pass, and so the recovery of abandoned jobs, for 15 minutes. Ours lives a maintenance interval, and
+# at least this long: far more than a pass takes (milliseconds), so that two never overlap.
+MAINTENANCE_LOCK_MIN_SECONDS = 10
 
 log = logging.getLogger("crmsync.worker")
 T = TypeVar("T")
@@ -151,6 +156,24 @@ class SyncWorker(rq_internals.WorkerHooks):
 
     def run_maintenance_tasks(self) -> None:
         self._riding_out(super().run_maintenance_tasks)
+
+    def clean_registries(self) -> None:
+        """RQ 3.0's pass over each queue's registries (abandoned jobs retried, stuck ones requeued),
+        under a lock that a worker killed or cut off from Redis mid-pass leaves for a maintenance
+        interval (MAINTENANCE_LOCK_MIN_SECONDS at least), not RQ's 899 s."""
+        lock_seconds = max(int(self.maintenance_interval), MAINTENANCE_LOCK_MIN_SECONDS)
+        for queue in self.queues:
+            # The key RQ's `Queue.acquire_maintenance_lock` sets, so that RQ's own workers (`rq
+            # worker` on the same queue) and ours still take turns.
+            if not self.connection.set(queue.registry_cleaning_key, 1, nx=True, ex=lock_seconds):
+                continue
+            try:
+                clean_registries(queue, self._exc_handlers)
+                worker_registration.clean_worker_registry(queue)
+                queue.intermediate_queue.cleanup(self, queue)
+            finally:
+                queue.release_maintenance_lock()
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # RQ declares it as None only
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         return self._riding_out(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
