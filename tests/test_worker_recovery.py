@@ -24,6 +24,8 @@ from sandbox.server import RunningSandbox
 from tests.support import Dyno, Platform, customers, enqueue, event, set_faults, status, wait_until
 
 QUEUE = "crmsync"
+# The key of RQ's `Queue.acquire_maintenance_lock`: one worker at a time cleans the queue's registries.
+MAINTENANCE_LOCK = f"rq:clean_registries:{QUEUE}"
 # Set by the first worker that runs `hold_the_maintenance_pass`.
 HOLDING = "test:holding-the-maintenance-pass"
 # Far below RQ's 899 s lock: a recovery that waits for that lock fails the test.
@@ -84,7 +86,8 @@ def test_a_job_of_a_worker_killed_with_another_in_its_maintenance_pass_is_recove
     in_pass = dyno(WORKER_CONCURRENCY="1")  # its first pass finds that job, and stays in it
     wait_until(lambda: bool(redis.exists(HOLDING)), "a worker in its maintenance pass")
     job_id = started_then_killed(settings, redis, sandbox, dyno, event("created", name="Mars Missions"))
-    kill(in_pass)  # the maintenance lock is left behind
+    kill(in_pass)
+    assert redis.exists(MAINTENANCE_LOCK)  # left behind by the killed worker
     dyno(WORKER_CONCURRENCY="1")
     wait_until(lambda: status(redis, job_id) == JobStatus.FINISHED, "the killed job applied",
                RECOVERY_TIMEOUT_SECONDS)  # fmt: skip
