@@ -118,7 +118,7 @@ def test_the_hubspot_object_is_a_name_or_a_type_id(tmp_path: Path, object_type: 
             "salesforce.P.action: Must be one of: sync, erasure.",
         ),
         ("[pipedrive.organization]\n", "pipedrive.organization.fields: required"),
-        ('[zoho.fields]\nname = "n"\n', "zoho: unknown source"),
+        ('[no-such-crm.fields]\nname = "n"\n', "no-such-crm: unknown source"),
         ("[salesforce]\n", "salesforce: names no record type to map"),
         (
             '[hubspot]\nobject = "Company"\n[hubspot.fields]\nname = "name"\n',

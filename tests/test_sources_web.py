@@ -41,7 +41,7 @@ from tests.support import (
 )
 from tests.test_heroku import start_gunicorn, wait_until_serving, web_environment
 from webhooks.mappings import DEFAULT_MAPPINGS, mappings_from_document
-from webhooks.sources.registry import from_env, sources_sharing_ids
+from webhooks.sources.registry import NAMES, from_env, sources_sharing_ids
 
 ONLY_PIPEDRIVE = {"PIPEDRIVE_WEBHOOK_USER": PIPEDRIVE_USER, "PIPEDRIVE_WEBHOOK_PASSWORD": PIPEDRIVE_PASSWORD}
 
@@ -152,7 +152,7 @@ def test_the_dashboard_lists_every_source_served_or_what_enables_it(dashboard: s
     table = page.split('<table id="sources">', 1)[1].split("</table>", 1)[0]
     rows = table.split("<tr>")[2:]
     names = [row.split("<td>", 2)[1].split("<")[0] for row in rows]
-    assert names == ["standard", "hubspot", "salesforce", "pipedrive"]
+    assert names == list(NAMES)
     assert "<td>yes</td>" in rows[0] and "no (set HUBSPOT_CLIENT_SECRET)" in rows[1]
 
 

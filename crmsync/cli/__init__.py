@@ -40,7 +40,10 @@ LAZY_COMMANDS = {
         "crmsync.cli.send_sample:send_sample_command",
         "Send a signed sample webhook; exit 1 unless it is accepted.",
     ),
-    "sources": ("crmsync.cli.sources:sources_command", "What the CRM sources ignored or rejected."),
+    "sources": (
+        "crmsync.cli.sources:sources_command",
+        "The CRM sources, which are enabled, what they ignored or rejected.",
+    ),
     "web": ("crmsync.cli.web:web_command", "Run the web process: gunicorn with crmsync's settings."),
     "worker": ("crmsync.cli.worker:worker_command", "Run a worker dyno: workers that apply queued events."),
 }

@@ -1,11 +1,13 @@
-"""`crmsync mappings show | preview` and `crmsync sources ignored | rejected`: the CRM sources' field
-mappings, what they did not map and what they ordered without a version, from a shell
-(docs/crm-sources.md)."""
+"""`crmsync mappings show | preview` and `crmsync sources [ignored | rejected]`: the CRM sources' field
+mappings, which this environment enables, what they did not map and what they ordered without a
+version, from a shell (docs/crm-sources.md)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -13,6 +15,7 @@ import click
 from crmsync.cli.settings import command_settings
 from crmsync.core.display import printable
 from crmsync.core.redis_conn import connect
+from crmsync.core.settings import SettingsError
 from crmsync.operations.source_items import (
     ignored_counts,
     rejected_items,
@@ -21,7 +24,7 @@ from crmsync.operations.source_items import (
 )
 from webhooks.mappings import MappingError, Mappings, mappings_from_env
 from webhooks.sources.items import SourceError
-from webhooks.sources.registry import NAMES, SOURCES, read_payload
+from webhooks.sources.registry import DECLARED, NAMES, SOURCES, read_payload
 
 __all__ = ["mappings_command", "sources_command"]
 
@@ -94,9 +97,29 @@ def preview_command(source: str, payload: Path) -> None:
         click.echo(f"rejected {printable(rejected.reason)}  {json.dumps(rejected.identifiers)}")
 
 
-@click.group("sources")
-def sources_command() -> None:
-    """What the CRM sources ignored or rejected (kept in Redis; identifiers only)."""
+@click.group("sources", invoke_without_command=True)
+@click.pass_context
+def sources_command(ctx: click.Context) -> None:
+    """The CRM sources: alone, each with its path and whether this environment enables it (as the web
+    would read it); `ignored` and `rejected`, what they did not map (kept in Redis; identifiers only)."""
+    if ctx.invoked_subcommand is None:
+        for line in source_lines(os.environ, _mappings()):
+            click.echo(line)
+
+
+def source_lines(env: Mapping[str, str], mappings: Mappings) -> list[str]:
+    """One line per source of the registry, then per source the mappings file declares."""
+    lines = []
+    for kind in SOURCES:
+        try:
+            enabled = kind.settings_from_env(env) is not None
+            served = "enabled" if enabled else f"off (set {' and '.join(kind.enabled_by)})"
+        except SettingsError as exc:  # names the variable, never its value
+            served = f"refused: {exc}"
+        lines.append(f"{kind.name:<11} POST /webhooks/{kind.name:<11} {kind.title:<45} {served}")
+    for name in mappings.sources:
+        lines.append(f"{name:<11} POST /webhooks/{name:<11} {DECLARED.title:<45} {mappings.path}")
+    return lines
 
 
 @sources_command.command("rejected")

@@ -39,6 +39,7 @@ from webhooks.sources.items import (
     TooManyItems,
     UnparseableBody,
 )
+from webhooks.sources.registry import NAMES
 
 BASE = """
 [sources.acme.auth]
@@ -419,10 +420,10 @@ def test_mappings_show_and_preview_know_a_declared_source(tmp_path: Path) -> Non
     assert "account.deleted" in shown.output
     previewed = CliRunner().invoke(main, ["mappings", "preview", "acme", str(payload)], env=env)
     assert previewed.output.splitlines()[0] == "1 event(s), 1 ignored, 0 rejected"
-    unknown = CliRunner().invoke(main, ["mappings", "preview", "zoho", str(payload)], env=env)
+    unknown = CliRunner().invoke(main, ["mappings", "preview", "no-such-crm", str(payload)], env=env)
     assert unknown.exit_code == 2
-    known = "standard, hubspot, salesforce, pipedrive, acme"
-    assert f"unknown source 'zoho': expected one of {known}" in unknown.output
+    known = ", ".join((*NAMES, "acme"))
+    assert f"unknown source 'no-such-crm': expected one of {known}" in unknown.output
 
 
 def test_the_documented_declaration_is_valid_as_written() -> None:

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from crmsync.cli import main
+from crmsync.cli.sources import source_lines
 from crmsync.core.settings import SettingsError
 from tests.support import (
     HUBSPOT_SECRET,
@@ -150,3 +153,29 @@ def test_docs_source_table_lists_exactly_the_registry() -> None:
     for kind in SOURCES:
         row = next(line for line in table.splitlines() if f"/webhooks/{kind.name}" in line)
         assert all(f"`{name}`" in row for name in kind.enabled_by), row
+
+
+def test_crmsync_sources_lists_every_source_and_whether_the_environment_enables_it() -> None:
+    env = {**ENABLING["pipedrive"], "SALESFORCE_WEBHOOK_TOKEN": SALESFORCE_TOKEN}
+    declared = mappings_from_document({"sources": {"inhouse": {"preset": "twenty"}}}, "m.toml")
+    lines = source_lines(env, declared)
+    assert [line.split()[:3] for line in lines] == [[name, "POST", f"/webhooks/{name}"] for name in NAMES] + [
+        ["inhouse", "POST", "/webhooks/inhouse"]
+    ]
+    status = {line.split()[0]: line for line in lines}
+    assert status["pipedrive"].endswith(" enabled")
+    assert status["hubspot"].endswith(" off (set HUBSPOT_CLIENT_SECRET)")
+    assert status["salesforce"].endswith(
+        " refused: SALESFORCE_ORGANIZATION_IDS is required when SALESFORCE_WEBHOOK_TOKEN is set"
+    )
+    assert status["inhouse"].endswith(" declared in the mappings file                 m.toml")
+
+
+def test_crmsync_sources_alone_lists_them_from_the_environment() -> None:
+    env: dict[str, str | None] = {var.name: None for kind in SOURCES for var in kind.env_vars}
+    result = CliRunner().invoke(
+        main, ["sources"], env={**env, "CRMSYNC_MAPPINGS": None, **ENABLING["hubspot"]}
+    )
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()] == list(NAMES)
+    assert "hubspot     POST /webhooks/hubspot     HubSpot" in result.output and " enabled\n" in result.output
