@@ -55,10 +55,9 @@ from .record_mapping import (
     SYNC,
     RecordFields,
     RecordMapping,
+    RecordMappingKind,
     check_action,
-    describe_records,
     field_value,
-    record_lines,
     record_mappings,
 )
 
@@ -306,7 +305,7 @@ def _no_deleted_field(action: str) -> str:
     return ""
 
 
-class PipedriveKind:
+class PipedriveKind(RecordMappingKind):
     """Pipedrive in the registry."""
 
     name = NAME
@@ -330,15 +329,6 @@ class PipedriveKind:
 
     def load_mapping(self, table: Any, errors: list[str]) -> Mapping[str, RecordMapping]:
         return record_mappings(table, NAME, _SCHEMA, errors, _no_deleted_field)
-
-    def describe_mapping(self, mapping: Mapping[str, RecordMapping]) -> Any:
-        return describe_records(mapping)
-
-    def mapping_lines(self, mapping: Mapping[str, RecordMapping]) -> list[str]:
-        return record_lines(NAME, mapping)
-
-    def id_prefixes(self, mapping: Mapping[str, RecordMapping]) -> set[str]:
-        return {record.external_id_prefix for record in mapping.values()}
 
     def build(self, settings: PipedriveSettings, mapping: Mapping[str, RecordMapping]) -> PipedriveSource:
         return PipedriveSource(settings.user, settings.password, mapping)

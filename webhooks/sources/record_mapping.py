@@ -24,6 +24,7 @@ __all__ = [
     "record_mappings",
     "describe_records",
     "record_lines",
+    "RecordMappingKind",
     "field_value",
     "customer_field_value",
     "labels_from",
@@ -217,3 +218,19 @@ def describe_records(mappings: Mapping[str, RecordMapping]) -> dict[str, Any]:
         entry["fields"] = {customer_field: list(props) for customer_field, props in mapping.fields.items()}
         described[name] = entry
     return described
+
+
+class RecordMappingKind:
+    """What a source kind mapped by record type (Salesforce's sObjects, Pipedrive's entities) says
+    of its mapping: `crmsync mappings show`'s data and lines, and the external id prefixes in use."""
+
+    name: str
+
+    def describe_mapping(self, mapping: Mapping[str, RecordMapping]) -> Any:
+        return describe_records(mapping)
+
+    def mapping_lines(self, mapping: Mapping[str, RecordMapping]) -> list[str]:
+        return record_lines(self.name, mapping)
+
+    def id_prefixes(self, mapping: Mapping[str, RecordMapping]) -> set[str]:
+        return {record.external_id_prefix for record in mapping.values()}

@@ -57,9 +57,8 @@ from .record_mapping import (
     SYNC,
     RecordFields,
     RecordMapping,
+    RecordMappingKind,
     check_action,
-    describe_records,
-    record_lines,
     record_mappings,
 )
 
@@ -353,7 +352,7 @@ def _default_deleted(action: str) -> str:
     return "IsDeleted" if action == SYNC else ""
 
 
-class SalesforceKind:
+class SalesforceKind(RecordMappingKind):
     """Salesforce in the registry."""
 
     name = NAME
@@ -388,15 +387,6 @@ class SalesforceKind:
 
     def load_mapping(self, table: Any, errors: list[str]) -> Mapping[str, RecordMapping]:
         return record_mappings(table, NAME, _SCHEMA, errors, _default_deleted)
-
-    def describe_mapping(self, mapping: Mapping[str, RecordMapping]) -> Any:
-        return describe_records(mapping)
-
-    def mapping_lines(self, mapping: Mapping[str, RecordMapping]) -> list[str]:
-        return record_lines(NAME, mapping)
-
-    def id_prefixes(self, mapping: Mapping[str, RecordMapping]) -> set[str]:
-        return {record.external_id_prefix for record in mapping.values()}
 
     def build(self, settings: SalesforceSettings, mapping: Mapping[str, RecordMapping]) -> SalesforceSource:
         return SalesforceSource(settings.token, settings.organization_ids, mapping)
