@@ -39,6 +39,7 @@ from bench.stack import (
     bench_redis,
     flush,
     free_port,
+    platform_env,
     print_table,
     start,
     wait_ready,
@@ -119,10 +120,7 @@ def running_stack(worker_env: dict[str, str], latency_ms: int) -> Iterator[Stack
             "PORT": str(port),
             "HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
             "CRMSYNC_MAPPINGS": mappings.name,
-            "CUSTOMERS_API_URL": sandbox.customers_url,
-            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-            "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
-            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            **platform_env(sandbox.customers_url, sandbox.personal_data_url),
             "LOG_LEVEL": "WARNING",
         }
         # The bench's own environment must not choose the dyno's concurrency for it.

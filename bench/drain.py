@@ -35,6 +35,7 @@ from bench.stack import (
     cpu_seconds,
     flush,
     free_port,
+    platform_env,
     print_table,
     redis_cpu_seconds,
     start,
@@ -146,10 +147,7 @@ def worker_env(redis_url: str, port: int) -> dict[str, str]:
     return {
         "REDIS_URL": redis_url,
         "QUEUE_NAME": QUEUE,
-        "CUSTOMERS_API_URL": f"{base}/customers/graphql",
-        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-        "PERSONAL_DATA_API_URL": f"{base}/personal-data/graphql",
-        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+        **platform_env(f"{base}/customers/graphql", f"{base}/personal-data/graphql"),
     }
 
 

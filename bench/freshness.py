@@ -35,6 +35,7 @@ from bench.stack import (
     bench_redis,
     flush,
     free_port,
+    platform_env,
     print_table,
     start,
     stop,
@@ -70,10 +71,7 @@ def main() -> None:
             "QUEUE_NAME": queue,
             "PORT": str(port),
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "CUSTOMERS_API_URL": sandbox.customers_url,
-            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-            "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
-            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            **platform_env(sandbox.customers_url, sandbox.personal_data_url),
             "LOG_LEVEL": "WARNING",
         }
         os.environ.pop("WORKER_CONCURRENCY", None)  # the dyno's default, whatever the bench's environment

@@ -38,6 +38,7 @@ from .stack import (
     bench_redis,
     flush,
     free_port,
+    platform_env,
     print_table,
     start,
     stop,
@@ -104,10 +105,7 @@ def cli_env(redis_url: str, port: int) -> dict[str, str]:
     base = f"http://127.0.0.1:{port}"
     return {
         "REDIS_URL": redis_url,
-        "CUSTOMERS_API_URL": f"{base}/customers/graphql",
-        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-        "PERSONAL_DATA_API_URL": f"{base}/personal-data/graphql",
-        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+        **platform_env(f"{base}/customers/graphql", f"{base}/personal-data/graphql"),
         "LOG_LEVEL": "WARNING",
     }
 

@@ -56,6 +56,7 @@ from bench.stack import (
     bench_redis,
     flush,
     free_port,
+    platform_env,
     print_table,
     start,
     stop,
@@ -361,10 +362,7 @@ def run(
             "REDIS_URL": redis_url,
             "PORT": str(port),
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "CUSTOMERS_API_URL": sandbox.customers_url,
-            "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
-            "PERSONAL_DATA_API_URL": sandbox.personal_data_url,
-            "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+            **platform_env(sandbox.customers_url, sandbox.personal_data_url),
             "WORKER_CONCURRENCY": str(concurrency),
         }
         web = start(

@@ -22,6 +22,7 @@ from crmsync.cli import dev
 from crmsync.cli.embedded_redis import start_embedded_redis
 
 __all__ = [
+    "platform_env",
     "ROOT",
     "SECRET",
     "WEBHOOK_SECRET",
@@ -44,6 +45,16 @@ SECRET = b"bench-secret-0123456789abcdef012"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(SECRET).decode()
 CUSTOMERS_TOKEN = "bench-customers-token"
 PERSONAL_DATA_TOKEN = "bench-personal-data-token"
+
+
+def platform_env(customers_url: str, personal_data_url: str) -> dict[str, str]:
+    """The settings that point crmsync at the sandbox's two APIs, with the bench's tokens."""
+    return {
+        "CUSTOMERS_API_URL": customers_url,
+        "CUSTOMERS_API_TOKEN": CUSTOMERS_TOKEN,
+        "PERSONAL_DATA_API_URL": personal_data_url,
+        "PERSONAL_DATA_API_TOKEN": PERSONAL_DATA_TOKEN,
+    }
 
 
 @contextmanager
